@@ -1,0 +1,307 @@
+"""The device: claims queued requests from the store and runs each on a fresh kernel.
+
+For every request it owns it sends the ``execute_request`` to a ready kernel, writes what the
+kernel sends back to the store in batches (under its own seq numbers and with the request's
+header as ``parent_header``: a kernel is never believed about which request it answers),
+enforces the wall-clock and output limits, sweeps the files the cell wrote into the filestore,
+and gives the request exactly one terminal status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import mimetypes
+import os
+import signal
+import socket
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from device.kernel import EXIT_CHANNEL_FAILED, EXIT_SANDBOX_FAILED
+from device.pool import Kernel, KernelPool
+from device.sweep import is_empty, sweep
+from filestore.base import FileStore
+from singlecell import protocol
+from singlecell.config import Config
+from singlecell.store.base import FileRecord, RequestRecord, Status, Store, StoredMessage
+from singlecell.wakeup import Wakeups
+
+log = logging.getLogger(__name__)
+
+EXIT_GRACE = 2.0  # seconds a kernel gets to exit after it said idle before it is killed
+STANDARD_KEYS = ("header", "parent_header", "metadata", "content", "msg_type")
+
+
+def file_url(request_id: str, name: str) -> str:
+    return f"/files/{request_id}/{urllib.parse.quote(name)}"
+
+
+@dataclass
+class Outcome:
+    """How a cell ended, as far as the device saw it."""
+
+    status: Status | None = None  # set when the device decided (limits, crashes, stops)
+    reply_status: str | None = None  # the kernel's execute_reply status
+    idle: dict[str, Any] | None = None  # the kernel's last message, held back to be written last
+    extra: list[dict[str, Any]] = field(default_factory=list)  # messages the device adds
+    pending: list[StoredMessage] = field(default_factory=list)  # stored with the finish
+
+
+class Device:
+    def __init__(self, config: Config, store: Store, filestore: FileStore, pool: KernelPool,
+                 wakeups: Wakeups | None = None, name: str | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.filestore = filestore
+        self.pool = pool
+        self.wakeups = wakeups
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._background: list[asyncio.Task[None]] = []
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self, burst: bool = False) -> None:
+        """Claim and run requests until :meth:`stop`; with ``burst``, return once the queue
+        is empty and every claimed request has finished (for tests and one-shot runs)."""
+        if self.wakeups is not None:
+            self.wakeups.on_queued = self._wake.set
+        self._background = [asyncio.ensure_future(self._keep_leases())]
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                claimed = self._claim()
+                if burst and not claimed and not self.running:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+        finally:
+            for task in self._background:
+                task.cancel()
+
+    def _claim(self) -> int:
+        free = self.config.kernels - len(self.running)
+        if free <= 0:
+            return 0
+        records = self.store.claim(self.name, free, self.config.lease_seconds)
+        for record in records:
+            task = asyncio.ensure_future(self._execute(record))
+            self.running[record.id] = task
+            task.add_done_callback(functools.partial(self._done, record.id))
+        return len(records)
+
+    def _done(self, request_id: str, _: object = None) -> None:
+        task = self.running.pop(request_id, None)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            log.error("request %s failed inside the device", request_id, exc_info=task.exception())
+        self._wake.set()  # a kernel slot is free
+
+    async def stop(self, grace: float) -> None:
+        """Claim nothing more; give running cells ``grace`` seconds, then stop them (they end
+        ``aborted``, saying the server stopped)."""
+        self._stopping = True
+        self._wake.set()
+        if self.running:
+            log.info("waiting up to %.0f s for %d running cells", grace, len(self.running))
+            await asyncio.wait(list(self.running.values()), timeout=grace)
+        for task in list(self.running.values()):
+            task.cancel()
+        if self.running:
+            await asyncio.wait(list(self.running.values()), timeout=5)
+
+    async def _keep_leases(self) -> None:
+        interval = self.config.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.store.renew_lease(self.name, self.config.lease_seconds)
+                lost = self.store.expire_leases()
+                if lost:
+                    log.warning("declared %d requests of vanished devices lost", len(lost))
+                    self._progressed(lost)
+            except Exception:
+                log.exception("lease upkeep failed; retrying")
+
+    def _progressed(self, request_ids: Sequence[str]) -> None:
+        if self.wakeups is not None:
+            self.wakeups.progressed(request_ids)
+
+    # -- one request ---------------------------------------------------------------------
+
+    async def _execute(self, record: RequestRecord) -> None:
+        request = record.message
+        outcome = Outcome()
+        limit = min(record.timeout, self.config.time_limit)
+        try:
+            kernel = await self.pool.acquire()
+        except asyncio.CancelledError:
+            self.store.release(self.name, [record.id])
+            raise
+        try:
+            seq = record.last_seq
+            try:
+                seq = await asyncio.wait_for(self._converse(kernel, record, outcome, seq), limit)
+            except TimeoutError:
+                kernel.kill()
+                outcome.status = Status.TIMEOUT
+                self._note_limit(outcome, request, "time", limit, "TimeLimitExceeded",
+                                 f"the cell ran longer than its limit of {limit:g} seconds and was stopped")
+            except asyncio.CancelledError:
+                kernel.kill()
+                outcome.status = Status.ABORTED
+                outcome.extra.append(protocol.error_message(
+                    request, "ServerStopped", "the server was stopped while this cell ran"))
+                await self._finish(kernel, record, outcome, seq)
+                raise
+            except _Lost:
+                kernel.kill()
+                return
+            await self._finish(kernel, record, outcome, seq)
+        finally:
+            self._retire(kernel)
+
+    async def _converse(self, kernel: Kernel, record: RequestRecord, outcome: Outcome, seq: int) -> int:
+        """Send the request; store what comes back until the kernel says idle or dies."""
+        request = record.message
+        names = list(record.inputs)
+        to_kernel = dict(request, metadata={**request.get("metadata", {}), "singlecell_inputs": names})
+        await kernel.send(to_kernel, [record.inputs[n] for n in names])
+        output_bytes = 0
+        hard_cap = 2 * self.config.output_limit + (1 << 20)  # the kernel truncates; this is the backstop
+        while outcome.idle is None:
+            batch = await _next_batch(kernel)
+            if batch is None:  # it exited, and everything it sent has been read
+                return seq
+            if isinstance(batch, ValueError):  # a bad signature: nothing it says can be believed
+                kernel.kill()
+                outcome.status = Status.ABORTED
+                outcome.extra.append(protocol.error_message(
+                    request, "KernelProtocolError", "the kernel sent a message that was not signed "
+                    "with its key; the cell was stopped"))
+                return seq
+            for msg, size in batch:
+                output_bytes += size
+                clean = {key: protocol.json_safe(msg.get(key, {})) for key in STANDARD_KEYS}
+                clean["parent_header"] = dict(request["header"])
+                if clean["msg_type"] == "execute_reply":
+                    outcome.reply_status = str(clean["content"].get("status", "error"))
+                if clean["msg_type"] == "status" and clean["content"].get("execution_state") == "idle":
+                    outcome.idle = clean
+                    continue
+                seq += 1
+                outcome.pending.append(StoredMessage(seq, clean))
+            if output_bytes > hard_cap:
+                kernel.kill()
+                outcome.status = Status.ABORTED
+                self._note_limit(outcome, request, "output", self.config.output_limit,
+                                 "OutputLimitExceeded", "the cell sent far more output than its limit "
+                                 f"of {self.config.output_limit} bytes and was stopped")
+                return seq
+            if outcome.pending and outcome.idle is None:
+                # mid-cell output is stored (and announced) at once; the last batch rides
+                # in the finishing transaction
+                if not self.store.add_messages(record.id, self.name, outcome.pending):
+                    raise _Lost()
+                outcome.pending = []
+                self._progressed([record.id])
+        return seq
+
+    def _note_limit(self, outcome: Outcome, request: dict[str, Any], limit: str, value: float,
+                    ename: str, evalue: str) -> None:
+        outcome.extra.append(protocol.error_message(request, ename, evalue))
+        outcome.extra.append(protocol.limit_message(request, limit, value, ename, evalue))
+
+    async def _finish(self, kernel: Kernel, record: RequestRecord, outcome: Outcome, seq: int) -> None:
+        request = record.message
+        if outcome.status is None and outcome.idle is None:
+            # it died before finishing the cell
+            wait_status = await kernel.exited
+            outcome.status = Status.ABORTED
+            outcome.extra.append(self._death_message(request, wait_status))
+        files: list[FileRecord] = []
+        if outcome.status is None and not record.inputs and is_empty(str(kernel.workdir)):
+            pass  # the common case: nothing to collect, so no need to wait for the exit
+        else:
+            await self._await_exit(kernel)
+            files = self._collect(kernel, record, outcome)
+        status = outcome.status or (Status.DONE if outcome.reply_status == "ok" else Status.ERROR)
+        final = [*outcome.extra]
+        if files:
+            final.append(protocol.extension_message(request, "files", {"files": [
+                {"name": f.name, "size": f.size, "content_type": f.content_type,
+                 "url": file_url(record.id, f.name)} for f in files]}))
+        final.append(outcome.idle or protocol.message("status", {"execution_state": "idle"}, request))
+        messages = [*outcome.pending, *(StoredMessage(seq + i + 1, m) for i, m in enumerate(final))]
+        if not self.store.finish(record.id, self.name, status, messages, files):
+            log.warning("request %s was declared lost before it finished here", record.id)
+        self._progressed([record.id])
+
+    async def _await_exit(self, kernel: Kernel) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(kernel.exited), EXIT_GRACE)
+        except TimeoutError:
+            kernel.kill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(kernel.exited), 5)
+        kernel.kill_leftovers()
+
+    def _collect(self, kernel: Kernel, record: RequestRecord, outcome: Outcome) -> list[FileRecord]:
+        result = sweep(str(kernel.workdir), record.inputs, self.config.max_output_files,
+                       self.config.max_output_file_size)
+        files = []
+        for swept in result.files:
+            location = self.filestore.put(record.id, swept.name, swept.data)
+            content_type = mimetypes.guess_type(swept.name)[0] or "application/octet-stream"
+            files.append(FileRecord(swept.name, len(swept.data), content_type, location))
+        if result.skipped:
+            outcome.extra.insert(0, protocol.message("stream", {"name": "stderr", "text": (
+                "[files not collected: " + "; ".join(result.skipped) + "]\n")}, record.message))
+        return files
+
+    def _death_message(self, request: dict[str, Any], status: int) -> dict[str, Any]:
+        if status == -1:
+            return protocol.error_message(request, "KernelDied", "the kernel was lost with its "
+                                          "template process; the cell did not finish")
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGXCPU:
+            return protocol.error_message(request, "CPUTimeLimitExceeded", "the cell used more than "
+                                          f"its limit of {self.config.cpu_limit} CPU seconds and was stopped")
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_SANDBOX_FAILED:
+            return protocol.error_message(request, "SandboxError", "the kernel's sandbox could not be "
+                                          "set up, so the cell was not run")
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_CHANNEL_FAILED:
+            return protocol.error_message(request, "KernelDied", "the kernel could not reach the device")
+        return protocol.error_message(request, "KernelDied", "the kernel running this cell "
+                                      f"{protocol.describe_exit(status)} before the cell finished")
+
+    def _retire(self, kernel: Kernel) -> None:
+        kernel.kill_leftovers() if kernel.exited.done() else kernel.kill()
+        self.pool.release(kernel)
+
+
+class _Lost(Exception):
+    """The store says this device no longer owns the request."""
+
+
+async def _next_batch(kernel: Kernel) -> list[tuple[dict[str, Any], int]] | ValueError | None:
+    """The kernel's next messages; after it exited, what it sent before dying, then ``None``."""
+    receiving: asyncio.Future[Any] = asyncio.ensure_future(kernel.receive())
+    exited: asyncio.Future[Any] = kernel.exited
+    try:
+        done, _ = await asyncio.wait({receiving, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if receiving not in done:
+            # ZeroMQ may still be handing over what it wrote just before it died
+            done, _ = await asyncio.wait({receiving}, timeout=0.1)
+            if not done:
+                return None
+        return receiving.result()
+    except ValueError as exc:
+        return exc
+    finally:
+        receiving.cancel()

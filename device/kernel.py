@@ -1,0 +1,454 @@
+"""The kernel: a child forked from the template that runs one cell with IPython and exits.
+
+Everything the cell produces goes to the device as signed Jupyter messages over the kernel's
+own ZeroMQ socket: ``status`` busy, ``execute_input``, ``stream`` (flushed while the cell
+runs), ``display_data``, ``execute_result``, ``error``, ``execute_reply``, ``status`` idle.
+The device decides which request they belong to; the parent header set here is a courtesy.
+
+The shell is built once in the template (:func:`make_shell`), so a child only wires it to its
+channel: forking copies a ready IPython.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import gc
+import io
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+from jupyter_client.session import Session
+from traitlets.config import Config as TraitletsConfig
+
+from device.sandbox.base import KernelPlace, SandboxLayer
+
+FLUSH_INTERVAL = 0.05  # seconds a stream write may wait before it is sent: coalesces print loops
+PR_SET_PDEATHSIG = 1
+EXIT_SANDBOX_FAILED = 71  # the device reads this exit code as "the sandbox could not be applied"
+EXIT_CHANNEL_FAILED = 72
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
+    """Die with the parent: a kernel never outlives its template, nor a template its device."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """What the device tells the template about one kernel to fork."""
+
+    slot: str
+    endpoint: str  # ipc:// address the device bound for this kernel alone
+    key: bytes  # this kernel's own HMAC key: another kernel cannot sign as this one
+    workdir: str
+    tmpdir: str
+    output_limit: int
+
+
+class OutputBudget:
+    """Bytes of output the cell may still produce; shared by its streams and displays."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+        self.exhausted = False
+
+    def take(self, size: int) -> int:
+        """How many of ``size`` bytes may go out; marks the budget exhausted when cut."""
+        allowed = min(size, self.left)
+        self.left -= allowed
+        if allowed < size:
+            self.exhausted = True
+        return allowed
+
+
+class Channel:
+    """The kernel's socket to its device; thread-safe, since the flusher thread sends too."""
+
+    def __init__(self, spec: KernelSpec) -> None:
+        self.context = zmq.Context(1)
+        self.socket = self.context.socket(zmq.PAIR)
+        self.socket.setsockopt(zmq.LINGER, 5000)
+        self.socket.connect(spec.endpoint)
+        self.session = Session(key=spec.key, signature_scheme="hmac-sha256", username="kernel")
+        self.lock = threading.Lock()
+        self.parent: dict[str, Any] = {}
+
+    def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+        with self.lock:
+            self.session.send(self.socket, msg_type, content, parent=self.parent, metadata=metadata)
+
+    def receive(self) -> dict[str, Any]:
+        _, msg = self.session.recv(self.socket, mode=0)
+        assert msg is not None
+        return msg
+
+    def close(self) -> None:
+        with self.lock:
+            self.socket.close()  # LINGER lets queued messages reach the device first
+            self.context.term()
+
+
+class OutStream(io.TextIOBase):
+    """sys.stdout / sys.stderr of the cell: text goes to the kernel's ordered output buffer."""
+
+    def __init__(self, name: str, kernel: Kernel) -> None:
+        super().__init__()
+        self.name = name
+        self.kernel = kernel
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if text:
+            self.kernel.queue_output(self.name, text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.kernel.flush_streams()
+
+
+class KernelDisplayPublisher(DisplayPublisher):
+    """``display()`` → ``display_data`` (or ``update_display_data``) and ``clear_output``."""
+
+    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None, source: Any = None,
+                *, transient: dict[str, Any] | None = None, update: bool = False, **kwargs: Any) -> None:
+        kernel = current_kernel()
+        kernel.flush_streams()
+        content = {"data": data, "metadata": metadata or {}, "transient": transient or {}}
+        kernel.send_display("update_display_data" if update else "display_data", content)
+
+    def clear_output(self, wait: bool = False) -> None:
+        kernel = current_kernel()
+        kernel.flush_streams()
+        kernel.channel_send("clear_output", {"wait": wait})
+
+
+class KernelDisplayHook(DisplayHook):
+    """The value of the cell's last expression → ``execute_result``."""
+
+    def start_displayhook(self) -> None:
+        current_kernel().flush_streams()
+
+    def write_output_prompt(self) -> None:
+        pass
+
+    def write_format_data(self, format_dict: dict[str, Any], md_dict: dict[str, Any] | None = None) -> None:
+        current_kernel().send_display(
+            "execute_result",
+            {"execution_count": self.prompt_count, "data": format_dict, "metadata": md_dict or {}},
+        )
+
+    def finish_displayhook(self) -> None:
+        pass
+
+
+class KernelShell(InteractiveShell):
+    display_pub_class = KernelDisplayPublisher
+    displayhook_class = KernelDisplayHook
+
+    def _showtraceback(self, etype: Any, evalue: Any, stb: Any) -> None:
+        current_kernel().report_error(etype, evalue, stb)
+
+    def init_io(self) -> None:
+        pass  # the child sets sys.stdout/stderr itself
+
+    def init_virtualenv(self) -> None:
+        pass
+
+    def enable_gui(self, gui: Any = None) -> None:
+        pass  # no event loop to hook: "inline" figures are sent as display_data
+
+
+def make_shell(preload: list[str]) -> InteractiveShell:
+    """Import the preload modules and build the shell, once, in the template."""
+    os.environ.setdefault("MPLBACKEND", "agg")
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        # BLAS thread pools do not survive fork; one thread per kernel also keeps a cell to
+        # the CPU the device gave it
+        os.environ.setdefault(name, "1")
+    for module in preload:
+        __import__(module)
+    config = TraitletsConfig()
+    config.HistoryManager.enabled = False
+    config.InteractiveShell.colors = "Linux"
+    config.InteractiveShell.xmode = "Context"
+    shell = KernelShell.instance(config=config)
+    if "matplotlib" in preload:
+        # inline: plt.show() and figures left open become image/png display_data
+        shell.enable_matplotlib("inline")
+    _warm_up(shell, plots="matplotlib" in preload)
+    return shell
+
+
+class _NullKernel:
+    """Swallows what the warm-up cells publish."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
+WARM_UP_CELLS = ("1 + 1", "print(1)", "1 / 0")
+WARM_UP_PLOT = "import matplotlib.pyplot as _plt\n_plt.plot([1, 2]); _plt.show(); _plt.close('all')"
+
+
+def _warm_up(shell: InteractiveShell, plots: bool) -> None:
+    """Run a few cells of our own in the template, so what IPython builds lazily (formatters,
+    the traceback machinery, matplotlib's fonts and PNG writer) is built once, before forking,
+    instead of in every kernel. The namespace is put back as it was afterwards."""
+    global _kernel
+    names = dict(shell.user_ns)
+    real_stdout = sys.stdout
+    _kernel = _NullKernel()  # type: ignore[assignment]
+    try:
+        sys.stdout = io.StringIO()
+        for cell in (*WARM_UP_CELLS, *((WARM_UP_PLOT,) if plots else ())):
+            shell.run_cell(cell, store_history=False)
+    finally:
+        sys.stdout = real_stdout
+        _kernel = None
+    for name in set(shell.user_ns) - set(names):
+        del shell.user_ns[name]
+    shell.user_ns.update(names)
+    for cache in ("_oh", "Out"):
+        if isinstance(shell.user_ns.get(cache), dict):
+            shell.user_ns[cache].clear()
+    shell.execution_count = 1
+    gc.collect()
+    gc.freeze()  # keeps the collector from touching (and so copying) the template's objects
+
+
+_kernel: Kernel | None = None
+
+
+def current_kernel() -> Kernel:
+    assert _kernel is not None, "display hooks ran outside a forked kernel"
+    return _kernel
+
+
+class Kernel:
+    """The state of the one cell this process runs."""
+
+    def __init__(self, shell: InteractiveShell, spec: KernelSpec, channel: Channel) -> None:
+        self.shell = shell
+        self.spec = spec
+        self.channel = channel
+        self.budget = OutputBudget(spec.output_limit)
+        self.truncation_noted = False
+        self.stdout = OutStream("stdout", self)
+        self.stderr = OutStream("stderr", self)
+        self.pending: list[tuple[str, list[str]]] = []
+        self.buffer_lock = threading.Lock()
+        self.out_lock = threading.RLock()
+        self.error_content: dict[str, Any] | None = None
+        self.dirty = threading.Event()
+        self.done = False
+        self.fd_pipes: list[tuple[int, OutStream]] = []
+
+    # -- sending -------------------------------------------------------------------------
+
+    def channel_send(self, msg_type: str, content: dict[str, Any]) -> None:
+        self.channel.send(msg_type, content)
+
+    def queue_output(self, name: str, text: str) -> None:
+        with self.buffer_lock:
+            if self.pending and self.pending[-1][0] == name:
+                self.pending[-1][1].append(text)
+            else:
+                self.pending.append((name, [text]))
+        self.dirty.set()
+
+    def flush_streams(self) -> None:
+        """Send the buffered output as ``stream`` messages, stdout and stderr in their order."""
+        with self.out_lock:  # one flusher at a time, or two threads could reorder chunks
+            self.drain_fds()
+            with self.buffer_lock:
+                pending, self.pending = self.pending, []
+            for name, parts in pending:
+                self.send_stream(name, "".join(parts))
+
+    def send_stream(self, name: str, text: str) -> None:
+        with self.out_lock:
+            data = text.encode("utf-8", "replace")
+            allowed = self.budget.take(len(data))
+            if allowed:
+                self.channel.send("stream", {"name": name, "text": data[:allowed].decode("utf-8", "ignore")})
+            if allowed < len(data):
+                self.note_truncation()
+
+    def send_display(self, msg_type: str, content: dict[str, Any]) -> None:
+        with self.out_lock:
+            size = sum(len(str(v)) for v in content.get("data", {}).values())
+            if self.budget.take(size) < size:
+                self.note_truncation()
+                return
+            self.channel.send(msg_type, content)
+
+    def note_truncation(self) -> None:
+        if not self.truncation_noted:
+            self.truncation_noted = True
+            self.channel.send("stream", {"name": "stderr", "text": (
+                f"\n[output truncated: this cell's output passed the limit of {self.budget.limit} bytes]\n")})
+
+    def report_error(self, etype: Any, evalue: Any, stb: Any) -> None:
+        self.flush_streams()
+        ename = getattr(etype, "__name__", str(etype))
+        content = {"ename": ename, "evalue": str(evalue), "traceback": list(stb)}
+        self.error_content = content
+        self.channel.send("error", content)
+
+    # -- background: flushing and fd capture ------------------------------------------
+
+    def _flusher(self) -> None:
+        while not self.done:
+            self.dirty.wait()
+            time.sleep(FLUSH_INTERVAL)  # let a burst of writes collect into one message
+            self.dirty.clear()
+            if not self.done:
+                self.flush_streams()
+
+    def capture_fds(self) -> None:
+        """Send what subprocesses and C code write to fds 1 and 2 as stream output too."""
+        for fd, stream in ((1, self.stdout), (2, self.stderr)):
+            read_end, write_end = os.pipe()
+            os.set_blocking(read_end, False)
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            self.fd_pipes.append((read_end, stream))
+        self.decoders = {r: codecs.getincrementaldecoder("utf-8")("replace") for r, _ in self.fd_pipes}
+        threading.Thread(target=self._fd_reader, name="fd-reader", daemon=True).start()
+
+    def _fd_reader(self) -> None:
+        fds = [r for r, _ in self.fd_pipes]
+        while not self.done:
+            ready, _, _ = select.select(fds, [], [], 0.2)
+            if ready:
+                self.drain_fds()
+
+    def drain_fds(self) -> None:
+        with self.out_lock:
+            self._drain_fds()
+
+    def _drain_fds(self) -> None:
+        for read_end, stream in self.fd_pipes:
+            while True:
+                try:
+                    chunk = os.read(read_end, 65536)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    break
+                text = self.decoders[read_end].decode(chunk)
+                if text:
+                    self.queue_output(stream.name, text)
+
+    # -- the cell ------------------------------------------------------------------------
+
+    def run(self, request: dict[str, Any]) -> None:
+        self.channel.parent = request["header"]
+        content = request["content"]
+        code = str(content.get("code", ""))
+        self.channel.send("status", {"execution_state": "busy"})
+        self.channel.send("execute_input", {"code": code, "execution_count": 1})
+        self.write_inputs(request)
+        threading.Thread(target=self._flusher, name="flusher", daemon=True).start()
+        result = self.shell.run_cell(code, store_history=True, silent=False)
+        _flush_c_stdio()
+        self.flush_streams()
+        if result.success:
+            reply: dict[str, Any] = {"status": "ok", "execution_count": 1, "user_expressions": {},
+                                     "payload": []}
+        else:
+            err = self.error_content or {
+                "ename": type(result.error_in_exec or result.error_before_exec).__name__,
+                "evalue": str(result.error_in_exec or result.error_before_exec),
+                "traceback": [],
+            }
+            reply = {"status": "error", "execution_count": 1, **err}
+        self.channel.send("execute_reply", reply, metadata={"status": reply["status"]})
+        self.done = True
+        self.dirty.set()
+        self.channel.send("status", {"execution_state": "idle"})
+
+    def write_inputs(self, request: dict[str, Any]) -> None:
+        """The uploaded files arrive as buffers, named in the request's metadata."""
+        names = request.get("metadata", {}).get("singlecell_inputs", [])
+        for name, buffer in zip(names, request.get("buffers", []), strict=False):
+            path = os.path.join(self.spec.workdir, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as fh:
+                fh.write(bytes(buffer))
+
+
+def _flush_c_stdio() -> None:
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
+def run_child(shell: InteractiveShell, spec: KernelSpec, layers: list[SandboxLayer],
+              close_fds: Callable[[], None]) -> None:
+    """The whole life of a forked kernel. Never returns."""
+    global _kernel
+    code = 0
+    try:
+        os.setsid()  # its own session and process group: the device kills the group
+        set_parent_death_signal()
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        close_fds()  # nothing of the template's (its control socket) stays reachable
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.chdir(spec.workdir)
+        os.environ.update({"HOME": spec.workdir, "TMPDIR": spec.tmpdir, "PWD": spec.workdir})
+        try:
+            channel = Channel(spec)
+        except Exception:
+            os._exit(EXIT_CHANNEL_FAILED)
+        kernel = _kernel = Kernel(shell, spec, channel)
+        kernel.capture_fds()
+        sys.stdout = kernel.stdout
+        sys.stderr = kernel.stderr
+        sys.stdin = io.StringIO("")
+        place = KernelPlace(workdir=spec.workdir, tmpdir=spec.tmpdir)
+        try:
+            for layer in layers:
+                layer.apply(place)
+        except Exception as exc:
+            os.write(2, f"sandbox failed: {exc}\n".encode())
+            os._exit(EXIT_SANDBOX_FAILED)
+        channel.send("status", {"execution_state": "starting"})  # "ready", to the device
+        request = channel.receive()
+        kernel.run(request)
+        channel.close()
+    except BaseException:
+        code = 70
+    finally:
+        os._exit(code)

@@ -1,0 +1,303 @@
+"""The kernel pool: the device's handle on its template process and the kernels it forks.
+
+It keeps ``ready`` kernels forked, sandboxed and connected ahead of time, so a request only
+waits for a message round trip, not for a fork. Every kernel gets its own ZeroMQ socket and
+its own HMAC key: whatever arrives on that socket is that kernel's, and nothing else can sign
+as it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from jupyter_client.session import Session
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_START_TIMEOUT = 60.0  # importing IPython, numpy and matplotlib on a cold disk
+KERNEL_START_TIMEOUT = 10.0
+
+
+class KernelUnavailable(RuntimeError):
+    """The template could not give a kernel (it died, or forks keep failing)."""
+
+
+class Kernel:
+    """One forked kernel, from the device's side."""
+
+    def __init__(self, pool: KernelPool, slot: str) -> None:
+        self.slot = slot
+        self.key = secrets.token_hex(32)
+        self.session = Session(key=self.key.encode("ascii"), signature_scheme="hmac-sha256",
+                               username="device")
+        self.dir = pool.work_root / slot
+        self.workdir = self.dir / "work"
+        self.tmpdir = self.dir / "tmp"
+        self.endpoint = f"ipc://{pool.socket_dir}/{slot}"
+        self.socket = pool.context.socket(zmq.PAIR)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.bind(self.endpoint)
+        self.pid: int | None = None
+        loop = asyncio.get_running_loop()
+        self.forked: asyncio.Future[int] = loop.create_future()
+        self.exited: asyncio.Future[int] = loop.create_future()
+        self.pool = pool
+        for path in (self.workdir, self.tmpdir):
+            path.mkdir(parents=True, mode=0o700)
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.done()
+
+    async def send(self, msg: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
+        frames = self.session.serialize(msg)
+        await self.socket.send_multipart([*frames, *buffers])
+
+    async def receive(self) -> list[tuple[dict[str, Any], int]]:
+        """Wait for the next message; return it with every other one already queued, each
+        with its size in bytes. Raises ``ValueError`` for a message with a bad signature."""
+        batch = [await self.socket.recv_multipart()]
+        while len(batch) < 256:
+            try:
+                batch.append(await self.socket.recv_multipart(flags=zmq.NOBLOCK))
+            except zmq.Again:
+                break
+        out = []
+        for frames in batch:
+            _, parts = self.session.feed_identities(frames)
+            msg = self.session.deserialize(parts, content=True)
+            out.append((msg, sum(len(f) for f in frames)))
+        return out
+
+    def kill(self) -> None:
+        """SIGKILL the kernel's process group: the kernel and what it started in its session."""
+        if self.pid is not None and self.alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+
+    def kill_leftovers(self) -> None:
+        """After the kernel exited: kill what it left running in its process group."""
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.endpoint.removeprefix("ipc://"))
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class KernelPool:
+    def __init__(self, *, work_root: Path, ready: int, preload: Sequence[str],
+                 layers: dict[str, dict[str, Any]], output_limit: int,
+                 context: zmq.asyncio.Context | None = None) -> None:
+        self.work_root = work_root
+        # ipc paths are capped near 107 bytes, so sockets get a short folder of their own
+        self.socket_dir = Path(_short_tempdir("sc-"))
+        self.ready_target = ready
+        self.preload = list(preload)
+        self.layers = layers
+        self.output_limit = output_limit
+        self.context = context or zmq.asyncio.Context.instance()
+        self.layer_report: list[tuple[str, bool, str]] = []
+        self._ready: asyncio.Queue[Kernel] = asyncio.Queue()
+        self._starting = 0
+        self._by_slot: dict[str, Kernel] = {}
+        self._by_pid: dict[int, Kernel] = {}
+        self._process: asyncio.subprocess.Process | None = None
+        self._control: zmq.asyncio.Socket | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._template_ready: asyncio.Future[dict[str, Any]] | None = None
+        self._reader: asyncio.Task[Any] | None = None
+        self._closing = False
+        self._failures = 0
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self._start_template()
+        self.fill()
+
+    async def _start_template(self) -> None:
+        endpoint = f"ipc://{self.socket_dir}/template"
+        self._control = self.context.socket(zmq.PAIR)
+        self._control.setsockopt(zmq.LINGER, 0)
+        self._control.bind(endpoint)
+        self._template_ready = asyncio.get_running_loop().create_future()
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "device.template", endpoint, str(os.getpid()),
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        self._reader = self._spawn(self._read_control(self._control))
+        self._spawn(self._watch_template(self._process))
+        await self._control.send_json({"op": "configure", "preload": self.preload, "layers": self.layers})
+        try:
+            ready = await asyncio.wait_for(asyncio.shield(self._template_ready), TEMPLATE_START_TIMEOUT)
+        except TimeoutError:
+            raise KernelUnavailable("the kernel template did not start within "
+                                    f"{TEMPLATE_START_TIMEOUT:.0f} s") from None
+        self.layer_report = [(str(n), bool(a), str(d)) for n, a, d in ready["layers"]]
+        log.info("kernel template %d ready; sandbox layers: %s", ready["pid"],
+                 "; ".join(f"{n}: {'on' if a else 'OFF'} ({d})" for n, a, d in self.layer_report))
+
+    async def close(self) -> None:
+        self._closing = True
+        for kernel in list(self._by_slot.values()):
+            kernel.kill()
+        if self._control is not None and self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(zmq.ZMQError):
+                await self._control.send_json({"op": "exit"})
+            try:
+                await asyncio.wait_for(self._process.wait(), 5)
+            except TimeoutError:
+                self._process.kill()
+                await self._process.wait()
+        for task in list(self._tasks):
+            task.cancel()
+        for kernel in list(self._by_slot.values()):
+            kernel.close()
+        self._by_slot.clear()
+        if self._control is not None:
+            self._control.close(linger=0)
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    # -- kernels -------------------------------------------------------------------------
+
+    async def acquire(self) -> Kernel:
+        """A ready kernel (waiting for one if needed); a replacement is forked at once."""
+        while True:
+            self.fill()
+            kernel = await self._ready.get()
+            self.fill()
+            if kernel.alive:
+                return kernel
+            self.release(kernel)
+
+    def release(self, kernel: Kernel) -> None:
+        """Forget a kernel that has exited (or is being thrown away) and free its files."""
+        kernel.kill()
+        self._by_slot.pop(kernel.slot, None)
+        if kernel.pid is not None:
+            self._by_pid.pop(kernel.pid, None)
+        kernel.close()
+
+    def fill(self) -> None:
+        while not self._closing and self._ready.qsize() + self._starting < self.ready_target:
+            self._starting += 1
+            self._spawn(self._start_kernel())
+
+    async def _start_kernel(self) -> None:
+        try:
+            kernel = Kernel(self, secrets.token_hex(6))
+        except Exception:
+            self._starting -= 1
+            raise
+        self._by_slot[kernel.slot] = kernel
+        try:
+            assert self._control is not None
+            await self._control.send_json({
+                "op": "fork", "slot": kernel.slot, "endpoint": kernel.endpoint, "key": kernel.key,
+                "workdir": str(kernel.workdir), "tmpdir": str(kernel.tmpdir),
+                "output_limit": self.output_limit,
+            })
+            hello: asyncio.Future[Any] = asyncio.ensure_future(kernel.receive())
+            exited: asyncio.Future[Any] = kernel.exited
+            done, _ = await asyncio.wait({hello, exited}, timeout=KERNEL_START_TIMEOUT,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if hello not in done:
+                hello.cancel()
+                raise KernelUnavailable(f"kernel {kernel.slot} did not start")
+            self._failures = 0
+            self._ready.put_nowait(kernel)
+        except (KernelUnavailable, ValueError, zmq.ZMQError) as exc:
+            self._failures += 1
+            log.warning("a kernel failed to start (%s); %d failures in a row", exc, self._failures)
+            self.release(kernel)
+            if not self._closing:
+                await asyncio.sleep(min(5.0, 0.05 * 2 ** min(self._failures, 7)))
+        finally:
+            self._starting -= 1
+        self.fill()
+
+    # -- the template's reports ---------------------------------------------------------
+
+    async def _read_control(self, control: zmq.asyncio.Socket) -> None:
+        while True:
+            # recv_multipart, not recv_json: a cancelled recv_json logs a spurious error
+            msg = json.loads((await control.recv_multipart())[0])
+            op = msg.get("op")
+            if op == "ready":
+                assert self._template_ready is not None
+                if not self._template_ready.done():
+                    self._template_ready.set_result(msg)
+            elif op == "forked":
+                kernel = self._by_slot.get(msg["slot"])
+                if kernel is None:
+                    continue
+                kernel.pid = int(msg["pid"])
+                self._by_pid[kernel.pid] = kernel
+                kernel.forked.set_result(kernel.pid)
+            elif op == "exited":
+                kernel = self._by_pid.pop(int(msg["pid"]), None)
+                if kernel is not None and not kernel.exited.done():
+                    kernel.exited.set_result(int(msg["status"]))
+            elif op == "fork_failed":
+                kernel = self._by_slot.get(msg["slot"])
+                if kernel is not None and not kernel.exited.done():
+                    log.warning("fork failed: %s", msg.get("error"))
+                    kernel.exited.set_result(-1)
+
+    async def _watch_template(self, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
+        if self._closing:
+            return
+        if self._template_ready is not None and not self._template_ready.done():
+            # it died while starting: a broken preload or install, not worth retrying
+            self._template_ready.set_exception(KernelUnavailable(
+                f"the kernel template exited with code {code} while starting; its error is above"))
+            return
+        log.error("the kernel template exited (%s); restarting it", code)
+        # its kernels died with it (parent-death signal); every waiter learns so now
+        for kernel in list(self._by_slot.values()):
+            if not kernel.exited.done():
+                kernel.exited.set_result(-1)
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._control is not None:
+            self._control.close(linger=0)
+        await asyncio.sleep(0.5)
+        if not self._closing:
+            await self._start_template()
+            self.fill()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and not self._closing:
+            log.error("kernel pool task failed", exc_info=task.exception())
+
+
+def _short_tempdir(prefix: str) -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp" if os.path.isdir("/tmp") else None)

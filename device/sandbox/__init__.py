@@ -1,0 +1,1 @@
+"""Sandbox layers applied in a forked kernel before user code runs."""

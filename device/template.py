@@ -1,0 +1,136 @@
+"""The kernel template: a warm process that imports IPython and the preload modules once and
+forks one kernel per request.
+
+It is started by the device (``python -m device.template ENDPOINT``) and speaks JSON over a
+ZeroMQ PAIR socket to it:
+
+- device → template: ``{"op": "fork", "slot", "endpoint", "key", "workdir", "tmpdir",
+  "output_limit"}``, ``{"op": "exit"}``;
+  the first message is ``{"op": "configure", "preload": [...], "layers": {name: settings}}``.
+- template → device: ``{"op": "ready", "pid", "layers": [[name, active, detail], ...]}`` once
+  configured, ``{"op": "forked", "slot", "pid"}``, ``{"op": "fork_failed", "slot", "error"}``,
+  ``{"op": "exited", "pid", "status"}`` (a raw wait status) for every kernel it reaps.
+
+It is single-threaded and never runs user code itself, so every fork copies a clean shell.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+import zmq
+
+from device.kernel import KernelSpec, make_shell, run_child, set_parent_death_signal
+from device.sandbox.base import SandboxLayer
+from device.sandbox.resources import ResourceLimits
+
+LAYER_TYPES: dict[str, type[SandboxLayer]] = {ResourceLimits.name: ResourceLimits}
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _close_fds_above_stdio() -> None:
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+
+
+class Template:
+    def __init__(self, endpoint: str) -> None:
+        self.context = zmq.Context(1)
+        self.control = self.context.socket(zmq.PAIR)
+        self.control.setsockopt(zmq.LINGER, 1000)
+        self.control.connect(endpoint)
+        self.kernels: set[int] = set()
+        self.layers: list[SandboxLayer] = []
+        self.shell: Any = None
+
+    def configure(self, msg: dict[str, Any]) -> None:
+        self.shell = make_shell(list(msg.get("preload", [])))
+        self.layers = [LAYER_TYPES[name].from_settings(settings)
+                       for name, settings in msg.get("layers", {}).items()]
+        statuses = [layer.check() for layer in self.layers]
+        self.control.send_json({"op": "ready", "pid": os.getpid(),
+                                "layers": [[s.name, s.active, s.detail] for s in statuses]})
+
+    def fork(self, msg: dict[str, Any]) -> None:
+        spec = KernelSpec(slot=msg["slot"], endpoint=msg["endpoint"], key=msg["key"].encode("ascii"),
+                          workdir=msg["workdir"], tmpdir=msg["tmpdir"], output_limit=int(msg["output_limit"]))
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            self.control.send_json({"op": "fork_failed", "slot": spec.slot, "error": str(exc)})
+            return
+        if pid == 0:
+            run_child(self.shell, spec, self.layers, _close_fds_above_stdio)  # never returns
+        self.kernels.add(pid)
+        self.control.send_json({"op": "forked", "slot": spec.slot, "pid": pid})
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.kernels:
+                self.kernels.discard(pid)
+                self.control.send_json({"op": "exited", "pid": pid, "status": status})
+            # anything else is an orphan a kernel left behind, reparented to us (subreaper)
+
+    def serve(self) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        poller.register(wake_r, zmq.POLLIN)
+        while True:
+            events = dict(poller.poll())
+            if wake_r in events:
+                try:
+                    while os.read(wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+            self.reap()
+            while self.control.poll(0):
+                msg = self.control.recv_json()
+                assert isinstance(msg, dict)
+                op = msg.get("op")
+                if op == "fork":
+                    self.fork(msg)
+                elif op == "configure":
+                    self.configure(msg)
+                elif op == "exit":
+                    for pid in list(self.kernels):
+                        try:
+                            os.killpg(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                    return
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    set_parent_death_signal()
+    if len(argv) != 2:
+        sys.exit("usage: python -m device.template CONTROL_ENDPOINT PARENT_PID")
+    if os.getppid() != int(argv[1]):
+        sys.exit("device.template: the device exited before the template started")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the device's to handle
+    try:
+        import ctypes
+
+        # orphans of kernels come to us to be reaped, not to init
+        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except OSError:
+        pass
+    Template(argv[0]).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""A FileStore keeping the bytes in one SQL table (SQLAlchemy Core): ``sqlite:///…`` now,
+``postgresql://…`` with no change here once a driver is installed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    make_url,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from filestore.base import MAX_NAME_BYTES, FileStore, InvalidFileName, UnknownFileStore, check_name
+
+# A request id is a path component in the directory backend; every backend keeps to that rule.
+MAX_REQUEST_ID_BYTES = 255
+
+_metadata = MetaData()
+_blobs = Table(
+    "blobs",
+    _metadata,
+    Column("request_id", String(MAX_REQUEST_ID_BYTES), primary_key=True),
+    Column("name", String(MAX_NAME_BYTES), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("size", BigInteger, nullable=False),
+)
+
+# Both dialects spell the upsert the same way; only the insert() construct differs.
+_UPSERT_INSERTS: dict[str, Callable[[Table], sqlite.Insert | postgresql.Insert]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
+
+# Execution option marking a transaction that writes, so SQLite takes the write lock at BEGIN.
+_WRITE = "filestore_write"
+
+
+def _check_request_id(request_id: str) -> str:
+    if "/" in check_name(request_id) or len(request_id.encode()) > MAX_REQUEST_ID_BYTES:
+        raise InvalidFileName(f"request id {request_id!r} is not a single short path component")
+    return request_id
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    """SQLAlchemy's documented pysqlite recipe: we emit BEGIN ourselves, IMMEDIATE for writes.
+
+    Several processes write one file: a deferred BEGIN that later needs the write lock fails
+    with SQLITE_BUSY at once, whereas BEGIN IMMEDIATE waits up to the busy timeout.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # stop pysqlite emitting its own BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers and the writer do not block each other
+        cursor.execute("PRAGMA synchronous=NORMAL")  # safe under WAL: survives a process crash
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+class SqlFileStore(FileStore):
+    """Bytes in table ``blobs`` keyed by ``(request_id, name)``; location ``sql:<request_id>/<name>``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self._engine = create_engine(self.url)  # connects lazily: nothing touches the DB here
+        dialect = self._engine.dialect.name
+        if dialect not in _UPSERT_INSERTS:
+            raise UnknownFileStore(
+                f"no SQL filestore for dialect {dialect!r}; known: {', '.join(sorted(_UPSERT_INSERTS))}"
+            )
+        if dialect == "sqlite":
+            _tune_sqlite(self._engine)
+        self._insert = _UPSERT_INSERTS[dialect]
+        self._writer = self._engine.execution_options(**{_WRITE: True})  # same pool and listeners
+
+    def create(self) -> None:
+        database = self.url.database
+        if self.url.get_backend_name() == "sqlite" and database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        with self._writer.begin() as conn:
+            _metadata.create_all(conn)  # checks first: idempotent, keeps existing rows
+
+    def put(self, request_id: str, name: str, data: bytes) -> str:
+        _check_request_id(request_id)
+        check_name(name)
+        insert = self._insert(_blobs).values(request_id=request_id, name=name, data=data, size=len(data))
+        upsert = insert.on_conflict_do_update(
+            index_elements=[_blobs.c.request_id, _blobs.c.name],
+            set_={"data": insert.excluded.data, "size": insert.excluded.size},
+        )
+        with self._writer.begin() as conn:
+            conn.execute(upsert)
+        return f"sql:{request_id}/{name}"
+
+    def get(self, request_id: str, name: str) -> bytes | None:
+        _check_request_id(request_id)
+        check_name(name)
+        query = select(_blobs.c.data).where(_blobs.c.request_id == request_id, _blobs.c.name == name)
+        with self._engine.connect() as conn:
+            data: bytes | None = conn.execute(query).scalar_one_or_none()  # LargeBinary yields bytes
+        return data
+
+    def delete(self, request_id: str) -> int:
+        _check_request_id(request_id)
+        with self._writer.begin() as conn:
+            return conn.execute(_blobs.delete().where(_blobs.c.request_id == request_id)).rowcount
+
+    def close(self) -> None:
+        self._engine.dispose()

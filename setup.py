@@ -1,0 +1,44 @@
+"""Packaging. ``static/`` and ``templates/`` stay at the top of the repository (the design
+card's layout) and are installed inside the ``singlecell`` package, where the server looks
+for them when it does not run from a source checkout."""
+
+from setuptools import setup
+
+setup(
+    name="singlecell",
+    version="0.1.0",
+    description="A single-cell compute server: runs Python cells in sandboxed kernels, "
+    "answers with Jupyter messages.",
+    python_requires=">=3.11",
+    packages=[
+        "singlecell",
+        "singlecell.store",
+        "singlecell.web",
+        "device",
+        "device.sandbox",
+        "filestore",
+        "singlecell.static",
+        "singlecell.templates",
+    ],
+    package_dir={"singlecell.static": "static", "singlecell.templates": "templates"},
+    package_data={
+        "singlecell": ["py.typed"],
+        "device": ["py.typed"],
+        "filestore": ["py.typed"],
+        "singlecell.static": ["*", "*/*", "*/*/*"],
+        "singlecell.templates": ["*"],
+    },
+    install_requires=[
+        "tornado>=6.3",
+        "pyzmq>=25",
+        "sqlalchemy>=2.0",
+        "jupyter_client>=8",
+        "ipython>=8",
+        "numpy",
+        "matplotlib",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy"],
+    },
+    entry_points={"console_scripts": ["singlecell = singlecell.cli:main"]},
+)

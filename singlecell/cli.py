@@ -1,0 +1,252 @@
+"""The ``singlecell`` command: serve, web, device and eval. It wires the parts together."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from singlecell import config as settings
+from singlecell.config import Config
+from singlecell.errors import SingleCellError
+
+log = logging.getLogger("singlecell")
+
+
+def _open_storage(config: Config) -> tuple[object, object]:
+    from filestore import open_filestore
+    from singlecell.store import open_store
+
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    store = open_store(config.store_url)
+    store.create_schema()
+    files = open_filestore(config.files_url)
+    files.create()
+    return store, files
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+# -- web --------------------------------------------------------------------------------
+
+async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+    import tornado.httpserver
+
+    from singlecell.wakeup import HostWakeups
+    from singlecell.web.app import expire_leases_forever, make_app
+
+    store, files = _open_storage(config)
+    wakeups = HostWakeups(str(config.data_path), "web")
+    await wakeups.start()
+    app = make_app(config, store, files, wakeups)  # type: ignore[arg-type]
+    max_body = 6 * config.max_code_size + 2 * config.max_upload_size + 65536
+    server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=max_body + 1)
+    server.listen(config.port, config.host)
+    expiry = asyncio.ensure_future(expire_leases_forever(store, wakeups, config.lease_seconds / 2))  # type: ignore[arg-type]
+    log.info("web tier listening on http://%s:%d/ (store %s)", config.host, config.port,
+             _redact(config.store_url))
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        server.stop()
+        expiry.cancel()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(server.close_all_connections(), 2)
+        wakeups.close()
+        store.close()  # type: ignore[attr-defined]
+        files.close()  # type: ignore[attr-defined]
+
+
+# -- device -----------------------------------------------------------------------------
+
+def kernel_layers(config: Config) -> dict[str, dict[str, int]]:
+    return {"resources": {
+        "cpu_seconds": config.cpu_limit,
+        "memory_mb": config.memory_limit,
+        "file_size": max(config.max_output_file_size, 256 * 1024 * 1024),
+        "open_files": 1024,
+    }}
+
+
+async def run_device(config: Config, stop: asyncio.Event) -> None:
+    from device.device import Device
+    from device.pool import KernelPool
+    from singlecell.wakeup import HostWakeups
+
+    store, files = _open_storage(config)
+    own_work_dir = not config.work_dir
+    work_root = Path(config.work_dir or tempfile.mkdtemp(prefix="singlecell-kernels-"))
+    pool = KernelPool(work_root=work_root, ready=min(config.ready_kernels, config.kernels),
+                      preload=config.preload_modules, layers=kernel_layers(config),
+                      output_limit=config.output_limit)
+    wakeups = HostWakeups(str(config.data_path), "device")
+    try:
+        await pool.start()
+        await wakeups.start()
+        device = Device(config, store, files, pool, wakeups)  # type: ignore[arg-type]
+        log.info("device %s running %d kernels at once", device.name, config.kernels)
+        running = asyncio.ensure_future(device.run())
+        await asyncio.wait({running, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        await device.stop(config.shutdown_grace)
+        await running
+    finally:
+        await pool.close()
+        wakeups.close()
+        store.close()  # type: ignore[attr-defined]
+        files.close()  # type: ignore[attr-defined]
+        if own_work_dir:
+            shutil.rmtree(work_root, ignore_errors=True)
+
+
+# -- serve: both, one command -------------------------------------------------------------
+
+def config_environment(config: Config) -> dict[str, str]:
+    """The settings as SINGLECELL_* variables, to hand a child process the same Config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(settings.ENV_PREFIX)}
+    for f in dataclasses.fields(config):
+        env[settings.ENV_PREFIX + f.name.upper()] = str(getattr(config, f.name))
+    return env
+
+
+async def run_serve(config: Config, stop: asyncio.Event) -> None:
+    _open_storage(config)  # create the schema once, before two processes race to
+    web_ready = asyncio.Event()
+    web = asyncio.ensure_future(run_web(config, stop, web_ready))
+    device: asyncio.subprocess.Process | None = None
+    try:
+        while not stop.is_set():
+            # the device is its own process (and process group): the kernel template must
+            # fork from a process without an event loop's threads, and Ctrl-C is ours to relay
+            device = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "singlecell", "device", env=config_environment(config),
+                start_new_session=True, stdin=asyncio.subprocess.DEVNULL)
+            exited = asyncio.ensure_future(device.wait())
+            await asyncio.wait({exited, asyncio.ensure_future(stop.wait()), web},
+                               return_when=asyncio.FIRST_COMPLETED)
+            if web.done():
+                web.result()  # raises why the web tier stopped
+                break
+            if exited.done() and not stop.is_set():
+                log.error("the device exited with code %s; starting a new one", device.returncode)
+                await asyncio.sleep(1.0)
+    finally:
+        stop.set()
+        if device is not None and device.returncode is None:
+            device.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(device.wait(), config.shutdown_grace + 10)
+            except TimeoutError:
+                device.kill()
+                await device.wait()
+        await web
+
+
+# -- eval: the client ---------------------------------------------------------------------
+
+def run_eval(source: str, server: str) -> int:
+    from singlecell.client import Client, ClientError
+    from singlecell.summary import strip_ansi
+
+    code = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    client = Client(server)
+    color = sys.stdout.isatty()
+    try:
+        request_id = client.execute(code)
+        status = "ok"
+        for msg in client.messages(request_id):
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                out = sys.stderr if content.get("name") == "stderr" else sys.stdout
+                out.write(content.get("text", ""))
+                out.flush()
+            elif kind in ("execute_result", "display_data"):
+                data = content.get("data", {})
+                if "text/plain" in data:
+                    print(data["text/plain"])
+                others = [mime for mime in data if mime != "text/plain"]
+                if others:
+                    print(f"[{', '.join(others)}]")
+            elif kind == "error":
+                status = "error"
+                trace = "\n".join(content.get("traceback") or [f"{content.get('ename')}: {content.get('evalue')}"])
+                print(trace if color else strip_ansi(trace), file=sys.stderr)
+            elif kind == "extension" and content.get("msg_type") == "files":
+                for f in content["content"]["files"]:
+                    print(f"[file] {f['name']} ({f['size']} bytes): {client.url}{f['url']}")
+        return 0 if status == "ok" else 1
+    except ClientError as exc:
+        print(f"singlecell: the server refused the cell: {exc.message} ({exc.status})", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"singlecell: cannot reach {server}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+
+
+# -- main -------------------------------------------------------------------------------
+
+def _redact(url: str) -> str:
+    import re
+
+    return re.sub(r"//([^:/@]+):[^@/]+@", r"//\1:***@", url)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="singlecell", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in (
+        ("serve", "run everything on this host: the web tier, a device and its kernels"),
+        ("web", "run only the web tier, against the store a device also uses"),
+        ("device", "run only a device: claim requests from the store and run them on kernels"),
+    ):
+        settings.add_arguments(commands.add_parser(name, help=text, description=text), name)
+    ev = commands.add_parser("eval", help="run a file of Python on a server and print what it produced")
+    ev.add_argument("source", metavar="FILE", help="the code to run; - reads standard input")
+    ev.add_argument("-s", "--server", default=os.environ.get("SINGLECELL_SERVER", "http://127.0.0.1:8888"),
+                    help="the server's URL (default: $SINGLECELL_SERVER or http://127.0.0.1:8888)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "eval":
+        return run_eval(args.source, args.server)
+    try:
+        config = settings.load(args)
+    except SingleCellError as exc:
+        print(f"singlecell: {exc.message}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(),
+                        format=f"%(asctime)s {args.command}[%(process)d] %(levelname)s %(name)s: %(message)s")
+    runner = {"serve": run_serve, "web": run_web, "device": run_device}[args.command]
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        await runner(config, stop)
+
+    try:
+        asyncio.run(run())
+    except SingleCellError as exc:
+        print(f"singlecell: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"singlecell: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,144 @@
+"""The Python client of the HTTP API, used by the CLI, the tests and the load tests.
+
+One :class:`Client` keeps one keep-alive connection: use one per thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+DEFAULT_SERVER = "http://127.0.0.1:8888"
+
+
+class ClientError(Exception):
+    """The server answered with an error: ``status`` and its ``{"error": {code, message}}``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class Client:
+    def __init__(self, server: str = DEFAULT_SERVER, timeout: float = 120.0) -> None:
+        parts = urllib.parse.urlsplit(server if "://" in server else "http://" + server)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"server must be an http:// or https:// URL, not {server!r}")
+        self.scheme = parts.scheme
+        self.netloc = parts.netloc
+        self.base_path = parts.path.rstrip("/")
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.netloc}{self.base_path}"
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            kind = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+            self._conn = kind(self.netloc, timeout=self.timeout)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP exchange; reconnects once if the kept-alive connection was closed."""
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.request(method, self.base_path + path, body=body, headers=dict(headers or {}))
+                response = conn.getresponse()
+                data = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    self.close()
+                return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.CannotSendRequest):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _json(self, method: str, path: str, payload: Any = None, ok: tuple[int, ...] = (200,)) -> Any:
+        body = None if payload is None else json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        status, response_headers, data = self.request(method, path, body, headers)
+        try:
+            answer = json.loads(data) if data else None
+        except json.JSONDecodeError:
+            raise ClientError(status, "not_json", data[:200].decode("utf-8", "replace")) from None
+        if status not in ok:
+            err = (answer or {}).get("error", {}) if isinstance(answer, dict) else {}
+            raise ClientError(status, err.get("code", "http"), err.get("message", ""), response_headers)
+        return answer
+
+    @staticmethod
+    def _payload(code: str, files: Mapping[str, bytes] | None, timeout: float | None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"code": code}
+        if files:
+            payload["files"] = {name: base64.b64encode(data).decode() for name, data in files.items()}
+        if timeout is not None:
+            payload["timeout"] = timeout
+        return payload
+
+    def eval(self, code: str, files: Mapping[str, bytes] | None = None, timeout: float | None = None) -> Any:
+        """Run ``code`` and wait: ``{id, status, stdout, stderr, result, displays, error, files}``."""
+        return self._json("POST", "/eval", self._payload(code, files, timeout))
+
+    def execute(self, code: str, files: Mapping[str, bytes] | None = None, timeout: float | None = None) -> str:
+        """Queue ``code``; returns the request id."""
+        return str(self._json("POST", "/execute", self._payload(code, files, timeout), ok=(202,))["id"])
+
+    def output(self, request_id: str, after: int = 0, wait: float = 0) -> Any:
+        return self._json("GET", f"/output/{request_id}?after={after}&wait={wait:g}")
+
+    def messages(self, request_id: str, wait: float = 10.0) -> Iterator[dict[str, Any]]:
+        """Every message of the request, in order, as they come, until it is done."""
+        after = 0
+        while True:
+            page = self.output(request_id, after=after, wait=wait)
+            for item in page["messages"]:
+                yield item["msg"]
+            after = page["next"]
+            if page["done"]:
+                return
+
+    def status(self, request_id: str) -> str:
+        return str(self.output(request_id, after=1 << 62)["status"])
+
+    def file(self, url_or_path: str) -> bytes:
+        path = urllib.parse.urlsplit(url_or_path).path if "://" in url_or_path else url_or_path
+        if self.base_path and path.startswith(self.base_path):
+            path = path[len(self.base_path):]
+        status, headers, data = self.request("GET", path)
+        if status != 200:
+            raise ClientError(status, "http", data[:200].decode("utf-8", "replace"), headers)
+        return data
+
+    def health(self) -> Any:
+        return self._json("GET", "/health")
+
+    def wait_until_up(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.health()
+                return
+            except (OSError, ClientError, http.client.HTTPException):
+                if time.monotonic() > deadline:
+                    raise
+                self.close()
+                time.sleep(0.05)

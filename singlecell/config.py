@@ -1,0 +1,179 @@
+"""Every setting, in one place: typed, with a default and a help line.
+
+A value comes from (first wins) the command line, the environment (``SINGLECELL_<NAME>``, e.g.
+``SINGLECELL_TIME_LIMIT=10``), the config file (``--config FILE``, TOML, keys as the field
+names), then the default. Components receive a :class:`Config` (or plain values from it) as
+constructor arguments; nothing reads settings from a global.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from singlecell.errors import ConfigError
+
+ENV_PREFIX = "SINGLECELL_"
+
+
+def _setting(default: Any, help: str, *, commands: Sequence[str] = (), flag: str = "") -> Any:
+    """A dataclass field carrying its help text and the subcommands that take it as a flag."""
+    return field(default=default, metadata={"help": help, "commands": tuple(commands), "flag": flag})
+
+
+SERVE = "serve"
+WEB = "web"
+DEVICE = "device"
+SERVERS = (SERVE, WEB)
+STORES = (SERVE, WEB, DEVICE)
+
+
+@dataclass(frozen=True)
+class Config:
+    # -- where --------------------------------------------------------------------------
+    host: str = _setting("127.0.0.1", "address the web tier listens on", commands=SERVERS)
+    port: int = _setting(8888, "port the web tier listens on", commands=SERVERS)
+    data_dir: str = _setting("./singlecell-data", "folder for the SQLite store, the filestore and "
+                             "the run sockets", commands=STORES)
+    db: str = _setting("", "store URL (default: sqlite:///DATA_DIR/singlecell.db)", commands=STORES)
+    files: str = _setting("", "filestore URL: sqlite:///…, dir:/path (default: "
+                          "sqlite:///DATA_DIR/files.db)", commands=STORES)
+    work_dir: str = _setting("", "folder under which each kernel gets its empty working folder "
+                             "(default: a fresh temporary folder)", commands=(SERVE, DEVICE))
+
+    # -- kernels and limits -------------------------------------------------------------
+    kernels: int = _setting(8, "cells run at once by this device", commands=(SERVE, DEVICE))
+    ready_kernels: int = _setting(4, "kernels kept forked and waiting, so forking is off the "
+                                  "request path", commands=(SERVE, DEVICE))
+    preload: str = _setting("numpy,matplotlib", "modules the kernel template imports once, "
+                            "comma-separated", commands=(SERVE, DEVICE))
+    time_limit: float = _setting(30.0, "wall-clock seconds a cell may run", commands=STORES)
+    cpu_limit: int = _setting(30, "CPU seconds a cell may use (0: no limit)", commands=(SERVE, DEVICE))
+    memory_limit: int = _setting(1024, "MB of memory a cell may allocate beyond the kernel's own "
+                                 "(0: no limit)", commands=(SERVE, DEVICE))
+    output_limit: int = _setting(1_000_000, "bytes of output a cell may produce; more is cut off "
+                                 "with a notice", commands=(SERVE, DEVICE))
+    max_queue: int = _setting(1000, "requests waiting for a kernel before new ones get 503",
+                              commands=SERVERS)
+    max_code_size: int = _setting(64 * 1024, "bytes of code per request", commands=SERVERS)
+    max_upload_size: int = _setting(4 * 1024 * 1024, "bytes of all uploaded files of one request",
+                                    commands=SERVERS)
+    max_uploads: int = _setting(10, "uploaded files per request", commands=SERVERS)
+    max_output_files: int = _setting(100, "files collected from one cell's folder",
+                                     commands=(SERVE, DEVICE))
+    max_output_file_size: int = _setting(16 * 1024 * 1024, "bytes per collected file (larger ones "
+                                         "are skipped)", commands=(SERVE, DEVICE))
+
+    # -- plumbing -----------------------------------------------------------------------
+    lease_seconds: float = _setting(15.0, "a device's claim on a request lasts this long unless "
+                                    "renewed; then the request is declared lost", commands=STORES)
+    poll_interval: float = _setting(0.5, "fallback poll of the store when no wake-up arrives",
+                                    commands=STORES)
+    shutdown_grace: float = _setting(5.0, "seconds running cells get to finish at shutdown",
+                                     commands=(SERVE, DEVICE))
+    log_level: str = _setting("info", "debug, info, warning or error", commands=STORES)
+
+    # -- derived ------------------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().absolute()
+
+    @property
+    def store_url(self) -> str:
+        return self.db or f"sqlite:///{self.data_path / 'singlecell.db'}"
+
+    @property
+    def files_url(self) -> str:
+        return self.files or f"sqlite:///{self.data_path / 'files.db'}"
+
+    @property
+    def run_dir(self) -> Path:
+        """Sockets for wake-ups between the processes sharing this data dir."""
+        return self.data_path / "run"
+
+    @property
+    def preload_modules(self) -> list[str]:
+        return [m.strip() for m in self.preload.split(",") if m.strip()]
+
+    def validate(self) -> Config:
+        problems = []
+        for name in ("kernels", "ready_kernels", "max_queue", "max_code_size", "output_limit"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
+        for name in ("time_limit", "lease_seconds", "poll_interval"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive (got {getattr(self, name)})")
+        for name in ("cpu_limit", "memory_limit", "max_uploads", "max_upload_size", "shutdown_grace"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must not be negative (got {getattr(self, name)})")
+        if not 0 < self.port < 65536:
+            problems.append(f"port must be 1–65535 (got {self.port})")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            problems.append(f"log_level must be debug, info, warning or error (got {self.log_level!r})")
+        if problems:
+            raise ConfigError("invalid settings: " + "; ".join(problems))
+        return self
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _convert(name: str, raw: Any, source: str) -> Any:
+    kind = {"int": int, "float": float, "str": str}[str(FIELDS[name].type)]
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {name} must be a {kind.__name__}, not {raw!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add a flag for every setting ``command`` takes, plus ``--config``. Defaults stay unset
+    (``None``) so that :func:`load` can tell a given flag from an absent one."""
+    parser.add_argument("--config", metavar="FILE", help="a TOML file of settings")
+    for f in dataclasses.fields(Config):
+        if command not in f.metadata["commands"]:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = {"int": int, "float": float, "str": str}[str(f.type)]
+        parser.add_argument(flag, dest=f.name, type=kind, default=None,
+                            help=f"{f.metadata['help']} (default {f.default!r}; env "
+                                 f"{ENV_PREFIX}{f.name.upper()})")
+
+
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None,
+         **overrides: Any) -> Config:
+    """Build a validated Config from flags, the environment, the config file and defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = getattr(args, "config", None) or environ.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                from_file = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from None
+        for key, raw in from_file.items():
+            name = key.replace("-", "_")
+            if name not in FIELDS:
+                raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
+            values[name] = _convert(name, raw, f"config file {config_file}")
+    for name in FIELDS:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            values[name] = _convert(name, environ[env_name], f"environment {env_name}")
+    if args is not None:
+        for name in FIELDS:
+            given = getattr(args, name, None)
+            if given is not None:
+                values[name] = given
+    values.update(overrides)
+    return Config(**values).validate()

@@ -1,0 +1,76 @@
+"""Every error the project raises on purpose, under one base class.
+
+Each error knows its HTTP status and a short machine-readable ``code``; its message is written
+for the person who has to fix the request (or the deployment). The web tier turns any
+:class:`SingleCellError` into ``{"error": {"code", "message"}}`` in one place.
+"""
+
+from __future__ import annotations
+
+
+class SingleCellError(Exception):
+    """Base class. ``status`` is the HTTP status the web tier answers with."""
+
+    status: int = 500
+    code: str = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(SingleCellError, ValueError):
+    status = 400
+    code = "bad_request"
+
+
+class PayloadTooLarge(SingleCellError, ValueError):
+    status = 413
+    code = "too_large"
+
+
+class NotFound(SingleCellError, KeyError):
+    status = 404
+    code = "not_found"
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want the sentence
+        return self.message
+
+
+class QueueFull(SingleCellError):
+    """More requests are waiting than the server accepts; retry after ``retry_after`` s."""
+
+    status = 503
+    code = "queue_full"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DuplicateRequest(SingleCellError):
+    status = 409
+    code = "duplicate"
+
+
+class StillRunning(SingleCellError):
+    """``/eval`` gave up waiting; the request goes on and its output URL stays valid."""
+
+    status = 504
+    code = "still_running"
+
+
+class ConfigError(SingleCellError, ValueError):
+    """A setting is missing or invalid; raised before anything starts."""
+
+    code = "config"
+
+
+class UnknownBackend(ConfigError):
+    """A store or filestore URL names a scheme no backend handles."""
+
+
+class SandboxError(SingleCellError, RuntimeError):
+    """A sandbox layer could not be applied."""
+
+    code = "sandbox"

@@ -1,0 +1,31 @@
+"""Stores, chosen by URL: ``open_store("sqlite:////srv/singlecell/store.db")``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from singlecell.errors import UnknownBackend
+from singlecell.store.base import FileRecord, NewRequest, RequestRecord, Status, Store, StoredMessage
+from singlecell.store.sql import SqlStore
+
+__all__ = ["FileRecord", "NewRequest", "RequestRecord", "Status", "Store", "StoredMessage", "open_store"]
+
+# URL scheme (without any "+driver") → backend. Add "postgresql": SqlStore (plus its engine
+# builder in sql._ENGINES) once the contract suite passes against a PostgreSQL server.
+_BACKENDS: dict[str, Callable[[str], Store]] = {
+    "sqlite": SqlStore,
+}
+
+
+def open_store(url: str) -> Store:
+    """The store ``url`` names. Raises :class:`UnknownBackend` for a scheme no backend handles."""
+    scheme, colon, _ = url.partition(":")
+    scheme = scheme.partition("+")[0].lower()
+    backend = _BACKENDS.get(scheme) if colon else None
+    if backend is None:
+        # Name only the scheme: the rest of the URL may hold a password.
+        raise UnknownBackend(
+            f"no store backend handles {scheme!r} URLs; known schemes: {', '.join(sorted(_BACKENDS))} "
+            "(e.g. sqlite:////srv/singlecell/store.db)"
+        )
+    return backend(url)

@@ -1,0 +1,193 @@
+"""The Store: where requests, their reply messages and their file records live.
+
+One Store is shared by every web process and every device of a deployment. The web tier
+submits requests and reads messages; a device claims queued requests, appends the messages
+its kernels produce and finishes each request with exactly one terminal status.
+
+Calls are synchronous and short (one DB round trip or one small transaction): callers run
+them directly on their event loop. Every method is safe to call from several processes at
+once; atomicity is the backend's job, never the caller's.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+JsonDict = dict[str, Any]
+
+
+class Status(str, enum.Enum):
+    """A request's life: queued → running → one terminal status."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"  # the cell ran to its end without an exception
+    ERROR = "error"  # the cell raised
+    TIMEOUT = "timeout"  # the wall-clock limit stopped it
+    ABORTED = "aborted"  # its kernel died, a limit killed it, or it was stopped
+    LOST = "lost"  # its device vanished (lease expired) before finishing it
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (Status.QUEUED, Status.RUNNING)
+
+
+TERMINAL_STATUSES = frozenset(s for s in Status if s.terminal)
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """What the web tier submits.
+
+    ``message`` is the whole ``execute_request`` (JSON-safe dict); ``message["header"]["msg_id"]``
+    is the request id. ``inputs`` maps an uploaded file's name to its bytes.
+    """
+
+    id: str
+    message: JsonDict
+    timeout: float
+    inputs: dict[str, bytes] = field(default_factory=dict)
+    client: str = ""
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """A request as stored. Timestamps are seconds since the epoch (``time.time()``)."""
+
+    id: str
+    message: JsonDict
+    status: Status
+    timeout: float
+    inputs: dict[str, bytes]
+    client: str
+    device: str | None
+    lease_until: float | None
+    created: float
+    started: float | None
+    finished: float | None
+    last_seq: int  # the highest message seq stored for it; 0 when none
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    seq: int
+    message: JsonDict
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file a cell wrote. ``location`` is the FileStore's own reference to the bytes."""
+
+    name: str
+    size: int
+    content_type: str
+    location: str
+
+
+class Store(ABC):
+    """The contract every store backend keeps. See the module docstring for who calls what."""
+
+    @abstractmethod
+    def create_schema(self) -> None:
+        """Create the tables if they are missing. Idempotent; called by every process at start."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections. The store is unusable afterwards."""
+
+    # -- the web tier -------------------------------------------------------------------
+
+    @abstractmethod
+    def submit(self, request: NewRequest, max_queue: int) -> None:
+        """Store ``request`` as ``queued``, in one transaction with the queue-length check.
+
+        Raises :class:`singlecell.errors.QueueFull` (and stores nothing) when ``max_queue``
+        requests are already queued, and :class:`singlecell.errors.DuplicateRequest` when a
+        request with this id exists.
+        """
+
+    @abstractmethod
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        """The request, or ``None`` when no request has this id."""
+
+    @abstractmethod
+    def get_messages(self, request_id: str, after: int = 0, limit: int = 1000) -> list[StoredMessage]:
+        """The request's messages with ``seq > after``, in seq order, at most ``limit`` of them.
+
+        An unknown id gives ``[]``; callers tell "unknown" apart with :meth:`get_request`.
+        """
+
+    @abstractmethod
+    def count_queued(self) -> int:
+        """How many requests are ``queued``."""
+
+    # -- a device -----------------------------------------------------------------------
+
+    @abstractmethod
+    def claim(self, device: str, limit: int, lease_seconds: float) -> list[RequestRecord]:
+        """Atomically move up to ``limit`` of the oldest ``queued`` requests to ``running``.
+
+        Sets ``device``, ``started`` and ``lease_until = now + lease_seconds`` on each. However
+        many devices call this at once, each request is returned to exactly one of them.
+        The records returned show the new state.
+        """
+
+    @abstractmethod
+    def renew_lease(self, device: str, lease_seconds: float) -> int:
+        """Extend the lease of every request ``device`` holds ``running``; returns how many."""
+
+    @abstractmethod
+    def add_messages(self, request_id: str, device: str, messages: Sequence[StoredMessage]) -> bool:
+        """Append messages (one transaction) to a request ``device`` holds ``running``.
+
+        Seqs are the caller's, strictly increasing and above the request's ``last_seq``.
+        Returns ``False`` and stores nothing when the request is no longer ``running`` under
+        ``device`` (its lease expired and it was declared lost): the caller must stop it.
+        """
+
+    @abstractmethod
+    def finish(
+        self,
+        request_id: str,
+        device: str,
+        status: Status,
+        messages: Sequence[StoredMessage] = (),
+        files: Sequence[FileRecord] = (),
+    ) -> bool:
+        """Give a request ``device`` holds ``running`` its terminal ``status``, in one
+        transaction with its last ``messages`` and its ``files``.
+
+        Returns ``False`` and changes nothing when the request is not ``running`` under
+        ``device``. ``status`` must be terminal (else ``ValueError``).
+        """
+
+    @abstractmethod
+    def expire_leases(self, now: float | None = None) -> list[str]:
+        """Turn every ``running`` request whose lease ended before ``now`` into ``lost``.
+
+        Each gets one last message appended (seq ``last_seq + 1``): a Jupyter ``error``
+        message, built by :func:`singlecell.protocol.lost_error_message`, that says its
+        device stopped answering. Returns the ids it changed. Any process may call this.
+        """
+
+    @abstractmethod
+    def release(self, device: str, request_ids: Sequence[str]) -> int:
+        """Put requests ``device`` claimed but never started on a kernel back to ``queued``.
+
+        Only requests that are ``running`` under ``device`` with ``last_seq == 0`` move.
+        Returns how many moved. A draining device calls this with claims it cannot run.
+        """
+
+    # -- files --------------------------------------------------------------------------
+
+    @abstractmethod
+    def list_files(self, request_id: str) -> list[FileRecord]:
+        """The files recorded for a request, by name."""
+
+    @abstractmethod
+    def get_file(self, request_id: str, name: str) -> FileRecord | None:
+        """One file record, or ``None``."""

@@ -1,0 +1,402 @@
+"""The SQL store: SQLAlchemy Core on SQLite today, written to take a PostgreSQL URL later.
+
+The queries are portable Core. What differs per database lives in ``_ENGINES`` (how to connect)
+and ``_lock_queue``; a new dialect adds an engine builder there and passes the contract suite.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import itertools
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, Row
+
+from singlecell.errors import DuplicateRequest, QueueFull, UnknownBackend
+from singlecell.protocol import lost_error_message
+from singlecell.store.base import FileRecord, NewRequest, RequestRecord, Status, Store, StoredMessage
+
+_QUEUED, _RUNNING, _LOST = Status.QUEUED.value, Status.RUNNING.value, Status.LOST.value
+
+metadata = sa.MetaData()
+
+request_table = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("message", sa.Text, nullable=False),  # the execute_request, JSON
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("timeout", sa.Float, nullable=False),
+    sa.Column("inputs", sa.Text, nullable=False),  # JSON {name: base64}
+    sa.Column("client", sa.Text, nullable=False),
+    sa.Column("device", sa.Text),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("started", sa.Float),
+    sa.Column("finished", sa.Float),
+    sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("requests_claim_order", "status", "created", "id"),  # claim without a sort; count_queued
+    sa.Index("requests_status_lease", "status", "lease_until"),  # expire_leases, renew_lease
+)
+
+message_table = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("msg_type", sa.Text, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+)
+
+file_table = sa.Table(
+    "files",
+    metadata,
+    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+)
+
+_BEGIN = "singlecell_begin"  # execution option: what the SQLite "begin" hook emits ("" = nothing)
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    """SQLite shared by several processes: WAL, and writers that lock up front.
+
+    SQLAlchemy's default pool for a file (QueuePool) keeps connections open between calls, so
+    the PRAGMAs below run once per connection, and a caller on one event loop reuses one.
+    """
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+
+    @sa.event.listens_for(engine, "connect")
+    def _configure(dbapi_conn: Any, _connection_record: Any) -> None:
+        # isolation_level=None stops sqlite3 from emitting its own (deferred) BEGIN: we emit ours
+        # in _begin. This is SQLAlchemy's documented pysqlite recipe ("Transactions with SQLite").
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        # busy_timeout first, so switching to WAL waits out another process's lock.
+        for pragma in ("busy_timeout = 10000", "journal_mode = WAL", "synchronous = NORMAL",
+                       "foreign_keys = ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # Writers take the write lock at BEGIN: a deferred transaction that reads and then
+        # writes can fail with SQLITE_BUSY at once (no busy wait) when another process wrote
+        # in between. Readers run single statements, which SQLite makes atomic by itself, so
+        # they skip BEGIN/COMMIT altogether.
+        statement = conn.get_execution_options().get(_BEGIN, "BEGIN")
+        if statement:
+            conn.exec_driver_sql(statement)
+
+    return engine
+
+
+# SQLAlchemy dialect name → engine builder. PostgreSQL goes here (create_engine with
+# pool_pre_ping=True; nothing else: claim already asks for FOR UPDATE SKIP LOCKED).
+_ENGINES: dict[str, Callable[[sa.URL], Engine]] = {"sqlite": _sqlite_engine}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _record(row: Row[Any]) -> RequestRecord:
+    return RequestRecord(
+        id=row.id,
+        message=json.loads(row.message),
+        status=Status(row.status),
+        timeout=row.timeout,
+        inputs={name: base64.b64decode(data) for name, data in json.loads(row.inputs).items()},
+        client=row.client,
+        device=row.device,
+        lease_until=row.lease_until,
+        created=row.created,
+        started=row.started,
+        finished=row.finished,
+        last_seq=row.last_seq,
+    )
+
+
+def _message_row(request_id: str, seq: int, message: dict[str, Any]) -> dict[str, Any]:
+    return {"request_id": request_id, "seq": seq, "msg_type": str(message.get("msg_type", "")),
+            "message": _dumps(message)}
+
+
+def _check_seqs(msgs: Sequence[StoredMessage]) -> None:
+    if any(a.seq >= b.seq for a, b in itertools.pairwise(msgs)):
+        raise ValueError(f"message seqs must be strictly increasing, got {[m.seq for m in msgs]}")
+
+
+# -- statements, built once: building and cache-keying a Core statement per call costs more than
+# SQLite takes to run it. Bind parameter names must differ from column names.
+
+_req, _msg, _file = request_table.c, message_table.c, file_table.c
+_rid: sa.BindParameter[str] = sa.bindparam("rid")
+_dev: sa.BindParameter[str] = sa.bindparam("dev")
+_now: sa.BindParameter[float] = sa.bindparam("now")
+
+_HELD = (_req.id == _rid, _req.status == _RUNNING, _req.device == _dev)  # running under the device
+_EXPIRED = (_req.status == _RUNNING, _req.lease_until < _now)
+
+_INSERT_REQUEST = request_table.insert()
+_INSERT_MESSAGES = message_table.insert()
+_INSERT_FILES = file_table.insert()
+_LOCK_QUEUE = sa.select(sa.func.pg_advisory_xact_lock(0x5C_0E0E))  # PostgreSQL only; key arbitrary
+_COUNT_QUEUED = sa.select(sa.func.count()).select_from(request_table).where(_req.status == _QUEUED)
+_GET_REQUEST = sa.select(request_table).where(_req.id == _rid)
+_GET_MESSAGES = (
+    sa.select(_msg.seq, _msg.message)
+    .where(_msg.request_id == _rid, _msg.seq > sa.bindparam("after"))
+    .order_by(_msg.seq)
+    .limit(sa.bindparam("n"))
+)
+_CLAIM = (
+    request_table.update()
+    .where(
+        _req.id.in_(
+            sa.select(_req.id)
+            .where(_req.status == _QUEUED)
+            .order_by(_req.created, _req.id)
+            .limit(sa.bindparam("n"))
+            # PostgreSQL: concurrent claimers skip each other's rows instead of waiting. SQLite
+            # renders nothing here; its BEGIN IMMEDIATE already makes claims take turns.
+            .with_for_update(skip_locked=True)
+        ),
+        # No outer "status = queued" re-check: the rows are locked (BEGIN IMMEDIATE / FOR UPDATE),
+        # and SQLite would answer it by scanning every queued row instead of n key lookups.
+    )
+    .values(status=_RUNNING, device=_dev, started=_now, lease_until=sa.bindparam("until"))
+    .returning(*request_table.c)
+)
+_RENEW = (
+    request_table.update()
+    .where(_req.status == _RUNNING, _req.device == _dev)
+    .values(lease_until=sa.bindparam("until"))
+)
+_HELD_LAST_SEQ = sa.select(_req.last_seq).where(*_HELD)
+_ANY_EXPIRED = sa.select(_req.id).where(*_EXPIRED).limit(1)
+_EXPIRE = (
+    request_table.update()
+    .where(*_EXPIRED)
+    .values(status=_LOST, finished=_now, last_seq=_req.last_seq + 1)
+    .returning(_req.id, _req.message, _req.last_seq)
+)
+_RELEASE = (
+    request_table.update()
+    .where(_req.id.in_(sa.bindparam("ids", expanding=True)), _req.status == _RUNNING,
+           _req.device == _dev, _req.last_seq == 0)
+    .values(status=_QUEUED, device=None, started=None, lease_until=None)
+)
+_LIST_FILES = sa.select(file_table).where(_file.request_id == _rid).order_by(_file.name)
+_GET_FILE = sa.select(file_table).where(_file.request_id == _rid, _file.name == sa.bindparam("fname"))
+
+
+@functools.cache
+def _advance(appending: bool, finishing: bool) -> sa.Update:
+    """The UPDATE that checks a request is held and, in the same statement, moves it on.
+
+    ``appending``: messages follow, so ``last_seq`` moves to ``:last`` and must be below ``:first``.
+    ``finishing``: ``status`` and ``finished`` are set from ``:status_`` and ``:now``.
+    """
+    guard = (*_HELD, _req.last_seq < sa.bindparam("first")) if appending else _HELD
+    values: dict[str, Any] = {"last_seq": sa.bindparam("last")} if appending else {}
+    if finishing:
+        values |= {"status": sa.bindparam("status_"), "finished": _now}
+    return request_table.update().where(*guard).values(values)
+
+
+def _lock_queue(conn: Connection) -> None:
+    """Serialize submits, so the queue-length check and the insert cannot interleave.
+
+    SQLite's BEGIN IMMEDIATE already serializes every writer; PostgreSQL at READ COMMITTED does
+    not, so there a transaction-scoped advisory lock does.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_QUEUE)
+
+
+def _file_record(row: Row[Any]) -> FileRecord:
+    return FileRecord(row.name, row.size, row.content_type, row.location)
+
+
+class SqlStore(Store):
+    """A :class:`Store` on any database ``_ENGINES`` knows, e.g. ``sqlite:////srv/singlecell.db``."""
+
+    def __init__(self, url: str) -> None:
+        parsed = sa.make_url(url)
+        build = _ENGINES.get(parsed.get_backend_name())
+        if build is None:
+            raise UnknownBackend(
+                f"SqlStore does not handle {parsed.get_backend_name()!r} databases; "
+                f"it handles: {', '.join(sorted(_ENGINES))}"
+            )
+        self._engine = build(parsed)
+        # Two views of one pool; the options only matter to the SQLite begin hook.
+        self._writer = self._engine.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"})
+        self._reader = self._engine.execution_options(**{_BEGIN: ""})
+
+    def create_schema(self) -> None:
+        # Inside a write transaction, so processes starting together create the tables once.
+        with self._writer.begin() as conn:
+            metadata.create_all(conn)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _read(self, statement: sa.Executable, params: dict[str, Any] | None = None) -> list[Row[Any]]:
+        with self._reader.connect() as conn:
+            return list(conn.execute(statement, params))
+
+    # -- the web tier -------------------------------------------------------------------
+
+    def submit(self, request: NewRequest, max_queue: int) -> None:
+        row = {
+            "id": request.id,
+            "message": _dumps(request.message),
+            "status": _QUEUED,
+            "timeout": request.timeout,
+            "inputs": _dumps({k: base64.b64encode(v).decode("ascii") for k, v in request.inputs.items()}),
+            "client": request.client,
+            "created": time.time(),
+            "last_seq": 0,
+        }
+        with self._writer.begin() as conn:
+            _lock_queue(conn)
+            queued = conn.execute(_COUNT_QUEUED).scalar_one()
+            if queued >= max_queue:
+                raise QueueFull(
+                    f"{queued} requests are already waiting, the most this server queues; "
+                    "retry in a second.",
+                    retry_after=1,
+                )
+            try:
+                conn.execute(_INSERT_REQUEST, row)
+            except sa.exc.IntegrityError:  # the primary key is the only constraint an insert can break
+                raise DuplicateRequest(
+                    f"a request with id {request.id!r} already exists; give each request a new "
+                    "header.msg_id."
+                ) from None
+
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        rows = self._read(_GET_REQUEST, {"rid": request_id})
+        return _record(rows[0]) if rows else None
+
+    def get_messages(self, request_id: str, after: int = 0, limit: int = 1000) -> list[StoredMessage]:
+        rows = self._read(_GET_MESSAGES, {"rid": request_id, "after": after, "n": limit})
+        return [StoredMessage(row.seq, json.loads(row.message)) for row in rows]
+
+    def count_queued(self) -> int:
+        return int(self._read(_COUNT_QUEUED)[0][0])
+
+    # -- a device -----------------------------------------------------------------------
+
+    def claim(self, device: str, limit: int, lease_seconds: float) -> list[RequestRecord]:
+        if limit <= 0:
+            return []
+        now = time.time()
+        with self._writer.begin() as conn:
+            rows = conn.execute(_CLAIM, {"n": limit, "dev": device, "now": now, "until": now + lease_seconds})
+            records = [_record(row) for row in rows]
+        # RETURNING gives rows in no promised order.
+        return sorted(records, key=lambda r: (r.created, r.id))
+
+    def renew_lease(self, device: str, lease_seconds: float) -> int:
+        with self._writer.begin() as conn:
+            return conn.execute(_RENEW, {"dev": device, "until": time.time() + lease_seconds}).rowcount
+
+    def _append(
+        self, conn: Connection, request_id: str, device: str, msgs: Sequence[StoredMessage],
+        status: Status | None = None,
+    ) -> bool:
+        """Append ``msgs`` (and with ``status``, finish) if the request is held by ``device``.
+
+        The ownership check and the change to the request are one UPDATE, so a concurrent
+        expire_leases lands wholly before it (and it changes nothing) or wholly after it.
+        """
+        held = {"rid": request_id, "dev": device}
+        if not msgs and status is None:  # nothing to write: say whether it is still held
+            return conn.execute(_HELD_LAST_SEQ, held).first() is not None
+        params: dict[str, Any] = dict(held)
+        if msgs:
+            params |= {"first": msgs[0].seq, "last": msgs[-1].seq}
+        if status is not None:
+            params |= {"status_": status.value, "now": time.time()}
+        if not conn.execute(_advance(bool(msgs), status is not None), params).rowcount:
+            # Rare path, one more query: tell a caller's seq bug apart from a lost request.
+            if msgs and (last := conn.execute(_HELD_LAST_SEQ, held).first()) is not None:
+                raise ValueError(f"message seq {msgs[0].seq} is not above last_seq {last[0]}")
+            return False
+        if msgs:
+            conn.execute(_INSERT_MESSAGES, [_message_row(request_id, m.seq, m.message) for m in msgs])
+        return True
+
+    def add_messages(self, request_id: str, device: str, messages: Sequence[StoredMessage]) -> bool:
+        _check_seqs(messages)
+        with self._writer.begin() as conn:
+            return self._append(conn, request_id, device, messages)
+
+    def finish(
+        self,
+        request_id: str,
+        device: str,
+        status: Status,
+        messages: Sequence[StoredMessage] = (),
+        files: Sequence[FileRecord] = (),
+    ) -> bool:
+        status = Status(status)
+        if not status.terminal:
+            raise ValueError(f"finish needs a terminal status, not {status.value!r}")
+        _check_seqs(messages)
+        try:
+            with self._writer.begin() as conn:
+                if not self._append(conn, request_id, device, messages, status):
+                    return False
+                if files:
+                    conn.execute(_INSERT_FILES, [
+                        {"request_id": request_id, "name": f.name, "size": f.size,
+                         "content_type": f.content_type, "location": f.location}
+                        for f in files
+                    ])
+        except sa.exc.IntegrityError:  # seqs are checked above, so only a file name can repeat
+            raise ValueError(f"finish got two files with one name: {sorted(f.name for f in files)}") from None
+        return True
+
+    def expire_leases(self, now: float | None = None) -> list[str]:
+        params = {"now": time.time() if now is None else now}
+        # Every process calls this on a timer and almost always nothing has expired: look
+        # without the write lock first, so idle sweeps never make writers wait.
+        if not self._read(_ANY_EXPIRED, params):
+            return []
+        with self._writer.begin() as conn:
+            rows = conn.execute(_EXPIRE, params).all()
+            if rows:
+                conn.execute(_INSERT_MESSAGES, [  # each answers its own request's header
+                    _message_row(r.id, r.last_seq, lost_error_message(json.loads(r.message))) for r in rows
+                ])
+        return [row.id for row in rows]
+
+    def release(self, device: str, request_ids: Sequence[str]) -> int:
+        if not request_ids:
+            return 0
+        with self._writer.begin() as conn:
+            return conn.execute(_RELEASE, {"ids": list(request_ids), "dev": device}).rowcount
+
+    # -- files --------------------------------------------------------------------------
+
+    def list_files(self, request_id: str) -> list[FileRecord]:
+        return [_file_record(row) for row in self._read(_LIST_FILES, {"rid": request_id})]
+
+    def get_file(self, request_id: str, name: str) -> FileRecord | None:
+        rows = self._read(_GET_FILE, {"rid": request_id, "fname": name})
+        return _file_record(rows[0]) if rows else None

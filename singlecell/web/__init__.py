@@ -1,0 +1,1 @@
+"""The web tier: Tornado handlers over the Store."""

@@ -1,0 +1,56 @@
+"""``make_app``: the Tornado application, built from its parts; importing this does nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import tornado.web
+
+from filestore.base import FileStore
+from singlecell.config import Config
+from singlecell.store.base import Store
+from singlecell.wakeup import Wakeups
+from singlecell.web.handlers import NotFoundHandler, Services, routes
+
+log = logging.getLogger(__name__)
+
+
+def asset_dir(name: str) -> Path:
+    """``static`` or ``templates``: inside the installed package, or at the top of a checkout."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / name
+    return installed if installed.is_dir() else package.parent / name
+
+
+def make_app(config: Config, store: Store, filestore: FileStore,
+             wakeups: Wakeups | None = None) -> tornado.web.Application:
+    services = Services(config, store, filestore, wakeups)
+    app = tornado.web.Application(
+        routes(services),
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"services": services},
+        static_path=str(asset_dir("static")),
+        template_path=str(asset_dir("templates")),
+        compress_response=False,
+    )
+    app.settings["services"] = services
+    return app
+
+
+async def expire_leases_forever(store: Store, wakeups: Wakeups | None, interval: float) -> None:
+    """Declare the requests of vanished devices lost, even when no device is left to do it."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            lost = store.expire_leases()
+        except Exception:
+            log.exception("expiring leases failed; retrying")
+            continue
+        if lost:
+            log.warning("declared %d requests lost: their device stopped answering", len(lost))
+            services_notify = getattr(wakeups, "on_progress", None)
+            for request_id in lost:
+                if services_notify is not None:
+                    services_notify(request_id)

@@ -1,0 +1,367 @@
+"""The HTTP API: JSON in and out, every error as ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import urllib.parse
+from typing import Any
+
+import tornado.web
+
+from filestore.base import FileStore, FileStoreError, check_name
+from singlecell import protocol
+from singlecell.config import Config
+from singlecell.errors import BadRequest, NotFound, PayloadTooLarge, SingleCellError, StillRunning
+from singlecell.store.base import NewRequest, RequestRecord, Store
+from singlecell.summary import as_text, summarize
+from singlecell.wakeup import Wakeups
+
+REQUEST_ID = r"[0-9a-f]{32}"
+MAX_WAIT = 30.0  # seconds a long-poll may hold
+PAGE_SIZE = 500  # messages per /output answer
+ALLOWED_BODY_TYPES = ("application/json", "text/plain")
+
+
+class Waiters:
+    """Long-polls waiting for news of a request, woken by the device's wake-ups.
+
+    Register *before* reading the store, or a wake-up between the read and the wait is missed.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+
+    def register(self, request_id: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(request_id, set()).add(future)
+        return future
+
+    def unregister(self, request_id: str, future: asyncio.Future[None]) -> None:
+        waiting = self._waiting.get(request_id)
+        if waiting is not None:
+            waiting.discard(future)
+            if not waiting:
+                del self._waiting[request_id]
+
+    def notify(self, request_id: str) -> None:
+        for future in self._waiting.pop(request_id, ()):
+            if not future.done():
+                future.set_result(None)
+
+
+class Services:
+    """What every handler needs, passed in by :func:`singlecell.web.app.make_app`."""
+
+    def __init__(self, config: Config, store: Store, filestore: FileStore, wakeups: Wakeups | None) -> None:
+        self.config = config
+        self.store = store
+        self.filestore = filestore
+        self.wakeups = wakeups
+        self.waiters = Waiters()
+        if wakeups is not None:
+            wakeups.on_progress = self.waiters.notify
+
+    async def wait_for_news(self, request_id: str, timeout: float) -> RequestRecord | None:
+        """Wait up to ``timeout`` s for a wake-up about the request (or one poll interval,
+        whichever is shorter: the fallback when wake-ups are lost), then read it again."""
+        future = self.waiters.register(request_id)
+        try:
+            # re-read after registering: the news may have come just before
+            record = self.store.get_request(request_id)
+            if record is not None and record.status.terminal:
+                return record
+            try:
+                await asyncio.wait_for(future, min(timeout, self.config.poll_interval))
+            except TimeoutError:
+                pass
+        finally:
+            self.waiters.unregister(request_id, future)
+        return self.store.get_request(request_id)
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    services: Services
+
+    def initialize(self, services: Services) -> None:
+        self.services = services
+
+    def prepare(self) -> None:
+        # small answers must not wait for Nagle's algorithm
+        if self.request.connection is not None and hasattr(self.request.connection, "stream"):
+            self.request.connection.stream.set_nodelay(True)
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def send_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(body, separators=(",", ":")))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, SingleCellError):
+            code, message = exc.code, exc.message
+        elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            code, message = "http", exc.log_message % exc.args if exc.args else exc.log_message
+        else:
+            code, message = "http", self._reason
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": {"code": code, "message": message}}))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, SingleCellError):
+            if e.status == 503 and hasattr(e, "retry_after"):
+                self.set_header("Retry-After", str(e.retry_after))
+            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)
+
+    def record(self, request_id: str) -> RequestRecord:
+        record = self.services.store.get_request(request_id)
+        if record is None:
+            raise NotFound(f"no request has the id {request_id!r}; ids come from POST /execute or /eval")
+        return record
+
+    def absolute(self, path: str) -> str:
+        return f"{self.request.protocol}://{self.request.host}{path}"
+
+
+@tornado.web.stream_request_body
+class SubmitHandler(BaseHandler):
+    """``POST /execute`` queues a cell; ``POST /eval`` (``wait=True``) also waits for it."""
+
+    wait = False
+
+    def initialize(self, services: Services, wait: bool = False) -> None:
+        super().initialize(services)
+        self.wait = wait
+        self.chunks: list[bytes] = []
+        self.received = 0
+        config = services.config
+        # JSON escaping can grow code six-fold; base64 grows files by a third
+        self.max_body = 6 * config.max_code_size + 2 * config.max_upload_size + 65536
+
+    def prepare(self) -> None:
+        super().prepare()
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            raise PayloadTooLarge(f"the request body is {length} bytes; at most {self.max_body} are "
+                                  f"accepted (code up to {self.services.config.max_code_size} bytes)")
+
+    def data_received(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if self.received > self.max_body:
+            raise PayloadTooLarge(f"the request body is over {self.max_body} bytes")
+        self.chunks.append(chunk)
+
+    async def post(self) -> None:
+        config = self.services.config
+        body = b"".join(self.chunks)
+        code, inputs, timeout, plain_body = parse_submission(self.request.headers.get("Content-Type", ""),
+                                                             body, config)
+        message = protocol.execute_request(code, client=self.request.remote_ip or "")
+        request_id = protocol.request_id(message)
+        self.services.store.submit(NewRequest(request_id, message, timeout, inputs,
+                                              client=self.request.remote_ip or ""), config.max_queue)
+        if self.services.wakeups is not None:
+            self.services.wakeups.queued()
+        output_url = self.absolute(f"/output/{request_id}")
+        if not self.wait:
+            self.send_json({"id": request_id, "output_url": output_url}, status=202)
+            return
+        record = await self._wait_until_done(request_id, timeout)
+        messages = [m.message for m in self.services.store.get_messages(request_id, 0, 1_000_000)]
+        summary = summarize(request_id, record.status, messages, base_url=self.absolute(""))
+        if wants_text(self.request.headers.get("Accept", ""), plain_body):
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.set_header("X-Singlecell-Status", summary["status"])
+            self.finish(as_text(summary))
+        else:
+            self.send_json(summary)
+
+    async def _wait_until_done(self, request_id: str, timeout: float) -> RequestRecord:
+        loop = asyncio.get_running_loop()
+        # the cell's own limit, plus time to wait in the queue and to be collected
+        deadline = loop.time() + timeout + 60.0
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise StillRunning(f"request {request_id} has not finished yet; read its output at "
+                                   f"{self.absolute('/output/' + request_id)}")
+            record = await self.services.wait_for_news(request_id, left)
+            if record is not None and record.status.terminal:
+                return record
+
+
+def parse_submission(content_type: str, body: bytes, config: Config) -> tuple[str, dict[str, bytes], float, bool]:
+    """(code, uploaded files, timeout, whether the body was plain text) from a request body."""
+    kind = content_type.split(";")[0].strip().lower() or "application/json"
+    if kind not in ALLOWED_BODY_TYPES:
+        raise BadRequest(f"unsupported Content-Type {kind!r}: send JSON like {{\"code\": \"print(1)\"}} "
+                         "with Content-Type: application/json, or the code itself with "
+                         "Content-Type: text/plain")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the request body is not valid UTF-8 (byte {exc.start}); send UTF-8 text") from None
+    files: Any = {}
+    timeout: Any = config.time_limit
+    if kind == "text/plain":
+        code: Any = text
+    else:
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"the request body is not valid JSON ({exc.msg} at line {exc.lineno} "
+                             f"column {exc.colno}); send {{\"code\": \"...\"}}") from None
+        if not isinstance(payload, dict):
+            raise BadRequest("the request body must be a JSON object like {\"code\": \"print(1)\"}")
+        unknown = set(payload) - {"code", "files", "timeout"}
+        if unknown:
+            raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}; the fields are code, "
+                             "files and timeout")
+        code = payload.get("code")
+        files = payload.get("files") or {}
+        timeout = payload.get("timeout", config.time_limit)
+    if not isinstance(code, str) or not code.strip():
+        raise BadRequest("no code: give the Python to run as \"code\" (a non-empty string)")
+    if "\x00" in code:
+        raise BadRequest("the code contains a NUL character, which Python source cannot hold")
+    size = len(code.encode("utf-8"))
+    if size > config.max_code_size:
+        raise PayloadTooLarge(f"the code is {size} bytes; the limit is {config.max_code_size} bytes")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout:
+        raise BadRequest("\"timeout\" must be a positive number of seconds")
+    return code, decode_files(files, config), min(float(timeout), config.time_limit), kind == "text/plain"
+
+
+def decode_files(files: Any, config: Config) -> dict[str, bytes]:
+    if not isinstance(files, dict):
+        raise BadRequest("\"files\" must be an object mapping file names to base64 contents")
+    if len(files) > config.max_uploads:
+        raise BadRequest(f"{len(files)} files uploaded; at most {config.max_uploads} are accepted")
+    decoded: dict[str, bytes] = {}
+    total = 0
+    for name, data in files.items():
+        try:
+            check_name(name)
+        except FileStoreError as exc:
+            raise BadRequest(f"bad upload name: {exc}") from None
+        if not isinstance(data, str):
+            raise BadRequest(f"the content of {name!r} must be a base64 string")
+        try:
+            decoded[name] = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"the content of {name!r} is not valid base64") from None
+        total += len(decoded[name])
+    if total > config.max_upload_size:
+        raise PayloadTooLarge(f"the uploaded files hold {total} bytes; the limit is "
+                              f"{config.max_upload_size} bytes")
+    return decoded
+
+
+def wants_text(accept: str, plain_body: bool) -> bool:
+    """Plain text when the client asks for it first, or sent plain text and did not ask for JSON."""
+    accept = accept.lower()
+    if "application/json" in accept:
+        return accept.find("text/plain") != -1 and accept.find("text/plain") < accept.find("application/json")
+    return "text/plain" in accept or plain_body
+
+
+class OutputHandler(BaseHandler):
+    """``GET /output/<id>?after=N&wait=S``: the messages after seq N, long-polling for the first."""
+
+    async def get(self, request_id: str) -> None:
+        after = _number(self.get_argument("after", "0"), "after", int)
+        wait = min(_number(self.get_argument("wait", "0"), "wait", float), MAX_WAIT)
+        if after < 0 or wait < 0:
+            raise BadRequest("after and wait must not be negative")
+        store = self.services.store
+        record = self.record(request_id)
+        messages = store.get_messages(request_id, after, PAGE_SIZE)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not messages and not record.status.terminal and loop.time() < deadline:
+            news = await self.services.wait_for_news(request_id, deadline - loop.time())
+            record = news or record
+            messages = store.get_messages(request_id, after, PAGE_SIZE)
+        # the status was read before the messages, and a terminal status is written in one
+        # transaction with the last messages: so "done" never hides a message
+        last = messages[-1].seq if messages else after
+        done = record.status.terminal and last >= record.last_seq
+        self.send_json({
+            "id": request_id,
+            "status": record.status.value,
+            "done": done,
+            "messages": [{"seq": m.seq, "msg": m.message} for m in messages],
+            "next": last,
+        })
+
+
+def _number(raw: str, name: str, kind: type) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a {'whole ' if kind is int else ''}number, not {raw!r}") from None
+
+
+class FileHandler(BaseHandler):
+    """``GET /files/<id>/<name>``: a file the cell wrote."""
+
+    def get(self, request_id: str, quoted_name: str) -> None:
+        name = urllib.parse.unquote(quoted_name)
+        self.record(request_id)
+        record = self.services.store.get_file(request_id, name)
+        data = self.services.filestore.get(request_id, name) if record is not None else None
+        if record is None or data is None:
+            raise NotFound(f"request {request_id} has no file named {name!r}")
+        self.set_header("Content-Type", record.content_type)
+        # the bytes are the cell's: never let them run as a page of this origin
+        self.set_header("Content-Security-Policy",
+                        "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'")
+        self.set_header("Content-Disposition",
+                        "inline; filename*=UTF-8''" + urllib.parse.quote(name.rsplit("/", 1)[-1]))
+        self.set_header("Cache-Control", "private, max-age=3600")
+        self.finish(data)
+
+
+class HealthHandler(BaseHandler):
+    def get(self) -> None:
+        queued = self.services.store.count_queued()
+        self.send_json({"status": "ok", "queued": queued})
+
+
+class PageHandler(BaseHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.render("index.html")
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self) -> None:
+        raise NotFound(f"no such endpoint: {self.request.method} {self.request.path}; see GET / for the API")
+
+
+def routes(services: Services) -> list[Any]:
+    args = {"services": services}
+    return [
+        (r"/", PageHandler, args),
+        (r"/execute", SubmitHandler, args),
+        (r"/eval", SubmitHandler, {**args, "wait": True}),
+        (rf"/output/({REQUEST_ID})", OutputHandler, args),
+        (r"/output/([^/]+)", _UnknownIdHandler, args),
+        (rf"/files/({REQUEST_ID})/(.+)", FileHandler, args),
+        (r"/health", HealthHandler, args),
+    ]
+
+
+class _UnknownIdHandler(BaseHandler):
+    def get(self, request_id: str) -> None:
+        raise NotFound(f"no request has the id {request_id!r}; ids are 32 hex digits")
+
+
+__all__ = ["Services", "routes"]

@@ -1,0 +1,444 @@
+"""The Store contract (singlecell/store/base.py), run once per backend.
+
+To add a backend, add a ``pytest.param`` to ``BACKENDS``: a function from pytest's ``tmp_path``
+to a fresh, empty store URL. A backend that needs a server calls ``pytest.skip`` when it is absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import sqlite3
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from singlecell.errors import DuplicateRequest, QueueFull, UnknownBackend
+from singlecell.protocol import execute_request, message
+from singlecell.store import (
+    FileRecord,
+    NewRequest,
+    RequestRecord,
+    Status,
+    Store,
+    StoredMessage,
+    open_store,
+)
+
+
+def _sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'missing-dir' / 'store.db'}"  # the store must create the directory
+
+
+BACKENDS = [
+    pytest.param(_sqlite_url, id="sqlite"),
+    # pytest.param(_postgresql_url, id="postgresql", marks=pytest.mark.postgres),
+]
+
+LEASE = 60.0
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    make_url: Callable[[Path], str] = request.param
+    return make_url(tmp_path)
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    s = open_store(url)
+    s.create_schema()
+    yield s
+    s.close()
+
+
+def new_request(rid: str, code: str = "1+1", inputs: dict[str, bytes] | None = None) -> NewRequest:
+    msg = execute_request(code, client="alice")
+    msg["header"]["msg_id"] = rid  # the request id is its execute_request's msg_id
+    return NewRequest(id=rid, message=msg, timeout=30.0, inputs=inputs or {}, client="alice")
+
+
+def submit_all(store: Store, ids: list[str], max_queue: int = 10_000) -> None:
+    for rid in ids:
+        store.submit(new_request(rid), max_queue)
+
+
+def claim_one(store: Store, rid: str, device: str = "dev-a", lease: float = LEASE) -> RequestRecord:
+    store.submit(new_request(rid), 10_000)
+    (record,) = store.claim(device, 1, lease)
+    assert record.id == rid
+    return record
+
+
+def stream(rid: str, seq: int, text: str = "") -> StoredMessage:
+    parent = {"header": {"msg_id": rid}}
+    return StoredMessage(seq, message("stream", {"name": "stdout", "text": text or f"{rid}:{seq}"}, parent))
+
+
+def seqs(store: Store, rid: str, after: int = 0, limit: int = 1000) -> list[int]:
+    return [m.seq for m in store.get_messages(rid, after, limit)]
+
+
+FILE_A = FileRecord("a.png", 3, "image/png", "loc/a")
+FILE_B = FileRecord("b.txt", 5, "text/plain", "loc/b")
+
+
+# -- schema, submit, get --------------------------------------------------------------------
+
+
+def test_create_schema_again_keeps_existing_requests(store: Store) -> None:
+    store.submit(new_request("r1"), 10)
+    store.create_schema()
+    assert store.get_request("r1") is not None
+
+
+def test_submitted_request_reads_back_queued_with_every_field(store: Store) -> None:
+    inputs = {"data.bin": bytes(range(256)), "empty": b"", "ünï.txt": "é".encode()}
+    req = new_request("r1", code="print('hi')", inputs=inputs)
+    before = time.time()
+    store.submit(req, 10)
+    rec = store.get_request("r1")
+    assert rec is not None
+    assert (rec.id, rec.message, rec.timeout, rec.inputs, rec.client) == (
+        "r1", req.message, 30.0, inputs, "alice")
+    assert rec.status is Status.QUEUED
+    assert (rec.device, rec.lease_until, rec.started, rec.finished) == (None, None, None, None)
+    assert rec.last_seq == 0
+    assert before <= rec.created <= time.time()
+
+
+def test_unknown_request_is_none_and_has_no_messages_or_files(store: Store) -> None:
+    assert store.get_request("nope") is None
+    assert store.get_messages("nope") == []
+    assert store.list_files("nope") == []
+    assert store.get_file("nope", "a.png") is None
+
+
+def test_submit_to_full_queue_raises_queue_full_and_stores_nothing(store: Store) -> None:
+    submit_all(store, ["r1", "r2"], max_queue=2)
+    with pytest.raises(QueueFull) as caught:
+        store.submit(new_request("r3"), 2)
+    assert caught.value.retry_after == 1
+    assert "2" in caught.value.message and "retry" in caught.value.message
+    assert store.get_request("r3") is None
+    assert store.count_queued() == 2
+
+
+def test_queue_limit_counts_only_queued_requests(store: Store) -> None:
+    submit_all(store, ["r1", "r2"], max_queue=2)
+    store.claim("dev-a", 1, LEASE)
+    store.submit(new_request("r3"), 2)  # r1 is running now, so one place is free
+    assert store.count_queued() == 2
+
+
+def test_submit_of_existing_id_raises_duplicate_and_keeps_the_original(store: Store) -> None:
+    store.submit(new_request("r1", code="first"), 10)
+    with pytest.raises(DuplicateRequest):
+        store.submit(new_request("r1", code="second"), 10)
+    rec = store.get_request("r1")
+    assert rec is not None and rec.message["content"]["code"] == "first"
+    assert store.count_queued() == 1
+
+
+def test_count_queued_counts_only_queued(store: Store) -> None:
+    assert store.count_queued() == 0
+    submit_all(store, ["r1", "r2", "r3", "r4"])
+    _running, finished = store.claim("dev-a", 2, LEASE)
+    assert store.finish(finished.id, "dev-a", Status.DONE)
+    assert store.count_queued() == 2
+
+
+# -- claim ----------------------------------------------------------------------------------
+
+
+def test_claim_takes_oldest_first_up_to_limit_and_shows_new_state(store: Store) -> None:
+    ids = ["r5", "r4", "r3", "r2", "r1"]  # submitted oldest first, ids sorting the other way
+    submit_all(store, ids)
+    before = time.time()
+    first = store.claim("dev-a", 2, 30.0)
+    assert [r.id for r in first] == ["r5", "r4"]
+    for rec in first:
+        assert rec.status is Status.RUNNING and rec.device == "dev-a"
+        assert rec.started is not None and before <= rec.started <= time.time()
+        assert rec.lease_until == pytest.approx(rec.started + 30.0)
+        assert rec.inputs == {} and rec.message["header"]["msg_id"] == rec.id
+    assert store.get_request("r5") == first[0]
+    assert [r.id for r in store.claim("dev-b", 10, LEASE)] == ["r3", "r2", "r1"]
+    assert store.claim("dev-a", 10, LEASE) == []
+
+
+def _claim_until_empty(url: str, device: str, start: Any, out: Any) -> None:
+    """Runs in a spawned process: claim small batches until the queue is empty."""
+    try:
+        store = open_store(url)
+        start.wait()
+        got: list[str] = []
+        while batch := store.claim(device, 3, LEASE):
+            got += [r.id for r in batch]
+        store.close()
+        out.put((device, got))
+    except BaseException:
+        out.put((device, traceback.format_exc()))
+
+
+def _submit_many(url: str, prefix: str, start: Any, out: Any) -> None:
+    """Runs in a spawned process: submit 50 requests, counting those refused as QueueFull."""
+    try:
+        store = open_store(url)
+        start.wait()
+        refused = 0
+        for i in range(50):
+            try:
+                store.submit(new_request(f"{prefix}-{i}"), 100)
+            except QueueFull:
+                refused += 1
+        store.close()
+        out.put((prefix, refused))
+    except BaseException:
+        out.put((prefix, traceback.format_exc()))
+
+
+def _run_processes(target: Callable[..., None], url: str, names: list[str]) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Barrier(len(names)), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(url, name, start, out)) for name in names]
+    for p in procs:
+        p.start()
+    results = dict(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(30)
+    for name, result in results.items():
+        assert not isinstance(result, str), f"{name} failed:\n{result}"
+    return results
+
+
+def test_concurrent_claims_from_several_processes_hand_out_each_request_once(url: str, store: Store) -> None:
+    ids = [f"r{i:03d}" for i in range(200)]
+    submit_all(store, ids)
+    devices = [f"dev-{i}" for i in range(4)]
+    claimed = _run_processes(_claim_until_empty, url, devices)
+    every = [rid for got in claimed.values() for rid in got]
+    assert sorted(every) == ids  # none twice, none missed
+    for device, got in claimed.items():
+        for rid in got:
+            rec = store.get_request(rid)
+            assert rec is not None and rec.device == device and rec.status is Status.RUNNING
+    assert store.count_queued() == 0
+
+
+def test_concurrent_submits_from_several_processes_never_exceed_max_queue(url: str, store: Store) -> None:
+    refused = _run_processes(_submit_many, url, ["p0", "p1", "p2", "p3"])
+    assert store.count_queued() == 100
+    assert sum(refused.values()) == 4 * 50 - 100
+
+
+# -- messages -------------------------------------------------------------------------------
+
+
+def test_messages_read_back_in_seq_order_honouring_after_and_limit(store: Store) -> None:
+    claim_one(store, "r1")
+    sent = [stream("r1", s) for s in (1, 2, 3, 4, 7)]  # gaps between seqs are allowed
+    assert store.add_messages("r1", "dev-a", sent[:3])
+    assert store.add_messages("r1", "dev-a", sent[3:])
+    assert store.get_messages("r1") == sent  # whole messages survive the round trip
+    assert seqs(store, "r1", after=2) == [3, 4, 7]
+    assert seqs(store, "r1", after=1, limit=2) == [2, 3]
+    assert seqs(store, "r1", after=7) == []
+    rec = store.get_request("r1")
+    assert rec is not None and rec.last_seq == 7
+
+
+def test_add_messages_with_nothing_says_whether_the_request_is_still_held(store: Store) -> None:
+    claim_one(store, "r1")
+    assert store.add_messages("r1", "dev-a", [])
+    assert not store.add_messages("r1", "dev-b", [])
+
+
+def test_add_messages_refused_unless_running_under_that_device(store: Store) -> None:
+    claim_one(store, "other", device="dev-b")
+    assert not store.add_messages("other", "dev-a", [stream("other", 1)])
+    claim_one(store, "done")
+    assert store.finish("done", "dev-a", Status.DONE)
+    store.submit(new_request("queued"), 10)
+    assert not store.add_messages("queued", "dev-a", [stream("queued", 1)])
+    assert not store.add_messages("done", "dev-a", [stream("done", 1)])
+    assert not store.add_messages("unknown", "dev-a", [stream("unknown", 1)])
+    for rid in ("queued", "other", "done"):
+        assert store.get_messages(rid) == []
+        rec = store.get_request(rid)
+        assert rec is not None and rec.last_seq == 0
+
+
+def test_add_messages_rejects_seqs_not_increasing_or_not_above_last_seq(store: Store) -> None:
+    claim_one(store, "r1")
+    assert store.add_messages("r1", "dev-a", [stream("r1", 1), stream("r1", 2)])
+    with pytest.raises(ValueError):
+        store.add_messages("r1", "dev-a", [stream("r1", 2, "again")])
+    with pytest.raises(ValueError):
+        store.add_messages("r1", "dev-a", [stream("r1", 4), stream("r1", 3)])
+    assert seqs(store, "r1") == [1, 2]
+    assert store.get_messages("r1")[1].message["content"]["text"] == "r1:2"
+
+
+def test_messages_of_one_request_never_appear_in_another(store: Store) -> None:
+    claim_one(store, "r1")
+    claim_one(store, "r2")
+    assert store.add_messages("r1", "dev-a", [stream("r1", 1), stream("r1", 2)])
+    assert store.add_messages("r2", "dev-a", [stream("r2", 1)])
+    assert store.finish("r2", "dev-a", Status.DONE, [stream("r2", 2)], [FILE_A])
+    assert [m.message["content"]["text"] for m in store.get_messages("r1")] == ["r1:1", "r1:2"]
+    assert [m.message["content"]["text"] for m in store.get_messages("r2")] == ["r2:1", "r2:2"]
+    assert store.list_files("r1") == [] and store.get_file("r1", FILE_A.name) is None
+
+
+# -- finish ---------------------------------------------------------------------------------
+
+
+def test_finish_stores_status_messages_and_files_together(store: Store) -> None:
+    claim_one(store, "r1")
+    assert store.add_messages("r1", "dev-a", [stream("r1", 1)])
+    before = time.time()
+    assert store.finish("r1", "dev-a", Status.ERROR, [stream("r1", 2), stream("r1", 3)], [FILE_B, FILE_A])
+    rec = store.get_request("r1")
+    assert rec is not None and rec.status is Status.ERROR and rec.last_seq == 3
+    assert rec.finished is not None and before <= rec.finished <= time.time()
+    assert seqs(store, "r1") == [1, 2, 3]
+    assert store.list_files("r1") == [FILE_A, FILE_B]  # by name
+    assert store.get_file("r1", "b.txt") == FILE_B
+    assert store.get_file("r1", "c.txt") is None
+
+
+def test_finish_that_fails_part_way_changes_nothing(store: Store) -> None:
+    claim_one(store, "r1")
+    with pytest.raises(ValueError):  # two files with one name: rejected after the messages were sent
+        store.finish("r1", "dev-a", Status.DONE, [stream("r1", 1)], [FILE_A, FILE_A])
+    rec = store.get_request("r1")
+    assert rec is not None and rec.status is Status.RUNNING and rec.finished is None and rec.last_seq == 0
+    assert store.get_messages("r1") == [] and store.list_files("r1") == []
+    assert store.finish("r1", "dev-a", Status.DONE, [stream("r1", 1)], [FILE_A])  # still finishable
+
+
+def test_finish_twice_is_refused_and_changes_nothing(store: Store) -> None:
+    claim_one(store, "r1")
+    assert store.finish("r1", "dev-a", Status.TIMEOUT, [stream("r1", 1)], [FILE_A])
+    first = store.get_request("r1")
+    assert not store.finish("r1", "dev-a", Status.DONE, [stream("r1", 2)], [FILE_B])
+    assert store.get_request("r1") == first
+    assert seqs(store, "r1") == [1] and store.list_files("r1") == [FILE_A]
+
+
+def test_finish_refused_unless_running_under_that_device(store: Store) -> None:
+    claim_one(store, "r1", device="dev-b")
+    store.submit(new_request("queued"), 10)
+    assert not store.finish("queued", "dev-a", Status.DONE)
+    assert not store.finish("r1", "dev-a", Status.DONE, [stream("r1", 1)], [FILE_A])
+    assert not store.finish("unknown", "dev-a", Status.DONE)
+    for rid, status in (("queued", Status.QUEUED), ("r1", Status.RUNNING)):
+        rec = store.get_request(rid)
+        assert rec is not None and rec.status is status and rec.finished is None
+    assert store.get_messages("r1") == [] and store.list_files("r1") == []
+
+
+@pytest.mark.parametrize("status", [Status.QUEUED, Status.RUNNING])
+def test_finish_with_non_terminal_status_raises_value_error(store: Store, status: Status) -> None:
+    claim_one(store, "r1")
+    with pytest.raises(ValueError):
+        store.finish("r1", "dev-a", status, [stream("r1", 1)])
+    rec = store.get_request("r1")
+    assert rec is not None and rec.status is Status.RUNNING and store.get_messages("r1") == []
+
+
+# -- leases ---------------------------------------------------------------------------------
+
+
+def test_expire_leases_turns_expired_requests_lost_with_an_error_at_the_next_seq(store: Store) -> None:
+    short = claim_one(store, "short", device="dev-a", lease=10.0)
+    claim_one(store, "long", device="dev-b", lease=1000.0)
+    assert store.add_messages("short", "dev-a", [stream("short", 1), stream("short", 2)])
+    assert short.lease_until is not None
+    now = short.lease_until + 1
+    assert store.expire_leases(now) == ["short"]
+    rec = store.get_request("short")
+    assert rec is not None and rec.status is Status.LOST and rec.finished == now and rec.last_seq == 3
+    lost = store.get_messages("short", after=2)
+    assert [m.seq for m in lost] == [3]
+    msg = lost[0].message
+    assert msg["msg_type"] == "error" and msg["parent_header"]["msg_id"] == "short"
+    assert msg["content"]["ename"] == "DeviceLost" and "stopped answering" in msg["content"]["evalue"]
+    unexpired = store.get_request("long")
+    assert unexpired is not None and unexpired.status is Status.RUNNING
+    # The device that lost it learns so on its next write.
+    assert not store.add_messages("short", "dev-a", [stream("short", 4)])
+    assert not store.finish("short", "dev-a", Status.DONE)
+    assert store.expire_leases(now) == []  # already lost: not again
+
+
+def test_expire_leases_defaults_to_now_and_spares_queued_and_finished(store: Store) -> None:
+    claim_one(store, "done", lease=-1.0)
+    assert store.finish("done", "dev-a", Status.DONE)
+    claim_one(store, "expired", lease=-1.0)
+    store.submit(new_request("queued"), 10)
+    assert store.expire_leases() == ["expired"]
+    queued, done = store.get_request("queued"), store.get_request("done")
+    assert queued is not None and queued.status is Status.QUEUED
+    assert done is not None and done.status is Status.DONE and store.get_messages("done") == []
+
+
+def test_renew_lease_extends_only_that_devices_running_requests(store: Store) -> None:
+    a1 = claim_one(store, "a1", device="dev-a", lease=10.0)
+    claim_one(store, "a2", device="dev-a", lease=10.0)
+    b1 = claim_one(store, "b1", device="dev-b", lease=10.0)
+    assert store.finish("a2", "dev-a", Status.DONE)
+    a2_done = store.get_request("a2")
+    before = time.time()
+    assert store.renew_lease("dev-a", 1000.0) == 1
+    renewed = store.get_request("a1")
+    assert renewed is not None and renewed.lease_until is not None
+    assert before + 1000.0 <= renewed.lease_until <= time.time() + 1000.0
+    assert store.get_request("b1") == b1
+    assert store.get_request("a2") == a2_done
+    assert a1.lease_until is not None
+    assert store.expire_leases(a1.lease_until + 1) == ["b1"]
+    assert store.renew_lease("dev-c", 1000.0) == 0
+
+
+def test_release_requeues_only_unstarted_claims_of_that_device(store: Store) -> None:
+    submit_all(store, ["r1", "r2", "r3", "r4"])
+    store.claim("dev-a", 3, LEASE)
+    store.claim("dev-b", 1, LEASE)
+    assert store.add_messages("r2", "dev-a", [stream("r2", 1)])  # r2 started on a kernel
+    assert store.release("dev-b", ["r1", "r3"]) == 0
+    assert store.release("dev-a", ["r1", "r2", "r3", "r4", "unknown"]) == 2
+    for rid in ("r1", "r3"):
+        rec = store.get_request(rid)
+        assert rec is not None and rec.status is Status.QUEUED
+        assert (rec.device, rec.started, rec.lease_until) == (None, None, None)
+    for rid, device in (("r2", "dev-a"), ("r4", "dev-b")):
+        rec = store.get_request(rid)
+        assert rec is not None and rec.status is Status.RUNNING and rec.device == device
+    assert store.release("dev-a", ["r1"]) == 0  # queued now
+    assert store.release("dev-a", []) == 0
+    assert [r.id for r in store.claim("dev-c", 10, LEASE)] == ["r1", "r3"]  # they keep their place
+
+
+# -- backend choice -------------------------------------------------------------------------
+
+
+def test_open_store_names_the_unknown_scheme_and_the_known_ones() -> None:
+    with pytest.raises(UnknownBackend) as caught:
+        open_store("mongodb://user:secret@host/db")
+    assert "'mongodb'" in caught.value.message and "sqlite" in caught.value.message
+    assert "secret" not in caught.value.message
+
+
+def test_sqlite_store_creates_its_directory_and_uses_wal(tmp_path: Path) -> None:
+    store = open_store(_sqlite_url(tmp_path))
+    store.create_schema()
+    store.close()
+    path = tmp_path / "missing-dir" / "store.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
