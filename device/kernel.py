@@ -12,6 +12,7 @@ channel: forking copies a ready IPython.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import gc
 import io
@@ -21,6 +22,8 @@ import signal
 import sys
 import threading
 import time
+import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,12 +81,19 @@ class OutputBudget:
 class Channel:
     """The kernel's socket to its device; thread-safe, since the flusher thread sends too."""
 
-    def __init__(self, spec: KernelSpec) -> None:
+    def __init__(self, spec: KernelSpec, session: Session) -> None:
         self.context = zmq.Context(1)
         self.socket = self.context.socket(zmq.PAIR)
         self.socket.setsockopt(zmq.LINGER, 5000)
         self.socket.connect(spec.endpoint)
-        self.session = Session(key=spec.key, signature_scheme="hmac-sha256", username="kernel")
+        # built once in the template (building one costs ~2 ms); each kernel signs with its own key
+        self.session = session
+        session.key = spec.key
+        session.session = uuid.uuid4().hex
+        session.pid = os.getpid()  # Session drops messages sent from a fork of its creator
+        # one round through the receive path now, so its copy-on-write faults are not the request's
+        _, frames = session.feed_identities(session.serialize(session.msg("status", {})))
+        session.deserialize(frames)
         self.lock = threading.Lock()
         self.parent: dict[str, Any] = {}
 
@@ -200,7 +210,9 @@ def make_shell(preload: list[str]) -> InteractiveShell:
     if "matplotlib" in preload:
         # inline: plt.show() and figures left open become image/png display_data
         shell.enable_matplotlib("inline")
-    _warm_up(shell, plots="matplotlib" in preload)
+    _warm_up(shell, WARM_UP_CELLS + ((WARM_UP_PLOT,) if "matplotlib" in preload else ()))
+    gc.collect()
+    gc.freeze()  # keeps the collector from touching (and so copying) the template's objects
     return shell
 
 
@@ -212,10 +224,13 @@ class _NullKernel:
 
 
 WARM_UP_CELLS = ("1 + 1", "print(1)", "1 / 0")
+# In a ready kernel, waiting for its request: takes the copy-on-write faults of the common path
+# (~4 ms) before the request arrives. Not the traceback: that would cost every kernel ~10 ms.
+CHILD_WARM_UP_CELLS = ("1 + 1", "print(1)")
 WARM_UP_PLOT = "import matplotlib.pyplot as _plt\n_plt.plot([1, 2]); _plt.show(); _plt.close('all')"
 
 
-def _warm_up(shell: InteractiveShell, plots: bool) -> None:
+def _warm_up(shell: InteractiveShell, cells: tuple[str, ...]) -> None:
     """Run a few cells of our own in the template, so what IPython builds lazily (formatters,
     the traceback machinery, matplotlib's fonts and PNG writer) is built once, before forking,
     instead of in every kernel. The namespace is put back as it was afterwards."""
@@ -225,7 +240,7 @@ def _warm_up(shell: InteractiveShell, plots: bool) -> None:
     _kernel = _NullKernel()  # type: ignore[assignment]
     try:
         sys.stdout = io.StringIO()
-        for cell in (*WARM_UP_CELLS, *((WARM_UP_PLOT,) if plots else ())):
+        for cell in cells:
             shell.run_cell(cell, store_history=False)
     finally:
         sys.stdout = real_stdout
@@ -237,8 +252,6 @@ def _warm_up(shell: InteractiveShell, plots: bool) -> None:
         if isinstance(shell.user_ns.get(cache), dict):
             shell.user_ns[cache].clear()
     shell.execution_count = 1
-    gc.collect()
-    gc.freeze()  # keeps the collector from touching (and so copying) the template's objects
 
 
 _kernel: Kernel | None = None
@@ -264,22 +277,14 @@ class Kernel:
         self.buffer_lock = threading.Lock()
         self.out_lock = threading.RLock()
         self.error_content: dict[str, Any] | None = None
-        self.dirty = threading.Event()
-        self.done = False
+        self.signaled = False  # a wake-up for the pump is already pending
+        self.running = False  # between the request's arrival and its execute_reply
         self.fd_pipes: list[tuple[int, OutStream]] = []
 
     # -- sending -------------------------------------------------------------------------
 
     def channel_send(self, msg_type: str, content: dict[str, Any]) -> None:
         self.channel.send(msg_type, content)
-
-    def queue_output(self, name: str, text: str) -> None:
-        with self.buffer_lock:
-            if self.pending and self.pending[-1][0] == name:
-                self.pending[-1][1].append(text)
-            else:
-                self.pending.append((name, [text]))
-        self.dirty.set()
 
     def flush_streams(self) -> None:
         """Send the buffered output as ``stream`` messages, stdout and stderr in their order."""
@@ -320,18 +325,22 @@ class Kernel:
         self.error_content = content
         self.channel.send("error", content)
 
-    # -- background: flushing and fd capture ------------------------------------------
+    # -- background: one pump thread for flushing and fd capture ---------------------------
 
-    def _flusher(self) -> None:
-        while not self.done:
-            self.dirty.wait()
-            time.sleep(FLUSH_INTERVAL)  # let a burst of writes collect into one message
-            self.dirty.clear()
-            if not self.done:
-                self.flush_streams()
+    def queue_output(self, name: str, text: str) -> None:
+        with self.buffer_lock:
+            if self.pending and self.pending[-1][0] == name:
+                self.pending[-1][1].append(text)
+            else:
+                self.pending.append((name, [text]))
+            if self.signaled:
+                return
+            self.signaled = True
+        os.write(self.wake_w, b"x")
 
     def capture_fds(self) -> None:
-        """Send what subprocesses and C code write to fds 1 and 2 as stream output too."""
+        """Send what subprocesses and C code write to fds 1 and 2 as stream output too, and
+        start the pump thread that forwards it and flushes buffered output."""
         for fd, stream in ((1, self.stdout), (2, self.stderr)):
             read_end, write_end = os.pipe()
             os.set_blocking(read_end, False)
@@ -339,14 +348,26 @@ class Kernel:
             os.close(write_end)
             self.fd_pipes.append((read_end, stream))
         self.decoders = {r: codecs.getincrementaldecoder("utf-8")("replace") for r, _ in self.fd_pipes}
-        threading.Thread(target=self._fd_reader, name="fd-reader", daemon=True).start()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        threading.Thread(target=self._pump, name="output-pump", daemon=True).start()
 
-    def _fd_reader(self) -> None:
-        fds = [r for r, _ in self.fd_pipes]
-        while not self.done:
-            ready, _, _ = select.select(fds, [], [], 0.2)
-            if ready:
-                self.drain_fds()
+    def _pump(self) -> None:
+        fds = [self.wake_r, *(r for r, _ in self.fd_pipes)]
+        while True:
+            select.select(fds, [], [], None)
+            time.sleep(FLUSH_INTERVAL)  # let a burst of writes collect into one message
+            try:
+                while os.read(self.wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+            with self.buffer_lock:
+                self.signaled = False
+            if self.running:
+                self.flush_streams()
+            else:
+                self.drain_fds()  # before the cell starts, keep it for the cell's output
 
     def drain_fds(self) -> None:
         with self.out_lock:
@@ -363,7 +384,11 @@ class Kernel:
                     break
                 text = self.decoders[read_end].decode(chunk)
                 if text:
-                    self.queue_output(stream.name, text)
+                    with self.buffer_lock:
+                        if self.pending and self.pending[-1][0] == stream.name:
+                            self.pending[-1][1].append(text)
+                        else:
+                            self.pending.append((stream.name, [text]))
 
     # -- the cell ------------------------------------------------------------------------
 
@@ -374,7 +399,7 @@ class Kernel:
         self.channel.send("status", {"execution_state": "busy"})
         self.channel.send("execute_input", {"code": code, "execution_count": 1})
         self.write_inputs(request)
-        threading.Thread(target=self._flusher, name="flusher", daemon=True).start()
+        self.running = True
         result = self.shell.run_cell(code, store_history=True, silent=False)
         _flush_c_stdio()
         self.flush_streams()
@@ -388,9 +413,8 @@ class Kernel:
                 "traceback": [],
             }
             reply = {"status": "error", "execution_count": 1, **err}
+        self.running = False
         self.channel.send("execute_reply", reply, metadata={"status": reply["status"]})
-        self.done = True
-        self.dirty.set()
         self.channel.send("status", {"execution_state": "idle"})
 
     def write_inputs(self, request: dict[str, Any]) -> None:
@@ -410,11 +434,17 @@ def _flush_c_stdio() -> None:
         pass
 
 
-def run_child(shell: InteractiveShell, spec: KernelSpec, layers: list[SandboxLayer],
+def make_session() -> Session:
+    """The Session every kernel re-keys; built in the template, before forking."""
+    return Session(key=b"unset", signature_scheme="hmac-sha256", username="kernel")
+
+
+def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layers: list[SandboxLayer],
               close_fds: Callable[[], None]) -> None:
     """The whole life of a forked kernel. Never returns."""
     global _kernel
     code = 0
+    log_fd = 2
     try:
         os.setsid()  # its own session and process group: the device kills the group
         set_parent_death_signal()
@@ -429,10 +459,12 @@ def run_child(shell: InteractiveShell, spec: KernelSpec, layers: list[SandboxLay
         os.chdir(spec.workdir)
         os.environ.update({"HOME": spec.workdir, "TMPDIR": spec.tmpdir, "PWD": spec.workdir})
         try:
-            channel = Channel(spec)
+            channel = Channel(spec, session)
         except Exception:
             os._exit(EXIT_CHANNEL_FAILED)
         kernel = _kernel = Kernel(shell, spec, channel)
+        log_fd = os.dup(2)  # the device's log, for our own failures; user code never writes here
+        os.set_inheritable(log_fd, False)
         kernel.capture_fds()
         sys.stdout = kernel.stdout
         sys.stderr = kernel.stderr
@@ -442,13 +474,17 @@ def run_child(shell: InteractiveShell, spec: KernelSpec, layers: list[SandboxLay
             for layer in layers:
                 layer.apply(place)
         except Exception as exc:
-            os.write(2, f"sandbox failed: {exc}\n".encode())
+            os.write(log_fd, f"kernel {spec.slot}: sandbox failed: {exc}\n".encode())
             os._exit(EXIT_SANDBOX_FAILED)
+        _warm_up(shell, CHILD_WARM_UP_CELLS)
+        _kernel = kernel
         channel.send("status", {"execution_state": "starting"})  # "ready", to the device
         request = channel.receive()
         kernel.run(request)
         channel.close()
     except BaseException:
         code = 70
+        with contextlib.suppress(Exception):  # fd 2 may be gone: best effort, for the device's log
+            os.write(log_fd, f"kernel {spec.slot} failed:\n{traceback.format_exc()}".encode())
     finally:
         os._exit(code)

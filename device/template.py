@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from device.kernel import KernelSpec, make_shell, run_child, set_parent_death_signal
+from device.kernel import KernelSpec, make_session, make_shell, run_child, set_parent_death_signal
 from device.sandbox.base import SandboxLayer
 from device.sandbox.resources import ResourceLimits
 
@@ -44,6 +44,7 @@ class Template:
         self.kernels: set[int] = set()
         self.layers: list[SandboxLayer] = []
         self.shell: Any = None
+        self.session = make_session()
 
     def configure(self, msg: dict[str, Any]) -> None:
         self.shell = make_shell(list(msg.get("preload", [])))
@@ -62,7 +63,7 @@ class Template:
             self.control.send_json({"op": "fork_failed", "slot": spec.slot, "error": str(exc)})
             return
         if pid == 0:
-            run_child(self.shell, spec, self.layers, _close_fds_above_stdio)  # never returns
+            run_child(self.shell, self.session, spec, self.layers, _close_fds_above_stdio)  # never returns
         self.kernels.add(pid)
         self.control.send_json({"op": "forked", "slot": spec.slot, "pid": pid})
 

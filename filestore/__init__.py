@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from filestore.base import FileStore, FileStoreError, InvalidFileName, UnknownFileStore, check_name
+from filestore.base import (
+    FileStore,
+    FileStoreError,
+    InvalidFileName,
+    UnknownFileStore,
+    check_name,
+    check_request_id,
+)
 from filestore.directory import DirectoryFileStore
 from filestore.sql import SqlFileStore
 
@@ -16,6 +23,7 @@ __all__ = [
     "SqlFileStore",
     "UnknownFileStore",
     "check_name",
+    "check_request_id",
     "open_filestore",
 ]
 

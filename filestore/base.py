@@ -6,7 +6,9 @@ content type are the Store's records; a FileStore only keeps bytes under
 ``(request_id, name)`` and hands back a ``location`` string for them.
 
 Names are relative POSIX paths (``plot.png``, ``out/data.csv``) already checked by the caller
-with :func:`check_name`; backends call it again, so a bad name can never reach a disk or a DB.
+with :func:`check_name`; backends call it (and :func:`check_request_id`) again, in every method,
+so a bad name can never reach a disk or a DB. A name and a folder of the same path cannot both
+exist (``a`` and ``a/b``), as on the cell's own disk.
 Calls are synchronous and short; any number of processes may use one store at once.
 """
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 MAX_NAME_BYTES = 1024
+MAX_PART_BYTES = 255  # one path component: what filesystems allow
+MAX_REQUEST_ID_BYTES = 255  # a request id is one path component in the directory backend
 
 
 class FileStoreError(Exception):
@@ -47,9 +51,25 @@ def check_name(name: str) -> str:
         raise InvalidFileName(f"file name {name!r} contains a NUL or a backslash")
     if name.startswith("/"):
         raise InvalidFileName(f"file name {name!r} is absolute")
-    if any(part in ("", ".", "..") for part in name.split("/")):
+    parts = name.split("/")
+    if any(part in ("", ".", "..") for part in parts):
         raise InvalidFileName(f"file name {name!r} has an empty, '.' or '..' component")
+    if any(len(part.encode("utf-8")) > MAX_PART_BYTES for part in parts):
+        raise InvalidFileName(f"a component of file name {name!r} is longer than {MAX_PART_BYTES} bytes")
     return name
+
+
+def check_request_id(request_id: str) -> str:
+    """Return ``request_id`` if it can name a folder: one safe path component."""
+    try:
+        size = len(request_id.encode("utf-8"))
+    except (AttributeError, UnicodeEncodeError):
+        size = MAX_REQUEST_ID_BYTES + 1  # not a str, or not encodable: rejected below
+    if not request_id or request_id in (".", "..") or size > MAX_REQUEST_ID_BYTES \
+            or "/" in request_id or "\\" in request_id or "\x00" in request_id:
+        raise InvalidFileName(f"request id {request_id!r} must be one path component of at most "
+                              f"{MAX_REQUEST_ID_BYTES} bytes")
+    return request_id
 
 
 class FileStore(ABC):
@@ -68,14 +88,17 @@ class FileStore(ABC):
 
     @abstractmethod
     def get(self, request_id: str, name: str) -> bytes | None:
-        """The bytes kept under ``(request_id, name)``, or ``None`` when there are none."""
+        """The bytes kept under ``(request_id, name)``, or ``None`` when there are none.
+        Raises :class:`InvalidFileName` for a bad name or request id."""
 
     @abstractmethod
     def delete(self, request_id: str) -> int:
-        """Remove every file of ``request_id``; returns how many were removed."""
+        """Remove every file of ``request_id``; returns how many were removed. Raises
+        :class:`InvalidFileName` for a bad request id."""
 
     def create(self) -> None:
-        """Prepare the backing storage (tables, folders). Idempotent; called at start."""
+        """Prepare the backing storage (tables, folders). Idempotent; every process must call
+        it once before any other method."""
 
     def close(self) -> None:
         """Release connections."""

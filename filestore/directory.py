@@ -15,9 +15,8 @@ import secrets
 import stat
 from pathlib import Path
 
-from filestore.base import FileStore, FileStoreError, InvalidFileName, check_name
+from filestore.base import FileStore, FileStoreError, check_name, check_request_id
 
-MAX_REQUEST_ID_BYTES = 255  # the request id is one path component
 FILE_MODE = 0o644  # readable by the web server's user, whatever the umask
 DIR_MODE = 0o755
 
@@ -25,12 +24,6 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # What a missing file looks like from get: absent, a symlink (ELOOP), a file where a folder
 # should be (ENOTDIR), or a socket (ENXIO).
 _ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO})
-
-
-def _check_request_id(request_id: str) -> str:
-    if "/" in check_name(request_id) or len(request_id.encode()) > MAX_REQUEST_ID_BYTES:
-        raise InvalidFileName(f"request id {request_id!r} is not a single short path component")
-    return request_id
 
 
 def _remove_contents(dir_fd: int) -> int:
@@ -86,7 +79,7 @@ class DirectoryFileStore(FileStore):
         return fd
 
     def put(self, request_id: str, name: str, data: bytes) -> str:
-        parts = [_check_request_id(request_id), *check_name(name).split("/")]
+        parts = [check_request_id(request_id), *check_name(name).split("/")]
         try:
             dir_fd = self._open_folder(parts[:-1], make=True)
         except OSError as exc:
@@ -119,7 +112,7 @@ class DirectoryFileStore(FileStore):
         return "/".join(parts)
 
     def get(self, request_id: str, name: str) -> bytes | None:
-        parts = [_check_request_id(request_id), *check_name(name).split("/")]
+        parts = [check_request_id(request_id), *check_name(name).split("/")]
         try:
             dir_fd = self._open_folder(parts[:-1], make=False)
             try:
@@ -142,7 +135,7 @@ class DirectoryFileStore(FileStore):
             os.close(fd)
 
     def delete(self, request_id: str) -> int:
-        _check_request_id(request_id)
+        check_request_id(request_id)
         try:
             root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:

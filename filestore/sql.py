@@ -23,10 +23,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from filestore.base import MAX_NAME_BYTES, FileStore, InvalidFileName, UnknownFileStore, check_name
-
-# A request id is a path component in the directory backend; every backend keeps to that rule.
-MAX_REQUEST_ID_BYTES = 255
+from filestore.base import (
+    MAX_NAME_BYTES,
+    MAX_REQUEST_ID_BYTES,
+    FileStore,
+    UnknownFileStore,
+    check_name,
+    check_request_id,
+)
 
 _metadata = MetaData()
 _blobs = Table(
@@ -46,12 +50,6 @@ _UPSERT_INSERTS: dict[str, Callable[[Table], sqlite.Insert | postgresql.Insert]]
 
 # Execution option marking a transaction that writes, so SQLite takes the write lock at BEGIN.
 _WRITE = "filestore_write"
-
-
-def _check_request_id(request_id: str) -> str:
-    if "/" in check_name(request_id) or len(request_id.encode()) > MAX_REQUEST_ID_BYTES:
-        raise InvalidFileName(f"request id {request_id!r} is not a single short path component")
-    return request_id
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -99,7 +97,7 @@ class SqlFileStore(FileStore):
             _metadata.create_all(conn)  # checks first: idempotent, keeps existing rows
 
     def put(self, request_id: str, name: str, data: bytes) -> str:
-        _check_request_id(request_id)
+        check_request_id(request_id)
         check_name(name)
         insert = self._insert(_blobs).values(request_id=request_id, name=name, data=data, size=len(data))
         upsert = insert.on_conflict_do_update(
@@ -111,7 +109,7 @@ class SqlFileStore(FileStore):
         return f"sql:{request_id}/{name}"
 
     def get(self, request_id: str, name: str) -> bytes | None:
-        _check_request_id(request_id)
+        check_request_id(request_id)
         check_name(name)
         query = select(_blobs.c.data).where(_blobs.c.request_id == request_id, _blobs.c.name == name)
         with self._engine.connect() as conn:
@@ -119,7 +117,7 @@ class SqlFileStore(FileStore):
         return data
 
     def delete(self, request_id: str) -> int:
-        _check_request_id(request_id)
+        check_request_id(request_id)
         with self._writer.begin() as conn:
             return conn.execute(_blobs.delete().where(_blobs.c.request_id == request_id)).rowcount
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import queue
 import sqlite3
 import time
 import traceback
@@ -203,16 +204,30 @@ def _submit_many(url: str, prefix: str, start: Any, out: Any) -> None:
 
 
 def _run_processes(target: Callable[..., None], url: str, names: list[str]) -> dict[str, Any]:
+    """Run ``target(url, name, start_barrier, out_queue)`` in one spawned process per name."""
     ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Barrier(len(names)), ctx.Queue()
     procs = [ctx.Process(target=target, args=(url, name, start, out)) for name in names]
-    for p in procs:
-        p.start()
-    results = dict(out.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(30)
-    for name, result in results.items():
-        assert not isinstance(result, str), f"{name} failed:\n{result}"
+    results: dict[str, Any] = {}
+    deadline = time.monotonic() + 120
+    try:
+        for p in procs:
+            p.start()
+        while len(results) < len(procs):
+            try:
+                name, result = out.get(timeout=0.5)
+            except queue.Empty:
+                crashed = {p.name: p.exitcode for p in procs if p.exitcode not in (None, 0)}
+                assert not crashed, f"worker processes died without reporting: {crashed}"
+                assert time.monotonic() < deadline, "worker processes did not finish in 120 s"
+                continue
+            assert not isinstance(result, str), f"{name} failed:\n{result}"
+            results[name] = result
+    finally:
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
     return results
 
 
