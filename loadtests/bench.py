@@ -135,7 +135,7 @@ def free_port() -> int:
 
 def start_server(data_dir: str, kernels: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    log = open(os.path.join(data_dir, "serve.log"), "wb")  # noqa: SIM115 - closed with the process
+    log = open(os.path.join(data_dir, "serve.log"), "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "singlecell", "serve", "--port", str(port), "--data-dir", data_dir,
          "--kernels", str(kernels), "--log-level", "warning"],
