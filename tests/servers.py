@@ -378,3 +378,40 @@ def active_between(start: float, end: float) -> Iterator[Server]:
     for server in STARTED:
         if server.started_at <= end and (server.stopped_at is None or server.stopped_at >= start):
             yield server
+
+
+# -- talking to a server -------------------------------------------------------------------
+
+def run_cell(client: Client, code: str, files: dict[str, bytes] | None = None, timeout: float | None = None,
+             deadline: float = 120.0) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    """Queue a cell and read ``/output`` until done: (id, every ``{seq, msg}``, the last page)."""
+    request_id = client.execute(code, files, timeout)
+    items: list[dict[str, Any]] = []
+    after = 0
+    give_up = time.monotonic() + deadline
+    while True:
+        page = client.output(request_id, after=after, wait=10)
+        items += page["messages"]
+        after = page["next"]
+        if page["done"]:
+            return request_id, items, page
+        if time.monotonic() > give_up:
+            raise AssertionError(f"request {request_id} not done after {deadline:.0f} s: {items}")
+
+
+def raw_exchange(port: int, head: bytes, body_parts: Sequence[bytes] = (), timeout: float = 30.0) -> bytes:
+    """Send an HTTP request byte for byte (sending stops quietly if the server closes), then
+    return everything the server answered until it closed or went quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(head)
+            for part in body_parts:
+                sock.sendall(part)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        chunks = []
+        sock.settimeout(5)
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)

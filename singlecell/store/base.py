@@ -5,8 +5,11 @@ submits requests and reads messages; a device claims queued requests, appends th
 its kernels produce and finishes each request with exactly one terminal status.
 
 Calls are synchronous and short (one DB round trip or one small transaction): callers run
-them directly on their event loop. Every method is safe to call from several processes at
-once; atomicity is the backend's job, never the caller's.
+them directly on their event loop. Under write contention a call may wait for the DB's lock
+(SQLite: up to its busy timeout); that is the price of an embedded DB, and the reason a
+deployment with many writers moves to PostgreSQL. Every method is safe to call from several
+processes at once; atomicity is the backend's job, never the caller's. A process opens its
+own store after any ``fork()``: pooled connections must not cross one.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 JsonDict = dict[str, Any]
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """A request's life: queued → running → one terminal status."""
 
     QUEUED = "queued"
@@ -97,7 +100,7 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release connections. The store is unusable afterwards."""
+        """Release connections. Call nothing else afterwards."""
 
     # -- the web tier -------------------------------------------------------------------
 
@@ -133,12 +136,13 @@ class Store(ABC):
 
         Sets ``device``, ``started`` and ``lease_until = now + lease_seconds`` on each. However
         many devices call this at once, each request is returned to exactly one of them.
-        The records returned show the new state.
+        The records returned show the new state, oldest first.
         """
 
     @abstractmethod
     def renew_lease(self, device: str, lease_seconds: float) -> int:
-        """Extend the lease of every request ``device`` holds ``running``; returns how many."""
+        """Extend the lease of every request ``device`` holds ``running``; returns how many.
+        A lease that ran out but was not yet declared lost is revived: its device is alive."""
 
     @abstractmethod
     def add_messages(self, request_id: str, device: str, messages: Sequence[StoredMessage]) -> bool:
@@ -147,6 +151,8 @@ class Store(ABC):
         Seqs are the caller's, strictly increasing and above the request's ``last_seq``.
         Returns ``False`` and stores nothing when the request is no longer ``running`` under
         ``device`` (its lease expired and it was declared lost): the caller must stop it.
+        Raises ``ValueError`` (storing nothing) for seqs that are not increasing or not above
+        ``last_seq``. With no messages it only answers whether the request is still held.
         """
 
     @abstractmethod
@@ -162,7 +168,8 @@ class Store(ABC):
         transaction with its last ``messages`` and its ``files``.
 
         Returns ``False`` and changes nothing when the request is not ``running`` under
-        ``device``. ``status`` must be terminal (else ``ValueError``).
+        ``device``. Raises ``ValueError`` (changing nothing) for a status that is not terminal,
+        for bad seqs as :meth:`add_messages`, and for two files of the same name.
         """
 
     @abstractmethod
@@ -171,15 +178,17 @@ class Store(ABC):
 
         Each gets one last message appended (seq ``last_seq + 1``): a Jupyter ``error``
         message, built by :func:`singlecell.protocol.lost_error_message`, that says its
-        device stopped answering. Returns the ids it changed. Any process may call this.
+        device stopped answering; ``finished`` becomes ``now``. Returns the ids it changed.
+        Any process may call this.
         """
 
     @abstractmethod
     def release(self, device: str, request_ids: Sequence[str]) -> int:
         """Put requests ``device`` claimed but never started on a kernel back to ``queued``.
 
-        Only requests that are ``running`` under ``device`` with ``last_seq == 0`` move.
-        Returns how many moved. A draining device calls this with claims it cannot run.
+        Only requests that are ``running`` under ``device`` with ``last_seq == 0`` move; their
+        device, start and lease are cleared and they keep their place (``created``) in the
+        queue. Returns how many moved. A device calls this with claims it cannot run.
         """
 
     # -- files --------------------------------------------------------------------------
