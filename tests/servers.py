@@ -399,9 +399,11 @@ def run_cell(client: Client, code: str, files: dict[str, bytes] | None = None, t
             raise AssertionError(f"request {request_id} not done after {deadline:.0f} s: {items}")
 
 
-def raw_exchange(port: int, head: bytes, body_parts: Sequence[bytes] = (), timeout: float = 30.0) -> bytes:
-    """Send an HTTP request byte for byte (sending stops quietly if the server closes), then
-    return everything the server answered until it closed or went quiet."""
+def raw_exchange(port: int, head: bytes, body_parts: Sequence[bytes] = (),
+                 timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    """Send an HTTP request byte for byte, stopping quietly if the server stops reading or
+    closes, then read its answer: (status, lower-cased headers, body). Raises ``ConnectionError``
+    when the server closed without answering."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         try:
             sock.sendall(head)
@@ -409,9 +411,20 @@ def raw_exchange(port: int, head: bytes, body_parts: Sequence[bytes] = (), timeo
                 sock.sendall(part)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        chunks = []
-        sock.settimeout(5)
-        with contextlib.suppress(TimeoutError, ConnectionResetError):
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+                data += chunk
+        if b"\r\n\r\n" not in data:
+            raise ConnectionError(f"the server closed the connection without an answer (got {data!r})")
+        top, _, body = data.partition(b"\r\n\r\n")
+        lines = top.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        with contextlib.suppress(ConnectionResetError):
+            while len(body) < length and (chunk := sock.recv(65536)):
+                body += chunk
+        return int(lines[0].split()[1]), headers, body
