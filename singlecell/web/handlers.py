@@ -225,7 +225,8 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> tuple[st
             raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}; the fields are code, "
                              "files and timeout")
         code = payload.get("code")
-        files = payload.get("files") or {}
+        files = payload.get("files")
+        files = {} if files is None else files
         timeout = payload.get("timeout", config.time_limit)
     if not isinstance(code, str) or not code.strip():
         raise BadRequest("no code: give the Python to run as \"code\" (a non-empty string)")
