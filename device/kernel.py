@@ -39,6 +39,7 @@ from device.sandbox.base import KernelPlace, SandboxLayer
 
 FLUSH_INTERVAL = 0.05  # seconds a stream write may wait before it is sent: coalesces print loops
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 EXIT_SANDBOX_FAILED = 71  # the device reads this exit code as "the sandbox could not be applied"
 EXIT_CHANNEL_FAILED = 72
 
@@ -47,6 +48,11 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
     """Die with the parent: a kernel never outlives its template, nor a template its device."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants are reparented to us instead of init, so none escapes our tree."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -448,6 +454,7 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
     try:
         os.setsid()  # its own session and process group: the device kills the group
         set_parent_death_signal()
+        become_subreaper()  # what the cell detaches stays ours, and so the template's after us
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)

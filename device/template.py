@@ -16,6 +16,7 @@ It is single-threaded and never runs user code itself, so every fork copies a cl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -23,12 +24,26 @@ from typing import Any
 
 import zmq
 
-from device.kernel import KernelSpec, make_session, make_shell, run_child, set_parent_death_signal
+from device.kernel import (
+    KernelSpec,
+    become_subreaper,
+    make_session,
+    make_shell,
+    run_child,
+    set_parent_death_signal,
+)
 from device.sandbox.base import SandboxLayer
 from device.sandbox.resources import ResourceLimits
 
 LAYER_TYPES: dict[str, type[SandboxLayer]] = {ResourceLimits.name: ResourceLimits}
-PR_SET_CHILD_SUBREAPER = 36
+
+
+def _children() -> list[int]:
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as fh:
+            return [int(pid) for pid in fh.read().split()]
+    except OSError:  # no CONFIG_PROC_CHILDREN: the process group kill is all we have
+        return []
 
 
 def _close_fds_above_stdio() -> None:
@@ -78,7 +93,25 @@ class Template:
             if pid in self.kernels:
                 self.kernels.discard(pid)
                 self.control.send_json({"op": "exited", "pid": pid, "status": status})
-            # anything else is an orphan a kernel left behind, reparented to us (subreaper)
+                self.kill_orphans()
+            # anything else was an orphan of a finished kernel, killed by kill_orphans
+
+    def kill_orphans(self) -> None:
+        """Kill what a finished kernel left running, however it detached (setsid, double fork).
+
+        Every kernel is a child subreaper, so while it lives its orphans stay in its tree; when
+        it dies they come up to us (a subreaper too). So any child of ours that is not a kernel
+        belongs to a finished cell. Their own children come up in turn: repeat until none."""
+        for _ in range(100):
+            strays = [pid for pid in _children() if pid not in self.kernels]
+            if not strays:
+                return
+            for pid in strays:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            for pid in strays:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
 
     def serve(self) -> None:
         wake_r, wake_w = os.pipe()
@@ -123,13 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     if os.getppid() != int(argv[1]):
         sys.exit("device.template: the device exited before the template started")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the device's to handle
-    try:
-        import ctypes
-
-        # orphans of kernels come to us to be reaped, not to init
-        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except OSError:
-        pass
+    become_subreaper()  # orphans of finished kernels come to us, to be killed and reaped
     Template(argv[0]).serve()
 
 
