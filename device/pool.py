@@ -179,11 +179,11 @@ class KernelPool:
     # -- kernels -------------------------------------------------------------------------
 
     async def acquire(self) -> Kernel:
-        """A ready kernel (waiting for one if needed); a replacement is forked at once."""
+        """A ready kernel, waiting for one if needed. Its replacement is forked when it is
+        released: forking now would take CPU from the request that has just begun."""
         while True:
             self.fill()
             kernel = await self._ready.get()
-            self.fill()
             if kernel.alive:
                 return kernel
             self.release(kernel)
@@ -195,6 +195,7 @@ class KernelPool:
         if kernel.pid is not None:
             self._by_pid.pop(kernel.pid, None)
         kernel.close()
+        self.fill()
 
     def fill(self) -> None:
         while not self._closing and self._ready.qsize() + self._starting < self.ready_target:
