@@ -172,7 +172,13 @@ class Device:
         request = record.message
         names = list(record.inputs)
         to_kernel = dict(request, metadata={**request.get("metadata", {}), "singlecell_inputs": names})
-        await kernel.send(to_kernel, [record.inputs[n] for n in names])
+        sending: asyncio.Future[Any] = asyncio.ensure_future(kernel.send(to_kernel, [record.inputs[n] for n in names]))
+        exited: asyncio.Future[Any] = kernel.exited
+        # a PAIR socket whose peer died blocks a send forever: race it with the exit
+        await asyncio.wait({sending, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if not sending.done():
+            sending.cancel()
+            return seq
         output_bytes = 0
         hard_cap = 2 * self.config.output_limit + (1 << 20)  # the kernel truncates; this is the backstop
         while outcome.idle is None:

@@ -14,15 +14,20 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from singlecell import config as settings
 from singlecell.config import Config
 from singlecell.errors import SingleCellError
 
+if TYPE_CHECKING:
+    from filestore.base import FileStore
+    from singlecell.store.base import Store
+
 log = logging.getLogger("singlecell")
 
 
-def _open_storage(config: Config) -> tuple[object, object]:
+def _open_storage(config: Config) -> tuple[Store, FileStore]:
     from filestore import open_filestore
     from singlecell.store import open_store
 
@@ -51,11 +56,12 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
     store, files = _open_storage(config)
     wakeups = HostWakeups(str(config.data_path), "web")
     await wakeups.start()
-    app = make_app(config, store, files, wakeups)  # type: ignore[arg-type]
+    app = make_app(config, store, files, wakeups)
     max_body = 6 * config.max_code_size + 2 * config.max_upload_size + 65536
     server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=max_body + 1)
     server.listen(config.port, config.host)
-    expiry = asyncio.ensure_future(expire_leases_forever(store, wakeups, config.lease_seconds / 2))  # type: ignore[arg-type]
+    notify = app.settings["services"].waiters.notify
+    expiry = asyncio.ensure_future(expire_leases_forever(store, notify, config.lease_seconds / 2))
     log.info("web tier listening on http://%s:%d/ (store %s)", config.host, config.port,
              _redact(config.store_url))
     if ready is not None:
@@ -68,8 +74,8 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(server.close_all_connections(), 2)
         wakeups.close()
-        store.close()  # type: ignore[attr-defined]
-        files.close()  # type: ignore[attr-defined]
+        store.close()
+        files.close()
 
 
 # -- device -----------------------------------------------------------------------------
@@ -98,7 +104,7 @@ async def run_device(config: Config, stop: asyncio.Event) -> None:
     try:
         await pool.start()
         await wakeups.start()
-        device = Device(config, store, files, pool, wakeups)  # type: ignore[arg-type]
+        device = Device(config, store, files, pool, wakeups)
         log.info("device %s running %d kernels at once", device.name, config.kernels)
         running = asyncio.ensure_future(device.run())
         await asyncio.wait({running, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
@@ -107,8 +113,8 @@ async def run_device(config: Config, stop: asyncio.Event) -> None:
     finally:
         await pool.close()
         wakeups.close()
-        store.close()  # type: ignore[attr-defined]
-        files.close()  # type: ignore[attr-defined]
+        store.close()
+        files.close()
         if own_work_dir:
             shutil.rmtree(work_root, ignore_errors=True)
 

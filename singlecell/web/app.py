@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import tornado.web
@@ -39,7 +40,7 @@ def make_app(config: Config, store: Store, filestore: FileStore,
     return app
 
 
-async def expire_leases_forever(store: Store, wakeups: Wakeups | None, interval: float) -> None:
+async def expire_leases_forever(store: Store, notify: Callable[[str], None], interval: float) -> None:
     """Declare the requests of vanished devices lost, even when no device is left to do it."""
     while True:
         await asyncio.sleep(interval)
@@ -50,7 +51,5 @@ async def expire_leases_forever(store: Store, wakeups: Wakeups | None, interval:
             continue
         if lost:
             log.warning("declared %d requests lost: their device stopped answering", len(lost))
-            services_notify = getattr(wakeups, "on_progress", None)
             for request_id in lost:
-                if services_notify is not None:
-                    services_notify(request_id)
+                notify(request_id)  # this process's own waiters; other processes poll
