@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import mimetypes
 import os
 import signal
@@ -34,6 +35,9 @@ from singlecell.wakeup import Wakeups
 log = logging.getLogger(__name__)
 
 EXIT_GRACE = 2.0  # seconds a kernel gets to exit after it said idle before it is killed
+# Mid-cell output waits this long for more before it is stored: a quick cell's messages then
+# go to the store in its one finishing transaction, and a printing loop's in few batches.
+COALESCE = 0.010
 STANDARD_KEYS = ("header", "parent_header", "metadata", "content", "msg_type")
 
 
@@ -181,8 +185,14 @@ class Device:
             return seq
         output_bytes = 0
         hard_cap = 2 * self.config.output_limit + (1 << 20)  # the kernel truncates; this is the backstop
+        loop = asyncio.get_running_loop()
+        flush_at = math.inf
         while outcome.idle is None:
-            batch = await _next_batch(kernel)
+            batch = await _next_batch(kernel, flush_at - loop.time())
+            if batch == []:  # nothing more within the coalescing window: store what we have
+                self._store_pending(record, outcome)
+                flush_at = math.inf
+                continue
             if batch is None:  # it exited, and everything it sent has been read
                 return seq
             if isinstance(batch, ValueError):  # a bad signature: nothing it says can be believed
@@ -210,14 +220,16 @@ class Device:
                                  "OutputLimitExceeded", "the cell sent far more output than its limit "
                                  f"of {self.config.output_limit} bytes and was stopped")
                 return seq
-            if outcome.pending and outcome.idle is None:
-                # mid-cell output is stored (and announced) at once; the last batch rides
-                # in the finishing transaction
-                if not self.store.add_messages(record.id, self.name, outcome.pending):
-                    raise _Lost()
-                outcome.pending = []
-                self._progressed([record.id])
+            if outcome.pending and flush_at == math.inf:
+                flush_at = loop.time() + COALESCE
         return seq
+
+    def _store_pending(self, record: RequestRecord, outcome: Outcome) -> None:
+        """Store (and announce) mid-cell output; the last batch rides in the finish."""
+        if not self.store.add_messages(record.id, self.name, outcome.pending):
+            raise _Lost()
+        outcome.pending = []
+        self._progressed([record.id])
 
     def _note_limit(self, outcome: Outcome, request: dict[str, Any], limit: str, value: float,
                     ename: str, evalue: str) -> None:
@@ -295,12 +307,16 @@ class _Lost(Exception):
     """The store says this device no longer owns the request."""
 
 
-async def _next_batch(kernel: Kernel) -> list[tuple[dict[str, Any], int]] | ValueError | None:
-    """The kernel's next messages; after it exited, what it sent before dying, then ``None``."""
+async def _next_batch(kernel: Kernel, timeout: float) -> list[tuple[dict[str, Any], int]] | ValueError | None:
+    """The kernel's next messages; ``[]`` when none came within ``timeout`` seconds; after it
+    exited, what it sent before dying, then ``None``."""
     receiving: asyncio.Future[Any] = asyncio.ensure_future(kernel.receive())
     exited: asyncio.Future[Any] = kernel.exited
     try:
-        done, _ = await asyncio.wait({receiving, exited}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({receiving, exited}, timeout=None if timeout == math.inf else max(timeout, 0),
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            return []
         if receiving not in done:
             # ZeroMQ may still be handing over what it wrote just before it died
             done, _ = await asyncio.wait({receiving}, timeout=0.1)
