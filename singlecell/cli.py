@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from singlecell import config as settings
 from singlecell.config import Config
-from singlecell.errors import SingleCellError
+from singlecell.errors import ConfigError, SingleCellError
 
 if TYPE_CHECKING:
     from filestore.base import FileStore
@@ -59,7 +59,11 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
     app = make_app(config, store, files, wakeups)
     max_body = 6 * config.max_code_size + 2 * config.max_upload_size + 65536
     server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=max_body + 1)
-    server.listen(config.port, config.host)
+    try:
+        server.listen(config.port, config.host)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {config.host}:{config.port} ({exc.strerror}); is another "
+                          "server running there? Choose another --port") from None
     notify = app.settings["services"].waiters.notify
     expiry = asyncio.ensure_future(expire_leases_forever(store, notify, config.lease_seconds / 2))
     log.info("web tier listening on http://%s:%d/ (store %s)", config.host, config.port,

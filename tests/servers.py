@@ -390,13 +390,40 @@ def run_cell(client: Client, code: str, files: dict[str, bytes] | None = None, t
     after = 0
     give_up = time.monotonic() + deadline
     while True:
-        page = client.output(request_id, after=after, wait=10)
+        page = client.output(request_id, after=after, wait=max(0.1, min(10.0, give_up - time.monotonic())))
         items += page["messages"]
         after = page["next"]
         if page["done"]:
             return request_id, items, page
         if time.monotonic() > give_up:
-            raise AssertionError(f"request {request_id} not done after {deadline:.0f} s: {items}")
+            kinds = [item["msg"]["msg_type"] for item in items]
+            raise AssertionError(f"request {request_id} is still {page['status']!r} after {deadline:.0f} s; "
+                                 f"its messages so far: {kinds}")
+
+
+def outcome(client: Client, code: str, files: dict[str, bytes] | None = None, timeout: float | None = None,
+            deadline: float = 30.0) -> dict[str, Any]:
+    """Run a cell through ``/execute`` and ``/output`` (failing after ``deadline`` s, where
+    ``/eval`` would hang on) and tell how it ended: ``{id, status (the store's: done, error,
+    timeout, aborted, lost), took, stdout, stderr, error (the first error's content, or None),
+    limits (the contents of limit extensions), messages}``."""
+    started = time.monotonic()
+    request_id, items, page = run_cell(client, code, files, timeout, deadline)
+    msgs = [item["msg"] for item in items]
+    errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+    return {
+        "id": request_id,
+        "status": page["status"],
+        "took": time.monotonic() - started,
+        "stdout": "".join(m["content"]["text"] for m in msgs
+                          if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"),
+        "stderr": "".join(m["content"]["text"] for m in msgs
+                          if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"),
+        "error": errors[0] if errors else None,
+        "limits": [m["content"]["content"] for m in msgs
+                   if m["msg_type"] == "extension" and m["content"]["msg_type"] == "limit"],
+        "messages": msgs,
+    }
 
 
 def raw_exchange(port: int, head: bytes, body_parts: Sequence[bytes] = (),

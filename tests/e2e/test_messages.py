@@ -13,7 +13,7 @@ from singlecell.summary import strip_ansi
 from tests.servers import run_cell
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# a 1×1 transparent PNG
+# a 1x1 transparent PNG
 TINY_PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=")
 

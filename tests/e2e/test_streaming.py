@@ -101,7 +101,7 @@ def test_long_poll_of_a_finished_request_returns_at_once(client: Client) -> None
 
 def test_long_poll_returns_when_the_cell_finishes_without_more_output(client: Client) -> None:
     request_id = client.execute("import time\nprint('x')\ntime.sleep(1)")
-    items, page = read_until(client, request_id, lambda items: "x" in texts(items))
+    _, page = read_until(client, request_id, lambda items: "x" in texts(items))
     started = time.monotonic()
     while not page["done"]:
         page = client.output(request_id, after=page["next"], wait=10)
