@@ -54,6 +54,7 @@ class Outcome:
     idle: dict[str, Any] | None = None  # the kernel's last message, held back to be written last
     extra: list[dict[str, Any]] = field(default_factory=list)  # messages the device adds
     pending: list[StoredMessage] = field(default_factory=list)  # stored with the finish
+    seq: int = 0  # the last seq given out: survives a cancelled or timed-out conversation
 
 
 class Device:
@@ -141,7 +142,7 @@ class Device:
 
     async def _execute(self, record: RequestRecord) -> None:
         request = record.message
-        outcome = Outcome()
+        outcome = Outcome(seq=record.last_seq)
         limit = min(record.timeout, self.config.time_limit)
         try:
             kernel = await self.pool.acquire()
@@ -149,9 +150,8 @@ class Device:
             self.store.release(self.name, [record.id])
             raise
         try:
-            seq = record.last_seq
             try:
-                seq = await asyncio.wait_for(self._converse(kernel, record, outcome, seq), limit)
+                await asyncio.wait_for(self._converse(kernel, record, outcome), limit)
             except TimeoutError:
                 kernel.kill()
                 outcome.status = Status.TIMEOUT
@@ -162,16 +162,16 @@ class Device:
                 outcome.status = Status.ABORTED
                 outcome.extra.append(protocol.error_message(
                     request, "ServerStopped", "the server was stopped while this cell ran"))
-                await self._finish(kernel, record, outcome, seq)
+                await self._finish(kernel, record, outcome)
                 raise
             except _Lost:
                 kernel.kill()
                 return
-            await self._finish(kernel, record, outcome, seq)
+            await self._finish(kernel, record, outcome)
         finally:
             self._retire(kernel)
 
-    async def _converse(self, kernel: Kernel, record: RequestRecord, outcome: Outcome, seq: int) -> int:
+    async def _converse(self, kernel: Kernel, record: RequestRecord, outcome: Outcome) -> None:
         """Send the request; store what comes back until the kernel says idle or dies."""
         request = record.message
         names = list(record.inputs)
@@ -182,7 +182,7 @@ class Device:
         await asyncio.wait({sending, exited}, return_when=asyncio.FIRST_COMPLETED)
         if not sending.done():
             sending.cancel()
-            return seq
+            return
         output_bytes = 0
         hard_cap = 2 * self.config.output_limit + (1 << 20)  # the kernel truncates; this is the backstop
         loop = asyncio.get_running_loop()
@@ -194,14 +194,14 @@ class Device:
                 flush_at = math.inf
                 continue
             if batch is None:  # it exited, and everything it sent has been read
-                return seq
+                return
             if isinstance(batch, ValueError):  # a bad signature: nothing it says can be believed
                 kernel.kill()
                 outcome.status = Status.ABORTED
                 outcome.extra.append(protocol.error_message(
                     request, "KernelProtocolError", "the kernel sent a message that was not signed "
                     "with its key; the cell was stopped"))
-                return seq
+                return
             for msg, size in batch:
                 output_bytes += size
                 clean = {key: protocol.json_safe(msg.get(key, {})) for key in STANDARD_KEYS}
@@ -211,18 +211,17 @@ class Device:
                 if clean["msg_type"] == "status" and clean["content"].get("execution_state") == "idle":
                     outcome.idle = clean
                     continue
-                seq += 1
-                outcome.pending.append(StoredMessage(seq, clean))
+                outcome.seq += 1
+                outcome.pending.append(StoredMessage(outcome.seq, clean))
             if output_bytes > hard_cap:
                 kernel.kill()
                 outcome.status = Status.ABORTED
                 self._note_limit(outcome, request, "output", self.config.output_limit,
                                  "OutputLimitExceeded", "the cell sent far more output than its limit "
                                  f"of {self.config.output_limit} bytes and was stopped")
-                return seq
+                return
             if outcome.pending and flush_at == math.inf:
                 flush_at = loop.time() + COALESCE
-        return seq
 
     def _store_pending(self, record: RequestRecord, outcome: Outcome) -> None:
         """Store (and announce) mid-cell output; the last batch rides in the finish."""
@@ -236,7 +235,7 @@ class Device:
         outcome.extra.append(protocol.error_message(request, ename, evalue))
         outcome.extra.append(protocol.limit_message(request, limit, value, ename, evalue))
 
-    async def _finish(self, kernel: Kernel, record: RequestRecord, outcome: Outcome, seq: int) -> None:
+    async def _finish(self, kernel: Kernel, record: RequestRecord, outcome: Outcome) -> None:
         request = record.message
         if outcome.status is None and outcome.idle is None:
             # it died before finishing the cell
@@ -256,7 +255,7 @@ class Device:
                 {"name": f.name, "size": f.size, "content_type": f.content_type,
                  "url": file_url(record.id, f.name)} for f in files]}))
         final.append(outcome.idle or protocol.message("status", {"execution_state": "idle"}, request))
-        messages = [*outcome.pending, *(StoredMessage(seq + i + 1, m) for i, m in enumerate(final))]
+        messages = [*outcome.pending, *(StoredMessage(outcome.seq + i + 1, m) for i, m in enumerate(final))]
         if not self.store.finish(record.id, self.name, status, messages, files):
             log.warning("request %s was declared lost before it finished here", record.id)
         self._progressed([record.id])
