@@ -334,6 +334,8 @@ class Kernel:
     # -- background: one pump thread for flushing and fd capture ---------------------------
 
     def queue_output(self, name: str, text: str) -> None:
+        # what subprocesses wrote to fds 1 and 2 before this write goes out before it
+        self.drain_fds()
         with self.buffer_lock:
             if self.pending and self.pending[-1][0] == name:
                 self.pending[-1][1].append(text)

@@ -60,6 +60,10 @@ class Template:
         self.layers: list[SandboxLayer] = []
         self.shell: Any = None
         self.session = make_session()
+        self.terminating = False
+
+    def _terminate(self, *_: Any) -> None:
+        self.terminating = True
 
     def configure(self, msg: dict[str, Any]) -> None:
         self.shell = make_shell(list(msg.get("preload", [])))
@@ -119,6 +123,9 @@ class Template:
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        # SIGTERM, also our parent-death signal: if the device dies, even by SIGKILL, we live
+        # long enough to take every kernel and everything they started with us
+        signal.signal(signal.SIGTERM, self._terminate)
         poller = zmq.Poller()
         poller.register(self.control, zmq.POLLIN)
         poller.register(wake_r, zmq.POLLIN)
@@ -140,17 +147,27 @@ class Template:
                 elif op == "configure":
                     self.configure(msg)
                 elif op == "exit":
-                    for pid in list(self.kernels):
-                        try:
-                            os.killpg(pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
+                    self.shutdown()
                     return
+            if self.terminating:
+                self.shutdown()
+                return
+
+    def shutdown(self) -> None:
+        """Kill every kernel with its process group, then whatever they detached."""
+        for pid in list(self.kernels):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        for pid in list(self.kernels):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.kernels.clear()
+        self.kill_orphans()
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    set_parent_death_signal()
+    set_parent_death_signal(signal.SIGTERM)  # handled: see Template.serve
     if len(argv) != 2:
         sys.exit("usage: python -m device.template CONTROL_ENDPOINT PARENT_PID")
     if os.getppid() != int(argv[1]):
