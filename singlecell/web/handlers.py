@@ -14,7 +14,7 @@ import tornado.web
 from filestore.base import FileStore, FileStoreError, check_name
 from singlecell import protocol
 from singlecell.config import Config
-from singlecell.errors import BadRequest, NotFound, PayloadTooLarge, SingleCellError, StillRunning
+from singlecell.errors import BadRequest, NotFound, PayloadTooLarge, QueueFull, SingleCellError, StillRunning
 from singlecell.store.base import NewRequest, RequestRecord, Store
 from singlecell.summary import as_text, summarize
 from singlecell.wakeup import Wakeups
@@ -105,6 +105,8 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, SingleCellError):
             code, message = exc.code, exc.message
+            if isinstance(exc, QueueFull):  # here: send_error() clears headers set before it
+                self.set_header("Retry-After", str(exc.retry_after))
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             code, message = "http", exc.log_message % exc.args if exc.args else exc.log_message
         else:
@@ -114,8 +116,6 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, SingleCellError):
-            if e.status == 503 and hasattr(e, "retry_after"):
-                self.set_header("Retry-After", str(e.retry_after))
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
             return
         super()._handle_request_exception(e)
@@ -153,12 +153,18 @@ class SubmitHandler(BaseHandler):
                                   f"accepted (code up to {self.services.config.max_code_size} bytes)")
 
     def data_received(self, chunk: bytes) -> None:
+        # an error raised here would bypass the handler's error answer: keep nothing of a body
+        # that passed the limit, and refuse it in post() (tornado cuts off at twice the limit)
         self.received += len(chunk)
-        if self.received > self.max_body:
-            raise PayloadTooLarge(f"the request body is over {self.max_body} bytes")
-        self.chunks.append(chunk)
+        if self.received <= self.max_body:
+            self.chunks.append(chunk)
+        else:
+            self.chunks.clear()
 
     async def post(self) -> None:
+        if self.received > self.max_body:
+            raise PayloadTooLarge(f"the request body is over {self.max_body} bytes; at most that many are "
+                                  f"accepted (code up to {self.services.config.max_code_size} bytes)")
         config = self.services.config
         body = b"".join(self.chunks)
         code, inputs, timeout, plain_body = parse_submission(self.request.headers.get("Content-Type", ""),
@@ -279,8 +285,8 @@ class OutputHandler(BaseHandler):
     async def get(self, request_id: str) -> None:
         after = _number(self.get_argument("after", "0"), "after", int)
         wait = min(_number(self.get_argument("wait", "0"), "wait", float), MAX_WAIT)
-        if after < 0 or wait < 0:
-            raise BadRequest("after and wait must not be negative")
+        if after < 0 or not wait >= 0:  # "not >=" also refuses nan
+            raise BadRequest("after and wait must be numbers that are not negative")
         store = self.services.store
         record = self.record(request_id)
         messages = store.get_messages(request_id, after, PAGE_SIZE)
@@ -313,8 +319,7 @@ def _number(raw: str, name: str, kind: type) -> Any:
 class FileHandler(BaseHandler):
     """``GET /files/<id>/<name>``: a file the cell wrote."""
 
-    def get(self, request_id: str, quoted_name: str) -> None:
-        name = urllib.parse.unquote(quoted_name)
+    def get(self, request_id: str, name: str) -> None:  # tornado has already %-decoded the path
         self.record(request_id)
         record = self.services.store.get_file(request_id, name)
         data = self.services.filestore.get(request_id, name) if record is not None else None
