@@ -104,14 +104,20 @@ def descendants(root: int) -> set[Identity]:
 
 
 def marked(mark: str, data_dir: Path) -> set[Identity]:
-    """Running processes whose environment carries ``mark`` or whose command line names ``data_dir``."""
-    needle = f"{MARK_VAR}={mark}".encode()
+    """Running processes whose environment carries ``mark``, or that carry no mark at all and
+    name ``data_dir`` on their command line (several servers may share a data dir; each has
+    its own mark)."""
+    mark_prefix = f"{MARK_VAR}=".encode()
     found: set[Identity] = set()
     for pid in _pids():
         if pid == os.getpid():
             continue
-        environ = _read_proc(pid, "environ").split(b"\0")
-        if needle in environ or str(data_dir).encode() in _read_proc(pid, "cmdline"):
+        marks = [v for v in _read_proc(pid, "environ").split(b"\0") if v.startswith(mark_prefix)]
+        if marks:
+            ours = marks[0] == mark_prefix + mark.encode()
+        else:
+            ours = str(data_dir).encode() in _read_proc(pid, "cmdline")
+        if ours:
             stat = _stat(pid)
             if stat is not None and stat[0] not in ("Z", "X"):
                 found.add((pid, stat[2]))
@@ -348,15 +354,25 @@ class Servers:
         """Start ``singlecell COMMAND FLAGS…``; with ``ready``, wait until it answers (web),
         and until a first cell ran (serve)."""
         name = name or f"{command}-{len(self.servers) + 1}"
-        server = Server(command, data_dir or self.folder / f"{name}-data", self.folder / f"{name}.log",
-                        flags, port=port)
-        self.servers.append(server)
-        server.start()
-        if ready and command != "device":
-            server.wait_up()
+        for attempt in range(3):
+            server = Server(command, data_dir or self.folder / f"{name}-data", self.folder / f"{name}.log",
+                            flags, port=port)
+            self.servers.append(server)
+            server.start()
+            if not ready or command == "device":
+                return server
+            try:
+                server.wait_up()
+            except AssertionError:
+                # another process may have taken the free port between our look and its bind
+                taken = not server.running and "cannot listen on" in server.log_text()
+                if port is None and taken and attempt < 2:
+                    continue
+                raise
             if command == "serve":
                 server.wait_serving()
-        return server
+            return server
+        raise AssertionError("unreachable")
 
     def stop_all(self) -> None:
         """Stop the servers still running, asserting each stops cleanly."""

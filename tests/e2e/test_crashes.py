@@ -1,0 +1,63 @@
+"""A kernel that dies mid-cell: the request ends ``aborted`` saying how, and the server goes on."""
+
+from __future__ import annotations
+
+import pytest
+
+from singlecell.client import Client
+from tests.servers import Server, outcome
+
+CRASHES = [
+    pytest.param("import os\nos._exit(3)", "exited with code 3", id="exit-3"),
+    pytest.param("import ctypes\nctypes.string_at(0)", "signal 11 (SIGSEGV)", id="segfault"),
+    pytest.param("import os\nos.kill(os.getpid(), 9)", "signal 9 (SIGKILL)", id="kill-9"),
+    pytest.param("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)", "signal 15 (SIGTERM)", id="sigterm"),
+    pytest.param("import os\nos.abort()", "signal 6 (SIGABRT)", id="abort"),
+]
+
+
+@pytest.mark.parametrize(("code", "says"), CRASHES)
+def test_a_dying_kernel_ends_the_request_aborted_saying_how(client: Client, code: str, says: str) -> None:
+    ended = outcome(client, code)
+    assert ended["status"] == "aborted"
+    assert ended["error"] is not None
+    assert ended["error"]["ename"] == "KernelDied"
+    assert says in ended["error"]["evalue"]
+    assert ended["messages"][-1]["msg_type"] == "status"
+    assert ended["messages"][-1]["content"]["execution_state"] == "idle"
+
+
+def test_eval_reports_a_dead_kernel_as_aborted(client: Client) -> None:
+    answer = client.eval("import ctypes\nctypes.string_at(0)")
+    assert answer["status"] == "aborted"
+    assert answer["error"]["ename"] == "KernelDied" and "SIGSEGV" in answer["error"]["evalue"]
+
+
+@pytest.mark.parametrize(("code", "says"), CRASHES)
+def test_the_next_request_is_served_normally_after_a_crash(client: Client, server: Server, code: str,
+                                                           says: str) -> None:
+    assert outcome(client, code)["status"] == "aborted"
+    ended = outcome(client, "print(sum(range(10)))")
+    assert ended["status"] == "done"
+    assert ended["stdout"] == "45\n"
+    assert server.running
+
+
+def test_output_flushed_before_a_crash_is_kept(client: Client) -> None:
+    ended = outcome(client, "import os\nprint('last words', flush=True)\nos._exit(1)")
+    assert ended["status"] == "aborted"
+    assert ended["stdout"] == "last words\n"
+
+
+def test_files_written_before_a_crash_are_still_collected(client: Client) -> None:
+    ended = outcome(client, "import os\nopen('partial.txt', 'w').write('so far')\nos._exit(2)")
+    assert ended["status"] == "aborted"
+    files = [m for m in ended["messages"] if m["msg_type"] == "extension" and m["content"]["msg_type"] == "files"]
+    assert len(files) == 1
+    assert [f["name"] for f in files[0]["content"]["content"]["files"]] == ["partial.txt"]
+
+
+def test_many_crashes_in_a_row_do_not_wear_the_server_out(client: Client) -> None:
+    for _ in range(12):
+        assert outcome(client, "import os\nos.kill(os.getpid(), 9)")["status"] == "aborted"
+    assert outcome(client, "print('alive')")["stdout"] == "alive\n"
