@@ -333,14 +333,18 @@ class Kernel:
 
     # -- background: one pump thread for flushing and fd capture ---------------------------
 
+    def _append(self, name: str, text: str) -> None:
+        """Add to the ordered output buffer; the caller holds ``buffer_lock``."""
+        if self.pending and self.pending[-1][0] == name:
+            self.pending[-1][1].append(text)
+        else:
+            self.pending.append((name, [text]))
+
     def queue_output(self, name: str, text: str) -> None:
         # what subprocesses wrote to fds 1 and 2 before this write goes out before it
         self.drain_fds()
         with self.buffer_lock:
-            if self.pending and self.pending[-1][0] == name:
-                self.pending[-1][1].append(text)
-            else:
-                self.pending.append((name, [text]))
+            self._append(name, text)
             if self.signaled:
                 return
             self.signaled = True
@@ -393,10 +397,7 @@ class Kernel:
                 text = self.decoders[read_end].decode(chunk)
                 if text:
                     with self.buffer_lock:
-                        if self.pending and self.pending[-1][0] == stream.name:
-                            self.pending[-1][1].append(text)
-                        else:
-                            self.pending.append((stream.name, [text]))
+                        self._append(stream.name, text)
 
     # -- the cell ------------------------------------------------------------------------
 
