@@ -57,10 +57,9 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
     wakeups = HostWakeups(str(config.data_path), "web")
     await wakeups.start()
     app = make_app(config, store, files, wakeups)
-    max_body = 6 * config.max_code_size + 2 * config.max_upload_size + 65536
     # tornado's own limit sits above the handlers' (which answer 413 with a reason), so it only
     # ever cuts off a body the handler already refused
-    server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=2 * max_body)
+    server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=2 * config.max_body_size)
     try:
         server.listen(config.port, config.host)
     except OSError as exc:

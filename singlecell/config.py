@@ -93,6 +93,12 @@ class Config:
         return self.files or f"sqlite:///{self.data_path / 'files.db'}"
 
     @property
+    def max_body_size(self) -> int:
+        """Bytes of request body the web tier reads: JSON escaping can grow code six-fold, and
+        base64 grows uploads by a third."""
+        return 6 * self.max_code_size + 2 * self.max_upload_size + 65536
+
+    @property
     def run_dir(self) -> Path:
         """Sockets for wake-ups between the processes sharing this data dir."""
         return self.data_path / "run"

@@ -141,16 +141,17 @@ class SubmitHandler(BaseHandler):
         self.wait = wait
         self.chunks: list[bytes] = []
         self.received = 0
-        config = services.config
-        # JSON escaping can grow code six-fold; base64 grows files by a third
-        self.max_body = 6 * config.max_code_size + 2 * config.max_upload_size + 65536
+        self.max_body = services.config.max_body_size
+
+    def too_large(self, size: str) -> PayloadTooLarge:
+        return PayloadTooLarge(f"the request body is {size} bytes; at most {self.max_body} are accepted "
+                               f"(code up to {self.services.config.max_code_size} bytes)")
 
     def prepare(self) -> None:
         super().prepare()
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
-            raise PayloadTooLarge(f"the request body is {length} bytes; at most {self.max_body} are "
-                                  f"accepted (code up to {self.services.config.max_code_size} bytes)")
+            raise self.too_large(length)
 
     def data_received(self, chunk: bytes) -> None:
         # an error raised here would bypass the handler's error answer: keep nothing of a body
@@ -163,8 +164,7 @@ class SubmitHandler(BaseHandler):
 
     async def post(self) -> None:
         if self.received > self.max_body:
-            raise PayloadTooLarge(f"the request body is over {self.max_body} bytes; at most that many are "
-                                  f"accepted (code up to {self.services.config.max_code_size} bytes)")
+            raise self.too_large(f"over {self.max_body}")
         config = self.services.config
         body = b"".join(self.chunks)
         code, inputs, timeout, plain_body = parse_submission(self.request.headers.get("Content-Type", ""),

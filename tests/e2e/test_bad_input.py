@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from singlecell.client import Client
+from singlecell.config import Config
 from tests.servers import Server, raw_exchange, wait_until
 
 JSON = {"Content-Type": "application/json"}
 MAX_CODE = 64 * 1024  # the default --max-code-size
 # the default limit of a whole body: 6 * code + 2 * uploads + 64 KiB of slack
-MAX_BODY = 6 * MAX_CODE + 2 * 4 * 1024 * 1024 + 65536
+MAX_BODY = Config().max_body_size  # what the server reads of a body, at the default limits
 
 
 @pytest.fixture
