@@ -26,7 +26,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import zmq
 from IPython.core.displayhook import DisplayHook
@@ -114,8 +114,9 @@ class Channel:
 
     def close(self) -> None:
         with self.lock:
-            self.socket.close()  # LINGER lets queued messages reach the device first
-            self.context.term()
+            if not self.socket.closed:
+                self.socket.close()  # LINGER lets queued messages reach the device first
+                self.context.term()
 
 
 class OutStream(io.TextIOBase):
@@ -443,6 +444,21 @@ def _flush_c_stdio() -> None:
         pass
 
 
+def _exit_after_delivery(kernel: Kernel, pid: int,
+                         real_exit: Callable[[int], NoReturn]) -> Callable[[int], NoReturn]:
+    """``os._exit`` for the cell: what it printed first still reaches the device. ZeroMQ sends
+    from a thread of its own, and only a closing socket waits for it; a send cannot."""
+
+    def _exit(code: int) -> NoReturn:
+        if os.getpid() == pid:  # a forked subprocess must not touch the copied ZeroMQ context
+            with contextlib.suppress(Exception):
+                kernel.flush_streams()
+                kernel.channel.close()
+        real_exit(code)
+
+    return _exit
+
+
 def make_session() -> Session:
     """The Session every kernel re-keys; built in the template, before forking."""
     return Session(key=b"unset", signature_scheme="hmac-sha256", username="kernel")
@@ -490,6 +506,8 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
         _kernel = kernel
         channel.send("status", {"execution_state": "starting"})  # "ready", to the device
         request = channel.receive()
+        # for the cell's code; replacing a module function is the point here
+        os._exit = _exit_after_delivery(kernel, os.getpid(), os._exit)  # type: ignore[assignment]
         kernel.run(request)
         channel.close()
     except BaseException:
