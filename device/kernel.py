@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -39,6 +38,7 @@ from device.sandbox.base import KernelPlace, SandboxLayer
 
 FLUSH_INTERVAL = 0.05  # seconds a stream write may wait before it is sent: coalesces print loops
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 EXIT_SANDBOX_FAILED = 71  # the device reads this exit code as "the sandbox could not be applied"
 EXIT_CHANNEL_FAILED = 72
@@ -48,6 +48,11 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
     """Die with the parent: a kernel never outlives its template, nor a template its device."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def set_process_name(name: bytes) -> None:
+    """What ``ps`` and ``top`` show for the process: kernels are told apart from the server."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
 
 
 def become_subreaper() -> None:
@@ -92,14 +97,10 @@ class Channel:
         self.socket = self.context.socket(zmq.PAIR)
         self.socket.setsockopt(zmq.LINGER, 5000)
         self.socket.connect(spec.endpoint)
-        # built once in the template (building one costs ~2 ms); each kernel signs with its own key
+        # built once in the template and keyed there for this kernel before the fork (re-keying
+        # here would copy-on-write ~90 pages of traitlets machinery)
         self.session = session
-        session.key = spec.key
-        session.session = uuid.uuid4().hex
         session.pid = os.getpid()  # Session drops messages sent from a fork of its creator
-        # one round through the receive path now, so its copy-on-write faults are not the request's
-        _, frames = session.feed_identities(session.serialize(session.msg("status", {})))
-        session.deserialize(frames)
         self.lock = threading.Lock()
         self.parent: dict[str, Any] = {}
 
@@ -472,6 +473,7 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
     log_fd = 2
     try:
         os.setsid()  # its own session and process group: the device kills the group
+        set_process_name(b"sc-kernel")
         set_parent_death_signal()
         become_subreaper()  # what the cell detaches stays ours, and so the template's after us
         signal.set_wakeup_fd(-1)
@@ -484,6 +486,12 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
         os.close(devnull)
         os.chdir(spec.workdir)
         os.environ.update({"HOME": spec.workdir, "TMPDIR": spec.tmpdir, "PWD": spec.workdir})
+        # Take the copy-on-write faults of the common path (~800 pages) now, while the request
+        # is not yet waiting, and before ZeroMQ and the pump start threads: in a process with
+        # threads on other CPUs every such fault also costs a TLB shoot-down.
+        _warm_up(shell, CHILD_WARM_UP_CELLS)
+        _, frames = session.feed_identities(session.serialize(session.msg("status", {})))
+        session.deserialize(frames)
         try:
             channel = Channel(spec, session)
         except Exception:
@@ -502,8 +510,6 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
         except Exception as exc:
             os.write(log_fd, f"kernel {spec.slot}: sandbox failed: {exc}\n".encode())
             os._exit(EXIT_SANDBOX_FAILED)
-        _warm_up(shell, CHILD_WARM_UP_CELLS)
-        _kernel = kernel
         channel.send("status", {"execution_state": "starting"})  # "ready", to the device
         request = channel.receive()
         # for the cell's code; replacing a module function is the point here

@@ -55,8 +55,9 @@ class Kernel:
         self.forked: asyncio.Future[int] = loop.create_future()
         self.exited: asyncio.Future[int] = loop.create_future()
         self.pool = pool
-        for path in (self.workdir, self.tmpdir):
-            path.mkdir(parents=True, mode=0o700)
+        os.mkdir(self.dir, 0o700)
+        os.mkdir(self.workdir, 0o700)
+        os.mkdir(self.tmpdir, 0o700)
 
     @property
     def alive(self) -> bool:
@@ -98,7 +99,12 @@ class Kernel:
         self.socket.close(linger=0)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.endpoint.removeprefix("ipc://"))
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:  # the common case, a cell that left nothing: three rmdirs, not a tree walk
+            os.rmdir(self.workdir)
+            os.rmdir(self.tmpdir)
+            os.rmdir(self.dir)
+        except OSError:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class KernelPool:
@@ -226,11 +232,12 @@ class KernelPool:
             self._failures = 0
             self._ready.put_nowait(kernel)
         except (KernelUnavailable, ValueError, zmq.ZMQError) as exc:
+            self.release(kernel)
+            if self._closing:  # stopped by close(), not a failure
+                return
             self._failures += 1
             log.warning("a kernel failed to start (%s); %d failures in a row", exc, self._failures)
-            self.release(kernel)
-            if not self._closing:
-                await asyncio.sleep(min(5.0, 0.05 * 2 ** min(self._failures, 7)))
+            await asyncio.sleep(min(5.0, 0.05 * 2 ** min(self._failures, 7)))
         finally:
             self._starting -= 1
         self.fill()

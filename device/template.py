@@ -20,6 +20,7 @@ import contextlib
 import os
 import signal
 import sys
+import uuid
 from typing import Any
 
 import zmq
@@ -31,6 +32,7 @@ from device.kernel import (
     make_shell,
     run_child,
     set_parent_death_signal,
+    set_process_name,
 )
 from device.sandbox.base import SandboxLayer
 from device.sandbox.resources import ResourceLimits
@@ -76,6 +78,9 @@ class Template:
     def fork(self, msg: dict[str, Any]) -> None:
         spec = KernelSpec(slot=msg["slot"], endpoint=msg["endpoint"], key=msg["key"].encode("ascii"),
                           workdir=msg["workdir"], tmpdir=msg["tmpdir"], output_limit=int(msg["output_limit"]))
+        # keyed here, not in the child: the traitlets machinery behind it then stays shared
+        self.session.key = spec.key
+        self.session.session = uuid.uuid4().hex
         try:
             pid = os.fork()
         except OSError as exc:
@@ -168,6 +173,7 @@ class Template:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     set_parent_death_signal(signal.SIGTERM)  # handled: see Template.serve
+    set_process_name(b"sc-template")
     if len(argv) != 2:
         sys.exit("usage: python -m device.template CONTROL_ENDPOINT PARENT_PID")
     if os.getppid() != int(argv[1]):

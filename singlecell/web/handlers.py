@@ -64,15 +64,20 @@ class Services:
         if wakeups is not None:
             wakeups.on_progress = self.waiters.notify
 
-    async def wait_for_news(self, request_id: str, timeout: float) -> RequestRecord | None:
+    async def wait_for_news(self, request_id: str, timeout: float,
+                            registered: asyncio.Future[None] | None = None) -> RequestRecord | None:
         """Wait up to ``timeout`` s for a wake-up about the request (or one poll interval,
-        whichever is shorter: the fallback when wake-ups are lost), then read it again."""
-        future = self.waiters.register(request_id)
+        whichever is shorter: the fallback when wake-ups are lost), then read it again.
+
+        ``registered``: a waiter registered before the request was even submitted, so no news
+        can have come unseen and the first read is skipped."""
+        future = registered or self.waiters.register(request_id)
         try:
-            # re-read after registering: the news may have come just before
-            record = self.store.get_request(request_id)
-            if record is not None and record.status.terminal:
-                return record
+            if registered is None:
+                # re-read after registering: the news may have come just before
+                record = self.store.get_request(request_id)
+                if record is not None and record.status.terminal:
+                    return record
             try:
                 await asyncio.wait_for(future, min(timeout, self.config.poll_interval))
             except TimeoutError:
@@ -171,15 +176,22 @@ class SubmitHandler(BaseHandler):
                                                              body, config)
         message = protocol.execute_request(code, client=self.request.remote_ip or "")
         request_id = protocol.request_id(message)
-        self.services.store.submit(NewRequest(request_id, message, timeout, inputs,
-                                              client=self.request.remote_ip or ""), config.max_queue)
+        # /eval listens before it submits: the first wake-up then needs no read to be trusted
+        first = self.services.waiters.register(request_id) if self.wait else None
+        try:
+            self.services.store.submit(NewRequest(request_id, message, timeout, inputs,
+                                                  client=self.request.remote_ip or ""), config.max_queue)
+        except BaseException:
+            if first is not None:
+                self.services.waiters.unregister(request_id, first)
+            raise
         if self.services.wakeups is not None:
             self.services.wakeups.queued()
         output_url = self.absolute(f"/output/{request_id}")
-        if not self.wait:
+        if first is None:
             self.send_json({"id": request_id, "output_url": output_url}, status=202)
             return
-        record = await self._wait_until_done(request_id, timeout)
+        record = await self._wait_until_done(request_id, timeout, first)
         messages = [m.message for m in self.services.store.get_messages(request_id, 0, 1_000_000)]
         summary = summarize(request_id, record.status, messages, base_url=self.absolute(""))
         if wants_text(self.request.headers.get("Accept", ""), plain_body):
@@ -189,16 +201,18 @@ class SubmitHandler(BaseHandler):
         else:
             self.send_json(summary)
 
-    async def _wait_until_done(self, request_id: str, timeout: float) -> RequestRecord:
+    async def _wait_until_done(self, request_id: str, timeout: float, first: asyncio.Future[None]) -> RequestRecord:
         loop = asyncio.get_running_loop()
         # the cell's own limit, plus time to wait in the queue and to be collected
         deadline = loop.time() + timeout + 60.0
+        registered: asyncio.Future[None] | None = first
         while True:
             left = deadline - loop.time()
             if left <= 0:
                 raise StillRunning(f"request {request_id} has not finished yet; read its output at "
                                    f"{self.absolute('/output/' + request_id)}")
-            record = await self.services.wait_for_news(request_id, left)
+            record = await self.services.wait_for_news(request_id, left, registered)
+            registered = None
             if record is not None and record.status.terminal:
                 return record
 
