@@ -17,6 +17,7 @@ import ctypes
 import gc
 import io
 import os
+import resource
 import select
 import signal
 import sys
@@ -53,6 +54,31 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
 def set_process_name(name: bytes) -> None:
     """What ``ps`` and ``top`` show for the process: kernels are told apart from the server."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
+
+
+def set_background(background: bool) -> None:
+    """Run the calling thread in the idle scheduling class, or back in the normal one.
+
+    The template forks, and kernels warm up and exit, in the idle class: that work is off the
+    request's path, and on two cores it would otherwise delay the web tier and the device
+    while they answer. Coming back needs root or RLIMIT_NICE >= 20 (see
+    :func:`can_return_from_background`); without either we stay normal."""
+    policy = os.SCHED_IDLE if background else os.SCHED_OTHER
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+
+
+def can_return_from_background() -> bool:
+    """Whether a process in the idle class may move back to the normal one."""
+    if os.geteuid() == 0:
+        return True
+    _, hard = resource.getrlimit(resource.RLIMIT_NICE)
+    if hard != resource.RLIM_INFINITY and hard < 20:
+        return False
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NICE, (20, hard))
+        return True
+    return False
 
 
 def become_subreaper() -> None:
@@ -492,6 +518,7 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
         _warm_up(shell, CHILD_WARM_UP_CELLS)
         _, frames = session.feed_identities(session.serialize(session.msg("status", {})))
         session.deserialize(frames)
+        set_background(False)  # forked in the idle class; ZeroMQ's threads inherit this
         try:
             channel = Channel(spec, session)
         except Exception:
@@ -515,6 +542,7 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
         # for the cell's code; replacing a module function is the point here
         os._exit = _exit_after_delivery(kernel, os.getpid(), os._exit)  # type: ignore[assignment]
         kernel.run(request)
+        set_background(True)  # the answer is out: tearing down can wait for a free core
         channel.close()
     except BaseException:
         code = 70

@@ -28,16 +28,16 @@ import zmq
 from device.kernel import (
     KernelSpec,
     become_subreaper,
+    can_return_from_background,
     make_session,
     make_shell,
     run_child,
+    set_background,
     set_parent_death_signal,
     set_process_name,
 )
 from device.sandbox.base import SandboxLayer
-from device.sandbox.resources import ResourceLimits
-
-LAYER_TYPES: dict[str, type[SandboxLayer]] = {ResourceLimits.name: ResourceLimits}
+from device.sandbox.registry import build_layers
 
 
 def _children() -> list[int]:
@@ -69,8 +69,7 @@ class Template:
 
     def configure(self, msg: dict[str, Any]) -> None:
         self.shell = make_shell(list(msg.get("preload", [])))
-        self.layers = [LAYER_TYPES[name].from_settings(settings)
-                       for name, settings in msg.get("layers", {}).items()]
+        self.layers = build_layers(msg.get("layers", {}))
         statuses = [layer.check() for layer in self.layers]
         self.control.send_json({"op": "ready", "pid": os.getpid(),
                                 "layers": [[s.name, s.active, s.detail] for s in statuses]})
@@ -174,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     set_parent_death_signal(signal.SIGTERM)  # handled: see Template.serve
     set_process_name(b"sc-template")
+    if can_return_from_background():
+        set_background(True)  # forking for the ready pool is background work
     if len(argv) != 2:
         sys.exit("usage: python -m device.template CONTROL_ENDPOINT PARENT_PID")
     if os.getppid() != int(argv[1]):

@@ -85,25 +85,17 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
 
 # -- device -----------------------------------------------------------------------------
 
-def kernel_layers(config: Config) -> dict[str, dict[str, int]]:
-    return {"resources": {
-        "cpu_seconds": config.cpu_limit,
-        "memory_mb": config.memory_limit,
-        "file_size": max(config.max_output_file_size, 256 * 1024 * 1024),
-        "open_files": 1024,
-    }}
-
-
 async def run_device(config: Config, stop: asyncio.Event) -> None:
     from device.device import Device
     from device.pool import KernelPool
+    from device.sandbox.registry import layer_settings
     from singlecell.wakeup import HostWakeups
 
     store, files = _open_storage(config)
     own_work_dir = not config.work_dir
     work_root = Path(config.work_dir or tempfile.mkdtemp(prefix="singlecell-kernels-"))
     pool = KernelPool(work_root=work_root, ready=min(config.ready_kernels, config.kernels),
-                      preload=config.preload_modules, layers=kernel_layers(config),
+                      preload=config.preload_modules, layers=layer_settings(config),
                       output_limit=config.output_limit)
     wakeups = HostWakeups(str(config.data_path), "device")
     try:
