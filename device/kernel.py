@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import io
 import os
@@ -36,19 +37,13 @@ from jupyter_client.session import Session
 from traitlets.config import Config as TraitletsConfig
 
 from device.sandbox.base import KernelPlace, SandboxLayer
+from device.sandbox.libc import set_parent_death_signal
 
 FLUSH_INTERVAL = 0.05  # seconds a stream write may wait before it is sent: coalesces print loops
-PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 EXIT_SANDBOX_FAILED = 71  # the device reads this exit code as "the sandbox could not be applied"
 EXIT_CHANNEL_FAILED = 72
-
-
-def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
-    """Die with the parent: a kernel never outlives its template, nor a template its device."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
 def set_process_name(name: bytes) -> None:
@@ -93,9 +88,17 @@ class KernelSpec:
     slot: str
     endpoint: str  # ipc:// address the device bound for this kernel alone
     key: bytes  # this kernel's own HMAC key: another kernel cannot sign as this one
+    home: str  # the kernel's own folder, holding workdir, tmpdir and the socket
     workdir: str
     tmpdir: str
     output_limit: int
+    uid: int | None = None  # the uid of its slot, when the server runs as root
+
+    @property
+    def place(self) -> KernelPlace:
+        socket = self.endpoint.removeprefix("ipc://") if self.endpoint.startswith("ipc://") else ""
+        return KernelPlace(home=self.home, workdir=self.workdir, tmpdir=self.tmpdir, socket=socket,
+                           uid=self.uid)
 
 
 class OutputBudget:
@@ -491,6 +494,20 @@ def make_session() -> Session:
     return Session(key=b"unset", signature_scheme="hmac-sha256", username="kernel")
 
 
+def _confine(layers: list[SandboxLayer], place: KernelPlace, phase: str, log_fd: int) -> KernelPlace:
+    """Run one phase of every layer; a layer that fails ends the kernel before any user code.
+    Returns the kernel's places as the layers left them."""
+    for layer in layers:
+        try:
+            moved = layer.isolate(place) if phase == "isolate" else layer.apply(place)
+        except Exception as exc:
+            with contextlib.suppress(OSError):
+                os.write(log_fd, f"kernel: sandbox layer {layer.name} failed ({phase}): {exc}\n".encode())
+            os._exit(EXIT_SANDBOX_FAILED)
+        place = moved or place
+    return place
+
+
 def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layers: list[SandboxLayer],
               close_fds: Callable[[], None]) -> None:
     """The whole life of a forked kernel. Never returns."""
@@ -519,6 +536,10 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
         _, frames = session.feed_identities(session.serialize(session.msg("status", {})))
         session.deserialize(frames)
         set_background(False)  # forked in the idle class; ZeroMQ's threads inherit this
+        place = _confine(layers, spec.place, "isolate", log_fd)  # namespaces: while we have one thread
+        if place.socket:
+            spec = dataclasses.replace(spec, endpoint=f"ipc://{place.socket}", workdir=place.workdir,
+                                       tmpdir=place.tmpdir, home=place.home)
         try:
             channel = Channel(spec, session)
         except Exception:
@@ -530,13 +551,7 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
         sys.stdout = kernel.stdout
         sys.stderr = kernel.stderr
         sys.stdin = io.StringIO("")
-        place = KernelPlace(workdir=spec.workdir, tmpdir=spec.tmpdir)
-        try:
-            for layer in layers:
-                layer.apply(place)
-        except Exception as exc:
-            os.write(log_fd, f"kernel {spec.slot}: sandbox failed: {exc}\n".encode())
-            os._exit(EXIT_SANDBOX_FAILED)
+        _confine(layers, place, "apply", log_fd)  # the uid, limits, and the syscall filter last
         channel.send("status", {"execution_state": "starting"})  # "ready", to the device
         request = channel.receive()
         # for the cell's code; replacing a module function is the point here

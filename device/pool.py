@@ -9,6 +9,7 @@ as it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -25,6 +26,8 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
+from device.workspace import Workspace
+
 log = logging.getLogger(__name__)
 
 TEMPLATE_START_TIMEOUT = 60.0  # importing IPython, numpy and matplotlib on a cold disk
@@ -35,29 +38,56 @@ class KernelUnavailable(RuntimeError):
     """The template could not give a kernel (it died, or forks keep failing)."""
 
 
+class KernelUids:
+    """The uids of ``--kernel-uids``: one per live kernel, never two kernels at once."""
+
+    def __init__(self, first: int, last: int) -> None:
+        self.free = collections.deque(range(first, last + 1))
+        self.first, self.last = first, last
+
+    def take(self) -> int:
+        if not self.free:
+            raise KernelUnavailable(f"every kernel uid ({self.first}–{self.last}) is in use; "
+                                    "widen --kernel-uids")
+        return self.free.popleft()
+
+    def give_back(self, uid: int) -> None:
+        self.free.append(uid)  # to the back: a uid rests as long as possible before reuse
+
+
 class Kernel:
     """One forked kernel, from the device's side."""
 
     def __init__(self, pool: KernelPool, slot: str) -> None:
         self.slot = slot
+        self.pool_uids = pool.uids
         self.key = secrets.token_hex(32)
         self.session = Session(key=self.key.encode("ascii"), signature_scheme="hmac-sha256",
                                username="device")
-        self.dir = pool.work_root / slot
-        self.workdir = self.dir / "work"
-        self.tmpdir = self.dir / "tmp"
-        self.endpoint = f"ipc://{pool.socket_dir}/{slot}"
+        self.uid = pool.uids.take() if pool.uids is not None else None
+        try:
+            self.workspace = Workspace(pool.work_root / slot, self.uid, pool.disk_mb, pool.own_mounts)
+        except BaseException:
+            self._free_uid()
+            raise
+        self.workdir = self.workspace.workdir
+        self.endpoint = f"ipc://{self.workspace.socket}"
         self.socket = pool.context.socket(zmq.PAIR)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.bind(self.endpoint)
+        self.workspace.own_socket(self.uid)
         self.pid: int | None = None
         loop = asyncio.get_running_loop()
         self.forked: asyncio.Future[int] = loop.create_future()
         self.exited: asyncio.Future[int] = loop.create_future()
+        # its uid is free again only once it and everything it started are gone
+        self.exited.add_done_callback(lambda _: self._free_uid())
         self.pool = pool
-        os.mkdir(self.dir, 0o700)
-        os.mkdir(self.workdir, 0o700)
-        os.mkdir(self.tmpdir, 0o700)
+
+    def _free_uid(self) -> None:
+        if self.uid is not None and self.pool_uids is not None:
+            self.pool_uids.give_back(self.uid)
+            self.uid = None
 
     @property
     def alive(self) -> bool:
@@ -97,21 +127,21 @@ class Kernel:
 
     def close(self) -> None:
         self.socket.close(linger=0)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.endpoint.removeprefix("ipc://"))
-        try:  # the common case, a cell that left nothing: three rmdirs, not a tree walk
-            os.rmdir(self.workdir)
-            os.rmdir(self.tmpdir)
-            os.rmdir(self.dir)
-        except OSError:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        self.workspace.remove()
 
 
 class KernelPool:
     def __init__(self, *, work_root: Path, ready: int, preload: Sequence[str],
                  layers: dict[str, dict[str, Any]], output_limit: int,
-                 context: zmq.asyncio.Context | None = None) -> None:
+                 context: zmq.asyncio.Context | None = None, own_mounts: bool = False) -> None:
         self.work_root = work_root
+        identity = layers.get("identity")
+        # as root, every live kernel gets a uid of its own
+        self.uids = KernelUids(int(identity["first_uid"]), int(identity["last_uid"])) \
+            if identity is not None and os.geteuid() == 0 else None
+        filesystem = layers.get("filesystem")
+        self.disk_mb = int(filesystem.get("disk_mb", 0)) if filesystem is not None else 0
+        self.own_mounts = own_mounts  # a mount namespace of the device's own: tmpfs homes are safe
         # ipc paths are capped near 107 bytes, so sockets get a short folder of their own
         self.socket_dir = Path(_short_tempdir("sc-"))
         self.ready_target = ready
@@ -146,7 +176,9 @@ class KernelPool:
         self._control.bind(endpoint)
         self._template_ready = asyncio.get_running_loop().create_future()
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "device.template", endpoint, str(os.getpid()),
+            # -P: the launch folder must not be on its sys.path (the filesystem layer would show
+            # it to cells)
+            sys.executable, "-P", "-m", "device.template", endpoint, str(os.getpid()),
             stdin=asyncio.subprocess.DEVNULL,
         )
         self._reader = self._spawn(self._read_control(self._control))
@@ -158,8 +190,7 @@ class KernelPool:
             raise KernelUnavailable("the kernel template did not start within "
                                     f"{TEMPLATE_START_TIMEOUT:.0f} s") from None
         self.layer_report = [(str(n), bool(a), str(d)) for n, a, d in ready["layers"]]
-        log.info("kernel template %d ready; sandbox layers: %s", ready["pid"],
-                 "; ".join(f"{n}: {'on' if a else 'OFF'} ({d})" for n, a, d in self.layer_report))
+        log.info("kernel template %d ready", ready["pid"])
 
     async def close(self) -> None:
         self._closing = True
@@ -219,8 +250,8 @@ class KernelPool:
             assert self._control is not None
             await self._control.send_json({
                 "op": "fork", "slot": kernel.slot, "endpoint": kernel.endpoint, "key": kernel.key,
-                "workdir": str(kernel.workdir), "tmpdir": str(kernel.tmpdir),
-                "output_limit": self.output_limit,
+                "home": str(kernel.workspace.home), "workdir": str(kernel.workdir),
+                "tmpdir": str(kernel.workspace.tmpdir), "uid": kernel.uid, "output_limit": self.output_limit,
             })
             hello: asyncio.Future[Any] = asyncio.ensure_future(kernel.receive())
             exited: asyncio.Future[Any] = kernel.exited

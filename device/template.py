@@ -33,10 +33,10 @@ from device.kernel import (
     make_shell,
     run_child,
     set_background,
-    set_parent_death_signal,
     set_process_name,
 )
 from device.sandbox.base import SandboxLayer
+from device.sandbox.libc import set_parent_death_signal
 from device.sandbox.registry import build_layers
 
 
@@ -75,8 +75,10 @@ class Template:
                                 "layers": [[s.name, s.active, s.detail] for s in statuses]})
 
     def fork(self, msg: dict[str, Any]) -> None:
+        uid = msg.get("uid")
         spec = KernelSpec(slot=msg["slot"], endpoint=msg["endpoint"], key=msg["key"].encode("ascii"),
-                          workdir=msg["workdir"], tmpdir=msg["tmpdir"], output_limit=int(msg["output_limit"]))
+                          home=msg["home"], workdir=msg["workdir"], tmpdir=msg["tmpdir"],
+                          output_limit=int(msg["output_limit"]), uid=None if uid is None else int(uid))
         # keyed here, not in the child: the traitlets machinery behind it then stays shared
         self.session.key = spec.key
         self.session.session = uuid.uuid4().hex
@@ -100,8 +102,8 @@ class Template:
                 return
             if pid in self.kernels:
                 self.kernels.discard(pid)
+                self.kill_orphans()  # first: "exited" promises the device that all of it is gone
                 self.control.send_json({"op": "exited", "pid": pid, "status": status})
-                self.kill_orphans()
             # anything else was an orphan of a finished kernel, killed by kill_orphans
 
     def kill_orphans(self) -> None:

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 
 from singlecell import config as settings
 from singlecell.config import Config
-from singlecell.errors import ConfigError, SingleCellError
+from singlecell.errors import ConfigError, SandboxError, SingleCellError
 
 if TYPE_CHECKING:
+    from device.sandbox.base import LayerStatus
     from filestore.base import FileStore
     from singlecell.store.base import Store
 
@@ -88,18 +89,30 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
 async def run_device(config: Config, stop: asyncio.Event) -> None:
     from device.device import Device
     from device.pool import KernelPool
-    from device.sandbox.registry import layer_settings
+    from device.sandbox.base import LayerStatus
+    from device.sandbox.registry import layer_settings, report, require
+    from device.workspace import enter_private_mounts
     from singlecell.wakeup import HostWakeups
 
+    # first, while this process has one thread: kernels' tmpfs folders then vanish with us
+    own_mounts = enter_private_mounts()
     store, files = _open_storage(config)
     own_work_dir = not config.work_dir
     work_root = Path(config.work_dir or tempfile.mkdtemp(prefix="singlecell-kernels-"))
+    work_root.chmod(0o711)
+    hidden = [config.config_file] if config.config_file else []
     pool = KernelPool(work_root=work_root, ready=min(config.ready_kernels, config.kernels),
-                      preload=config.preload_modules, layers=layer_settings(config),
-                      output_limit=config.output_limit)
+                      preload=config.preload_modules,
+                      layers=layer_settings(config, str(work_root.absolute()), hidden),
+                      output_limit=config.output_limit, own_mounts=own_mounts)
     wakeups = HostWakeups(str(config.data_path), "device")
     try:
         await pool.start()
+        statuses = report(config, [LayerStatus(*status) for status in pool.layer_report])
+        for status in statuses:
+            log.log(logging.INFO if status.active else logging.WARNING, "sandbox %s: %s (%s)",
+                    status.name, "on" if status.active else "OFF", status.detail)
+        require(config, statuses)
         await wakeups.start()
         device = Device(config, store, files, pool, wakeups)
         log.info("device %s running %d kernels at once", device.name, config.kernels)
@@ -126,7 +139,42 @@ def config_environment(config: Config) -> dict[str, str]:
     return env
 
 
+def check_sandbox(config: Config) -> list[LayerStatus]:
+    """Every layer's status on this host for ``config``; probes fork, so call it while the
+    process has one thread."""
+    from device.sandbox.registry import build_layers, layer_settings, report
+
+    hidden = [config.config_file] if config.config_file else []
+    layers = build_layers(layer_settings(config, config.work_dir, hidden))
+    return report(config, [layer.check() for layer in layers])
+
+
+def run_doctor(config: Config) -> int:
+    from device.sandbox.registry import require
+
+    statuses = check_sandbox(config)
+    width = max(len(s.name) for s in statuses)
+    print(f"singlecell sandbox on this host (uid {os.geteuid()}):")
+    for status in statuses:
+        print(f"  {status.name:<{width}}  {'on ' if status.active else 'OFF'}  {status.detail}")
+    try:
+        require(config, statuses)
+    except SingleCellError as exc:
+        print(f"\n{exc.message}")
+        return 1
+    off = [s.name for s in statuses if not s.active]
+    print(f"\nrequired: {', '.join(config.required_layers) or 'none'}; "
+          + (f"off: {', '.join(off)}" if off else "every layer is on"))
+    return 0
+
+
+EXIT_CONFIG = 78  # a device that exits so is not restarted: its settings cannot work here
+
+
 async def run_serve(config: Config, stop: asyncio.Event) -> None:
+    from device.sandbox.registry import require
+
+    require(config, check_sandbox(config))  # refuse at once, before anything listens
     _open_storage(config)  # create the schema once, before two processes race to
     web_ready = asyncio.Event()
     web = asyncio.ensure_future(run_web(config, stop, web_ready))
@@ -144,6 +192,8 @@ async def run_serve(config: Config, stop: asyncio.Event) -> None:
             if web.done():
                 web.result()  # raises why the web tier stopped
                 break
+            if exited.done() and device.returncode == EXIT_CONFIG:
+                raise ConfigError("the device cannot run with these settings; its error is above")
             if exited.done() and not stop.is_set():
                 log.error("the device exited with code %s; starting a new one", device.returncode)
                 await asyncio.sleep(1.0)
@@ -202,6 +252,48 @@ def run_eval(source: str, server: str) -> int:
         client.close()
 
 
+# -- kernelspec: the sandboxed kernel for Jupyter clients ----------------------------------
+
+def run_kernelspec(args: argparse.Namespace) -> int:
+    from singlecell import kernelspec
+
+    if args.kernelspec_command == "install":
+        prefix = sys.prefix if args.sys_prefix else args.prefix
+        try:
+            where = kernelspec.install(user=args.user, prefix=prefix, name=args.name)
+        except OSError as exc:
+            print(f"singlecell: cannot install the kernelspec: {exc}; try --user or --prefix P", file=sys.stderr)
+            return 1
+        print(f"installed the {args.name} kernelspec in {where}")
+        return 0
+    try:
+        where = kernelspec.remove(args.name)
+    except KeyError:  # jupyter_client's NoSuchKernel
+        print(f"singlecell: no kernelspec named {args.name} is installed where Jupyter looks", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"singlecell: cannot remove the kernelspec: {exc}", file=sys.stderr)
+        return 1
+    print(f"removed the {args.name} kernelspec from {where}")
+    return 0
+
+
+def _add_kernelspec_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from singlecell.kernelspec import KERNEL_NAME
+
+    text = f"install or remove the {KERNEL_NAME} Jupyter kernel: this sandboxed kernel, for Jupyter clients"
+    actions = commands.add_parser("kernelspec", help=text, description=text).add_subparsers(
+        dest="kernelspec_command", required=True, metavar="ACTION")
+    install = actions.add_parser("install", help="install the kernelspec (system-wide unless told where)")
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="for the current user only")
+    where.add_argument("--sys-prefix", action="store_true", help=f"into this Python's prefix ({sys.prefix})")
+    where.add_argument("--prefix", metavar="P", help="under P/share/jupyter/kernels")
+    remove = actions.add_parser("remove", help="remove the installed kernelspec")
+    for action in (install, remove):
+        action.add_argument("--name", default=KERNEL_NAME, help=f"the kernelspec's name (default {KERNEL_NAME})")
+
+
 # -- main -------------------------------------------------------------------------------
 
 def _redact(url: str) -> str:
@@ -217,12 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("serve", "run everything on this host: the web tier, a device and its kernels"),
         ("web", "run only the web tier, against the store a device also uses"),
         ("device", "run only a device: claim requests from the store and run them on kernels"),
+        ("doctor", "print which sandbox layers are active on this host, and why any is off"),
     ):
         settings.add_arguments(commands.add_parser(name, help=text, description=text), name)
     ev = commands.add_parser("eval", help="run a file of Python on a server and print what it produced")
     ev.add_argument("source", metavar="FILE", help="the code to run; - reads standard input")
     ev.add_argument("-s", "--server", default=os.environ.get("SINGLECELL_SERVER", "http://127.0.0.1:8888"),
                     help="the server's URL (default: $SINGLECELL_SERVER or http://127.0.0.1:8888)")
+    _add_kernelspec_parser(commands)
     return parser
 
 
@@ -230,11 +324,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "eval":
         return run_eval(args.source, args.server)
+    if args.command == "kernelspec":
+        return run_kernelspec(args)
     try:
         config = settings.load(args)
     except SingleCellError as exc:
         print(f"singlecell: {exc.message}", file=sys.stderr)
         return 2
+    if args.command == "doctor":
+        return run_doctor(config)
     logging.basicConfig(level=config.log_level.upper(),
                         format=f"%(asctime)s {args.command}[%(process)d] %(levelname)s %(name)s: %(message)s")
     runner = {"serve": run_serve, "web": run_web, "device": run_device}[args.command]
@@ -246,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
+    except (ConfigError, SandboxError) as exc:
+        print(f"singlecell: {exc.message}", file=sys.stderr)
+        return EXIT_CONFIG
     except SingleCellError as exc:
         print(f"singlecell: {exc.message}", file=sys.stderr)
         return 1

@@ -30,8 +30,12 @@ def _setting(default: Any, help: str, *, commands: Sequence[str] = (), flag: str
 SERVE = "serve"
 WEB = "web"
 DEVICE = "device"
+DOCTOR = "doctor"
 SERVERS = (SERVE, WEB)
 STORES = (SERVE, WEB, DEVICE)
+KERNEL_HOSTS = (SERVE, DEVICE, DOCTOR)
+#: the isolation layers ``--sandbox`` may name (device/sandbox/registry.py builds them)
+SANDBOX_LAYERS = ("identity", "network", "filesystem", "syscalls")
 
 
 @dataclass(frozen=True)
@@ -40,25 +44,25 @@ class Config:
     host: str = _setting("127.0.0.1", "address the web tier listens on", commands=SERVERS)
     port: int = _setting(8888, "port the web tier listens on", commands=SERVERS)
     data_dir: str = _setting("./singlecell-data", "folder for the SQLite store, the filestore and "
-                             "the run sockets", commands=STORES)
+                             "the run sockets", commands=(*STORES, DOCTOR))
     db: str = _setting("", "store URL (default: sqlite:///DATA_DIR/singlecell.db)", commands=STORES)
     files: str = _setting("", "filestore URL: sqlite:///…, dir:/path (default: "
                           "sqlite:///DATA_DIR/files.db)", commands=STORES)
     work_dir: str = _setting("", "folder under which each kernel gets its empty working folder "
-                             "(default: a fresh temporary folder)", commands=(SERVE, DEVICE))
+                             "(default: a fresh temporary folder)", commands=KERNEL_HOSTS)
 
     # -- kernels and limits -------------------------------------------------------------
-    kernels: int = _setting(8, "cells run at once by this device", commands=(SERVE, DEVICE))
+    kernels: int = _setting(8, "cells run at once by this device", commands=KERNEL_HOSTS)
     ready_kernels: int = _setting(4, "kernels kept forked and waiting, so forking is off the "
-                                  "request path", commands=(SERVE, DEVICE))
+                                  "request path", commands=KERNEL_HOSTS)
     preload: str = _setting("numpy,matplotlib", "modules the kernel template imports once, "
-                            "comma-separated", commands=(SERVE, DEVICE))
+                            "comma-separated", commands=KERNEL_HOSTS)
     time_limit: float = _setting(30.0, "wall-clock seconds a cell may run", commands=STORES)
-    cpu_limit: int = _setting(30, "CPU seconds a cell may use (0: no limit)", commands=(SERVE, DEVICE))
+    cpu_limit: int = _setting(30, "CPU seconds a cell may use (0: no limit)", commands=KERNEL_HOSTS)
     memory_limit: int = _setting(1024, "MB of memory a cell may allocate beyond the kernel's own "
-                                 "(0: no limit)", commands=(SERVE, DEVICE))
+                                 "(0: no limit)", commands=KERNEL_HOSTS)
     output_limit: int = _setting(1_000_000, "bytes of output a cell may produce; more is cut off "
-                                 "with a notice", commands=(SERVE, DEVICE))
+                                 "with a notice", commands=KERNEL_HOSTS)
     max_queue: int = _setting(1000, "requests waiting for a kernel before new ones get 503",
                               commands=SERVERS)
     max_code_size: int = _setting(64 * 1024, "bytes of code per request", commands=SERVERS)
@@ -66,9 +70,29 @@ class Config:
                                     commands=SERVERS)
     max_uploads: int = _setting(10, "uploaded files per request", commands=SERVERS)
     max_output_files: int = _setting(100, "files collected from one cell's folder",
-                                     commands=(SERVE, DEVICE))
+                                     commands=KERNEL_HOSTS)
     max_output_file_size: int = _setting(16 * 1024 * 1024, "bytes per collected file (larger ones "
-                                         "are skipped)", commands=(SERVE, DEVICE))
+                                         "are skipped)", commands=KERNEL_HOSTS)
+
+    # -- the sandbox (see device/sandbox/) ---------------------------------------------
+    sandbox: str = _setting("all", "isolation layers to apply to kernels, comma-separated: identity, "
+                            "network, filesystem, syscalls, or all or none (resource limits always "
+                            "apply)", commands=KERNEL_HOSTS)
+    sandbox_required: str = _setting("", "layers that must be active, or the server refuses to start "
+                                     "(comma-separated, or all)", commands=KERNEL_HOSTS)
+    allow_network: bool = _setting(False, "let cells reach the network (turns the network layer off)",
+                                   commands=KERNEL_HOSTS)
+    kernel_uids: str = _setting("200000-200999", "uids kernels run as when the server runs as root, "
+                                "one per live kernel, FIRST-LAST", commands=KERNEL_HOSTS)
+    disk_limit: int = _setting(100, "MB a cell may write to its folder and /tmp (a tmpfs of its own "
+                               "when root; 0: no quota)", commands=KERNEL_HOSTS)
+    process_limit: int = _setting(64, "processes and threads a cell may run at once (0: no limit)",
+                                  commands=KERNEL_HOSTS)
+    file_size_limit: int = _setting(64 * 1024 * 1024, "bytes of any one file a cell writes (0: no limit)",
+                                    commands=KERNEL_HOSTS)
+    open_files_limit: int = _setting(256, "files a cell may hold open at once", commands=KERNEL_HOSTS)
+
+    config_file: str = _setting("", "the config file these settings were read from (set by --config)")
 
     # -- plumbing -----------------------------------------------------------------------
     lease_seconds: float = _setting(15.0, "a device's claim on a request lasts this long unless "
@@ -76,7 +100,7 @@ class Config:
     poll_interval: float = _setting(0.5, "fallback poll of the store when no wake-up arrives",
                                     commands=STORES)
     shutdown_grace: float = _setting(5.0, "seconds running cells get to finish at shutdown",
-                                     commands=(SERVE, DEVICE))
+                                     commands=KERNEL_HOSTS)
     log_level: str = _setting("info", "debug, info, warning or error", commands=STORES)
 
     # -- derived ------------------------------------------------------------------------
@@ -104,6 +128,23 @@ class Config:
         return self.data_path / "run"
 
     @property
+    def kernel_uid_range(self) -> tuple[int, int]:
+        first, _, last = self.kernel_uids.partition("-")
+        return int(first), int(last or first)
+
+    @property
+    def sandbox_layers(self) -> list[str]:
+        """The isolation layers asked for, in no particular order."""
+        names = _names(self.sandbox)
+        layers = list(SANDBOX_LAYERS) if names == ["all"] else [] if names == ["none"] else names
+        return [name for name in layers if not (name == "network" and self.allow_network)]
+
+    @property
+    def required_layers(self) -> list[str]:
+        names = _names(self.sandbox_required)
+        return ["resources", *SANDBOX_LAYERS] if names == ["all"] else names
+
+    @property
     def preload_modules(self) -> list[str]:
         return [m.strip() for m in self.preload.split(",") if m.strip()]
 
@@ -122,6 +163,25 @@ class Config:
             problems.append(f"port must be 1–65535 (got {self.port})")
         if self.log_level not in ("debug", "info", "warning", "error"):
             problems.append(f"log_level must be debug, info, warning or error (got {self.log_level!r})")
+        for name in ("disk_limit", "process_limit", "file_size_limit"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must not be negative (got {getattr(self, name)})")
+        if self.open_files_limit < 16:
+            problems.append(f"open_files_limit must be at least 16 (got {self.open_files_limit})")
+        try:
+            first, last = self.kernel_uid_range
+            if not 0 < first <= last < 2**32 - 1:
+                raise ValueError
+        except ValueError:
+            problems.append(f"kernel_uids must be FIRST-LAST with 0 < FIRST <= LAST, like 200000-200999 "
+                            f"(got {self.kernel_uids!r})")
+        for setting, allowed in (("sandbox", (*SANDBOX_LAYERS, "all", "none")),
+                                 ("sandbox_required", ("resources", *SANDBOX_LAYERS, "all"))):
+            names = _names(getattr(self, setting))
+            unknown = [n for n in names if n not in allowed]
+            if unknown or (len(names) > 1 and {"all", "none"} & set(names)):
+                problems.append(f"{setting} takes layer names from {', '.join(allowed)} (got "
+                                f"{getattr(self, setting)!r})")
         if problems:
             raise ConfigError("invalid settings: " + "; ".join(problems))
         return self
@@ -133,8 +193,31 @@ class Config:
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
+def _names(text: str) -> list[str]:
+    return [n.strip().lower() for n in text.split(",") if n.strip()]
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
+_KINDS: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": _to_bool}
+
+
 def _convert(name: str, raw: Any, source: str) -> Any:
-    kind = {"int": int, "float": float, "str": str}[str(FIELDS[name].type)]
+    kind = _KINDS[str(FIELDS[name].type)]
+    if kind is _to_bool:
+        try:
+            return _to_bool(raw)
+        except ValueError:
+            raise ConfigError(f"{source}: {name} must be true or false, not {raw!r}") from None
     try:
         return kind(raw)
     except (TypeError, ValueError):
@@ -149,10 +232,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         if command not in f.metadata["commands"]:
             continue
         flag = "--" + f.name.replace("_", "-")
-        kind = {"int": int, "float": float, "str": str}[str(f.type)]
-        parser.add_argument(flag, dest=f.name, type=kind, default=None,
-                            help=f"{f.metadata['help']} (default {f.default!r}; env "
-                                 f"{ENV_PREFIX}{f.name.upper()})")
+        help_text = f"{f.metadata['help']} (default {f.default!r}; env {ENV_PREFIX}{f.name.upper()})"
+        if str(f.type) == "bool":
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=_KINDS[str(f.type)], default=None, help=help_text)
 
 
 def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None,
@@ -172,6 +257,7 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
             if name not in FIELDS:
                 raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
             values[name] = _convert(name, raw, f"config file {config_file}")
+        values["config_file"] = str(Path(config_file).absolute())
     for name in FIELDS:
         env_name = ENV_PREFIX + name.upper()
         if env_name in environ:

@@ -65,3 +65,12 @@ def module_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers
     pool = servers.Servers(tmp_path_factory.mktemp("module-servers"))
     yield pool
     pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def active_layers() -> set[str]:
+    """The sandbox layers a server started by the tests has on this host (as `doctor` says)."""
+    from singlecell import config
+    from singlecell.cli import check_sandbox
+
+    return {status.name for status in check_sandbox(config.load(environ={})) if status.active}

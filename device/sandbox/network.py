@@ -1,0 +1,71 @@
+"""Network: a kernel gets a network namespace of its own, with only a loopback interface of its
+own, so it reaches nothing — not the server's port, not the database, not other hosts, not the
+abstract Unix sockets the server's processes use to wake each other. Operators who want cells
+on the network turn the layer off (``--allow-network``)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import struct
+from typing import Any
+
+from device.sandbox import libc
+from device.sandbox.base import KernelPlace, LayerStatus, SandboxLayer
+from device.sandbox.identity import enter_user_namespace
+from singlecell.errors import SandboxError
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def bring_loopback_up() -> None:
+    """So a cell can still talk to itself over 127.0.0.1 inside its namespace."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def _isolate() -> None:
+    libc.unshare(libc.CLONE_NEWNET)
+    bring_loopback_up()
+
+
+class Network(SandboxLayer):
+    name = "network"
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Network:
+        return cls(bool(settings.get("enabled", True)))
+
+    def check(self) -> LayerStatus:
+        if not self.enabled:
+            return LayerStatus(self.name, False, "turned off by the operator (--allow-network): "
+                               "cells can reach the network")
+        def attempt() -> None:
+            if os.geteuid() != 0:
+                enter_user_namespace()
+            _isolate()
+
+        why = libc.probe(attempt)
+        if why is None:
+            return LayerStatus(self.name, True, "no network: a namespace of its own with only "
+                               "its own loopback")
+        return LayerStatus(self.name, False, f"cannot make a network namespace here ({why})")
+
+    def isolate(self, place: KernelPlace) -> None:
+        try:
+            if os.geteuid() != 0:  # not root, and the identity layer did not make us root of a namespace
+                enter_user_namespace()
+            _isolate()
+        except OSError as exc:
+            raise SandboxError(f"cannot cut the kernel off the network: {exc}") from exc
+
+    def apply(self, place: KernelPlace) -> None:
+        pass  # all done in isolate(), before any thread exists
