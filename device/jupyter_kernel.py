@@ -1,0 +1,769 @@
+"""The server's sandboxed IPython kernel as a standard, persistent Jupyter kernel.
+
+``python -m device.jupyter_kernel -f CONNECTION_FILE`` is what the ``singlecell-python``
+kernelspec (:mod:`singlecell.kernelspec`) starts, so ``jupyter console --kernel
+singlecell-python``, a notebook or any other Jupyter client can use it. Unlike the server's
+kernels it runs many cells, which share one namespace, until it is told to shut down.
+
+It speaks the Jupyter messaging protocol 5.3 on the five standard channels of the connection
+file — shell, control and stdin (ROUTER), iopub (PUB), heartbeat (REP, echoed by a thread of its
+own) — through :class:`jupyter_client.session.Session`, signed with the file's key. Cells run on
+the machinery of :mod:`device.kernel`: the shell from :func:`~device.kernel.make_shell`, and a
+:class:`~device.kernel.Kernel` whose streams, displays, results and errors go to iopub with the
+current request as their parent. Replies go back on the socket the request came from. Control
+requests (``shutdown_request``, ``interrupt_request``, ``kernel_info_request``) are answered by a
+thread of their own, so they are answered while a cell runs.
+
+Before it serves, the kernel confines itself with the same sandbox layers as the server's kernels
+(:func:`device.sandbox.registry.build_layers` on the settings of :func:`singlecell.config.load`,
+that is the ``SINGLECELL_*`` environment and defaults), in fresh private working and temporary
+folders that are removed when it exits. The limits hold for the kernel's whole life, not for each
+cell: a CPU limit (``SINGLECELL_CPU_LIMIT``, 0 for none) counts every cell of the session, and
+the memory limit is what all cells together may add to the kernel's own size. The output limit
+is per cell.
+
+There is no standard input: ``input()`` raises an error that says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import io
+import json
+import logging
+import os
+import platform
+import secrets
+import signal
+import socket
+import stat
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import IPython
+import zmq
+from IPython.core import page, payloadpage
+from IPython.core.completer import provisionalcompleter, rectify_completions
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.tokenutil import token_at_cursor
+from jupyter_client.session import Session
+
+import device.kernel as kernel_module
+import singlecell
+from device.kernel import (
+    EXIT_SANDBOX_FAILED,
+    Channel,
+    Kernel,
+    KernelSpec,
+    OutputBudget,
+    make_shell,
+    set_process_name,
+)
+from device.sandbox.base import KernelPlace, LayerStatus, SandboxLayer
+from device.sandbox.identity import Identity
+from device.sandbox.registry import build_layers, layer_settings, report, require
+from device.workspace import Workspace, enter_private_mounts
+from singlecell import config as settings
+from singlecell.errors import SandboxError, SingleCellError
+
+PROTOCOL_VERSION = "5.3"
+HISTORY_SESSION = 1  # one session per kernel process: its history is kept in memory only
+EXIT_CONFIG_FAILED = 2
+
+log = logging.getLogger("singlecell.jupyter_kernel")
+
+Handler = Callable[["zmq.Socket[bytes]", list[bytes], dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """Where the five channels listen and how messages are signed: the connection file."""
+
+    transport: str
+    ip: str
+    shell_port: int
+    iopub_port: int
+    stdin_port: int
+    control_port: int
+    hb_port: int
+    key: bytes
+    signature_scheme: str
+
+    @classmethod
+    def read(cls, path: str) -> ConnectionInfo:
+        with open(path, encoding="utf-8") as fh:
+            info = json.load(fh)
+        transport, ip = str(info.get("transport", "tcp")), str(info.get("ip", "127.0.0.1"))
+        return cls(
+            transport=transport,
+            ip=ip if transport != "ipc" else os.path.abspath(ip),  # the kernel changes its folder
+            shell_port=int(info["shell_port"]),
+            iopub_port=int(info["iopub_port"]),
+            stdin_port=int(info["stdin_port"]),
+            control_port=int(info["control_port"]),
+            hb_port=int(info["hb_port"]),
+            key=str(info.get("key", "")).encode("ascii"),
+            signature_scheme=str(info.get("signature_scheme", "hmac-sha256")),
+        )
+
+    def port(self, channel: str) -> int:
+        port: int = getattr(self, f"{channel}_port")
+        return port
+
+    def url(self, port: int) -> str:
+        if self.transport == "ipc":
+            return f"ipc://{self.ip}-{port}"
+        return f"{self.transport}://{self.ip}:{port}"
+
+
+class Interrupts:
+    """SIGINT becomes a KeyboardInterrupt in the running cell, and only there.
+
+    Between cells it is ignored. While the main thread is sending a message, the interrupt waits
+    until the message is out: a multipart message cut in half would garble the channel."""
+
+    def __init__(self) -> None:
+        self.executing = False
+        self.depth = 0  # nesting of the main thread's sends
+        self.deferred = False
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.executing:
+            return
+        if self.depth:
+            self.deferred = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferring(self) -> Iterator[None]:
+        """Hold interrupts back for a send of the main thread; raise one that came meanwhile."""
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if not self.depth and self.deferred:
+            self.deferred = False
+            if self.executing:
+                raise KeyboardInterrupt
+
+
+class IOPubChannel(Channel):
+    """:class:`device.kernel.Channel` on the iopub PUB socket instead of a PAIR to a device.
+
+    Every send of the kernel goes through :attr:`lock` (the cell, the output pump thread and the
+    control thread all publish, and share one Session), so messages never interleave."""
+
+    def __init__(self, socket: zmq.Socket[bytes], session: Session, interrupts: Interrupts) -> None:
+        # not Channel.__init__: the socket is bound by the kernel, not connected to a device
+        self.context = socket.context
+        self.socket = socket
+        self.session = session
+        self.lock = threading.Lock()
+        self.parent = {}
+        self.interrupts = interrupts
+
+    def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+        self.publish(msg_type, content, self.parent, metadata)
+
+    def publish(self, msg_type: str, content: dict[str, Any], parent: dict[str, Any],
+                metadata: dict[str, Any] | None = None) -> None:
+        self.reply(self.socket, [], msg_type, content, parent, metadata)
+
+    def reply(self, socket: zmq.Socket[bytes], idents: list[bytes], msg_type: str, content: dict[str, Any],
+              parent: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+        """Send one message on ``socket`` (shell or iopub) with this channel's Session."""
+        guard = self.interrupts.deferring() if threading.current_thread() is threading.main_thread() \
+            else contextlib.nullcontext()
+        with guard, self.lock:
+            if socket.closed:  # the kernel is shutting down: what the control thread still says is moot
+                return
+            self.session.send(socket, msg_type, content, parent=parent, ident=idents or None,
+                              metadata=metadata)
+
+    def close(self) -> None:
+        with self.lock:
+            if not self.socket.closed:
+                self.socket.close()  # LINGER lets the last messages out; the kernel terms the context
+
+
+class NoStdin(io.TextIOBase):
+    """``sys.stdin`` of the kernel: stdin requests are not supported, and this says so."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        raise EOFError("this kernel has no standard input: input() and stdin reads are not supported")
+
+    def read(self, size: int | None = -1) -> str:
+        return self.readline(size)
+
+
+@dataclass
+class HistoryEntry:
+    line: int
+    source: str
+    output: str | None
+
+
+class JupyterKernel:
+    """Serves one shell (one namespace) to Jupyter clients until a shutdown request."""
+
+    def __init__(self, shell: InteractiveShell, kernel: Kernel, iopub: IOPubChannel, sockets: dict[str, Any],
+                 control_session: Session, interrupts: Interrupts, output_limit: int,
+                 layers: list[LayerStatus]) -> None:
+        self.shell = shell
+        self.kernel = kernel
+        self.iopub = iopub
+        self.shell_socket: zmq.Socket[bytes] = sockets["shell"]
+        self.control_socket: zmq.Socket[bytes] = sockets["control"]
+        self.hb_socket: zmq.Socket[bytes] = sockets["hb"]
+        self.control_session = control_session
+        self.interrupts = interrupts
+        self.output_limit = output_limit
+        self.layers = layers
+        self.history: list[HistoryEntry] = []
+        self.stopping = False
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.threads: list[threading.Thread] = []
+        self.shell_handlers: dict[str, Handler] = {
+            "execute_request": self.execute,
+            "kernel_info_request": self.kernel_info,
+            "is_complete_request": self.is_complete,
+            "complete_request": self.complete,
+            "inspect_request": self.inspect,
+            "history_request": self.history_request,
+            "comm_info_request": self.comm_info,
+            "shutdown_request": self.shutdown,
+        }
+        self.control_handlers: dict[str, Handler] = {
+            "kernel_info_request": self.kernel_info,
+            "interrupt_request": self.interrupt,
+            "shutdown_request": self.shutdown,
+        }
+        # `obj?` and %page show their text as a "page" payload of the execute_reply
+        shell.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
+
+    # -- the loops ------------------------------------------------------------------------
+
+    def start_threads(self) -> None:
+        """The heartbeat and control threads. Started before the sandbox's last phase, so that
+        limits on threads and memory count them as the kernel's own, not as the cells'."""
+        self.threads = [threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True),
+                        threading.Thread(target=self._serve_control, name="control", daemon=True)]
+        for thread in self.threads:
+            thread.start()
+
+    def serve(self) -> None:
+        """Answer requests until a shutdown request (or SIGTERM)."""
+        self.iopub.publish("status", {"execution_state": "starting"}, {})
+        poller = zmq.Poller()
+        poller.register(self.shell_socket, zmq.POLLIN)
+        poller.register(self.wake_r, zmq.POLLIN)
+        while not self.stopping:
+            poller.poll()
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self.wake_r, 4096):
+                    pass
+            while not self.stopping:
+                idents, msg = self._receive(self.shell_socket, self.iopub.session, zmq.NOBLOCK)
+                if msg is None:
+                    break
+                self.dispatch(self.shell_socket, self.shell_handlers, idents, msg)
+
+    def _receive(self, socket: zmq.Socket[bytes], session: Session,
+                 mode: int) -> tuple[list[bytes], dict[str, Any] | None]:
+        try:
+            idents, msg = session.recv(socket, mode=mode)
+        except (ValueError, KeyError, TypeError) as exc:  # bad signature, not a message
+            log.warning("dropped a malformed message: %s", exc)
+            return [], {}
+        return idents or [], msg
+
+    def dispatch(self, socket: zmq.Socket[bytes], handlers: dict[str, Handler], idents: list[bytes],
+                 msg: dict[str, Any]) -> None:
+        msg_type = msg.get("header", {}).get("msg_type", "")
+        handler = handlers.get(msg_type)
+        if handler is None:
+            if msg:
+                log.warning("unsupported message type %r", msg_type)
+            return
+        parent = msg["header"]
+        if socket is self.shell_socket:
+            self.iopub.parent = parent  # the output of what runs now belongs to this request
+        self.iopub.publish("status", {"execution_state": "busy"}, parent)
+        try:
+            handler(socket, idents, msg)
+        except Exception as exc:  # a bug of ours: answer, so the client does not wait forever
+            log.exception("%s failed", msg_type)
+            self.reply(socket, idents, msg, msg_type.replace("_request", "_reply"),
+                       {"status": "error", "ename": type(exc).__name__, "evalue": str(exc),
+                        "traceback": traceback.format_exception(exc)})
+        finally:
+            self.iopub.publish("status", {"execution_state": "idle"}, parent)
+
+    def _serve_control(self) -> None:
+        """The control channel, in a thread: it is answered while a cell runs."""
+        try:
+            while True:
+                idents, msg = self._receive(self.control_socket, self.control_session, 0)
+                if msg:
+                    self.dispatch(self.control_socket, self.control_handlers, idents, msg)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            self.control_socket.close()
+
+    def _heartbeat(self) -> None:
+        try:
+            while True:
+                self.hb_socket.send_multipart(self.hb_socket.recv_multipart())
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            self.hb_socket.close(linger=0)
+
+    def reply(self, socket: zmq.Socket[bytes], idents: list[bytes], request: dict[str, Any], msg_type: str,
+              content: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+        if socket is self.control_socket:  # the control thread: its own Session, its own socket
+            self.control_session.send(socket, msg_type, content, parent=request["header"], ident=idents,
+                                      metadata=metadata)
+        else:
+            self.iopub.reply(socket, idents, msg_type, content, request["header"], metadata)
+
+    def stop(self) -> None:
+        """Leave the shell loop after the current request (from any thread or a signal handler)."""
+        self.stopping = True
+        with contextlib.suppress(OSError):
+            os.write(self.wake_w, b"x")
+
+    # -- shell requests -------------------------------------------------------------------
+
+    def kernel_info_content(self) -> dict[str, Any]:
+        python = platform.python_version()
+        sandbox = "; ".join(f"{s.name}: {s.detail}" if s.active else f"{s.name}: off ({s.detail})"
+                            for s in self.layers) or "no layers"
+        return {
+            "status": "ok",
+            "protocol_version": PROTOCOL_VERSION,
+            "implementation": "singlecell",
+            "implementation_version": singlecell.__version__,
+            "language_info": {
+                "name": "python",
+                "version": python,
+                "mimetype": "text/x-python",
+                "file_extension": ".py",
+                "pygments_lexer": "ipython3",
+                "codemirror_mode": {"name": "ipython", "version": sys.version_info[0]},
+                "nbconvert_exporter": "python",
+            },
+            "banner": (f"Python {python} (singlecell {singlecell.__version__}, IPython {IPython.__version__})"
+                       f" in the singlecell sandbox\nsandbox: {sandbox}\n"),
+            "help_links": [],
+            "debugger": False,
+        }
+
+    def kernel_info(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
+        self.reply(socket, idents, msg, "kernel_info_reply", self.kernel_info_content())
+
+    def execute(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
+        content = msg["content"]
+        code = str(content.get("code", ""))
+        silent = bool(content.get("silent", False))
+        store_history = bool(content.get("store_history", not silent)) and not silent
+        shell, kernel = self.shell, self.kernel
+        count = shell.execution_count
+        if not silent:
+            self.iopub.send("execute_input", {"code": code, "execution_count": count})
+        kernel.budget = OutputBudget(self.output_limit)  # the output limit is per cell
+        kernel.truncation_noted = False
+        kernel.error_content = None
+        kernel.running = True
+        success = False
+        user_expressions: dict[str, Any] = {}
+        self.interrupts.executing = True
+        try:
+            result = shell.run_cell(code, store_history=store_history, silent=silent)
+            success = result.success
+            if success:
+                user_expressions = shell.user_expressions(content.get("user_expressions") or {})
+        except KeyboardInterrupt:  # came before IPython could catch it for the cell
+            kernel.report_error(KeyboardInterrupt, "", ["KeyboardInterrupt"])
+        finally:
+            self.interrupts.executing = False
+        kernel_module._flush_c_stdio()
+        kernel.flush_streams()
+        kernel.running = False
+        payload: list[dict[str, Any]] = []
+        if shell.payload_manager is not None:
+            payload = shell.payload_manager.read_payload()
+            shell.payload_manager.clear_payload()
+        if shell.exit_now:  # exit() or quit(): the client asks whether to shut the kernel down
+            shell.exit_now = False
+            payload.append({"source": "ask_exit", "keepkernel": False})
+        if store_history:
+            output = shell.history_manager.output_hist_reprs.get(count) if shell.history_manager else None
+            self.history.append(HistoryEntry(count, code.rstrip("\n"), output))
+        reply: dict[str, Any] = {"execution_count": shell.execution_count - 1, "payload": payload,
+                                 "user_expressions": user_expressions}
+        if success:
+            reply["status"] = "ok"
+        else:
+            error = kernel.error_content or {"ename": "UnknownError", "evalue": "the cell failed", "traceback": []}
+            reply.update(status="error", **error)
+        self.reply(socket, idents, msg, "execute_reply", reply, metadata={"status": reply["status"]})
+        if not success and content.get("stop_on_error", True):
+            self.abort_queued_executions()
+
+    def abort_queued_executions(self) -> None:
+        """After a failed cell, the cells already waiting behind it are aborted, not run."""
+        while True:
+            idents, msg = self._receive(self.shell_socket, self.iopub.session, zmq.NOBLOCK)
+            if msg is None:
+                return
+            if msg.get("header", {}).get("msg_type") != "execute_request":
+                self.dispatch(self.shell_socket, self.shell_handlers, idents, msg)
+                continue
+            self.iopub.publish("status", {"execution_state": "busy"}, msg["header"])
+            self.reply(self.shell_socket, idents, msg, "execute_reply", {"status": "aborted"},
+                       metadata={"status": "aborted"})
+            self.iopub.publish("status", {"execution_state": "idle"}, msg["header"])
+
+    def is_complete(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
+        status, indent = self.shell.input_transformer_manager.check_complete(str(msg["content"].get("code", "")))
+        content: dict[str, Any] = {"status": status}
+        if status == "incomplete":
+            content["indent"] = " " * (indent or 0)
+        self.reply(socket, idents, msg, "is_complete_reply", content)
+
+    def complete(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
+        code = str(msg["content"].get("code", ""))
+        cursor = msg["content"].get("cursor_pos")
+        cursor = len(code) if cursor is None else int(cursor)
+        with provisionalcompleter():
+            completions = list(rectify_completions(code, self.shell.Completer.completions(code, cursor)))
+        start = completions[0].start if completions else cursor
+        end = completions[0].end if completions else cursor
+        self.reply(socket, idents, msg, "complete_reply", {
+            "status": "ok",
+            "matches": [c.text for c in completions],
+            "cursor_start": start,
+            "cursor_end": end,
+            "metadata": {"_jupyter_types_experimental": [
+                {"start": c.start, "end": c.end, "text": c.text, "type": c.type, "signature": c.signature}
+                for c in completions]},
+        })
+
+    def inspect(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
+        content = msg["content"]
+        code = str(content.get("code", ""))
+        cursor = content.get("cursor_pos")
+        name = token_at_cursor(code, len(code) if cursor is None else int(cursor))
+        try:
+            data = self.shell.object_inspect_mime(name, detail_level=int(content.get("detail_level", 0)))
+            found = True
+        except KeyError:  # no such object
+            data, found = {}, False
+        if not self.shell.enable_html_pager:
+            data.pop("text/html", None)
+        self.reply(socket, idents, msg, "inspect_reply", {"status": "ok", "found": found, "data": data,
+                                                           "metadata": {}})
+
+    def history_request(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
+        history = self.search_history(msg["content"])
+        self.reply(socket, idents, msg, "history_reply", {"status": "ok", "history": history})
+
+    def search_history(self, request: dict[str, Any]) -> list[list[Any]]:
+        """IPython's history access (tail, range, search by glob) over this session's cells."""
+        kind = request.get("hist_access_type")
+        entries = self.history
+        if kind == "range":
+            session = int(request.get("session", 0))
+            if session not in (0, HISTORY_SESSION):
+                entries = []
+            start, stop = int(request.get("start", 0)), request.get("stop")
+            entries = [e for e in entries if e.line >= start and (stop is None or e.line < int(stop))]
+        elif kind == "search":
+            pattern = str(request.get("pattern", "*"))
+            entries = [e for e in entries if fnmatch.fnmatchcase(e.source, pattern)]
+            if request.get("unique"):
+                seen: dict[str, HistoryEntry] = {}
+                for entry in entries:  # the latest of each source, in the order of those
+                    seen.pop(entry.source, None)
+                    seen[entry.source] = entry
+                entries = list(seen.values())
+        elif kind != "tail":
+            entries = []
+        n = request.get("n")
+        if kind in ("tail", "search") and n is not None:
+            entries = entries[-int(n):] if int(n) > 0 else []
+        if request.get("output"):
+            return [[HISTORY_SESSION, e.line, [e.source, e.output]] for e in entries]
+        return [[HISTORY_SESSION, e.line, e.source] for e in entries]
+
+    def comm_info(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
+        self.reply(socket, idents, msg, "comm_info_reply", {"status": "ok", "comms": {}})
+
+    # -- control requests (shutdown also comes on shell) ------------------------------------
+
+    def interrupt(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # as interrupt_mode "signal" does: see Interrupts
+        self.reply(socket, idents, msg, "interrupt_reply", {"status": "ok"})
+
+    def shutdown(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
+        content = {"status": "ok", "restart": bool(msg["content"].get("restart", False))}
+        self.reply(socket, idents, msg, "shutdown_reply", content)
+        self.iopub.publish("shutdown_reply", content, msg["header"])  # tells every other client
+        self.stop()
+        if self.interrupts.executing:
+            os.kill(os.getpid(), signal.SIGINT)  # the running cell ends, then the kernel
+
+
+# -- start-up ---------------------------------------------------------------------------
+
+CHANNELS = (("shell", zmq.ROUTER), ("control", zmq.ROUTER), ("stdin", zmq.ROUTER), ("iopub", zmq.PUB),
+            ("hb", zmq.REP))
+
+
+def listen_early(connection: ConnectionInfo) -> dict[str, int]:
+    """The five channels' listening sockets, made with plain system calls (no threads).
+
+    They are made before the sandbox's isolate phase, which needs a single-threaded process and
+    may take the kernel out of the client's network and filesystem, and handed to ZeroMQ after it
+    (``ZMQ_USE_FD``): sockets made in the old namespaces stay reachable from there."""
+    fds: dict[str, int] = {}
+    try:
+        for name, _ in CHANNELS:
+            port = connection.port(name)
+            if connection.transport == "ipc":
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                path = f"{connection.ip}-{port}"
+                with contextlib.suppress(FileNotFoundError):
+                    if stat.S_ISSOCK(os.lstat(path).st_mode):
+                        os.unlink(path)  # left by an earlier kernel on this connection file
+                sock.bind(path)
+            else:
+                family = socket.AF_INET6 if ":" in connection.ip else socket.AF_INET
+                host = connection.ip if connection.ip != "*" else ("::" if family == socket.AF_INET6 else "0.0.0.0")
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+            sock.listen(128)
+            sock.setblocking(False)
+            fds[name] = sock.detach()
+    except OSError:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
+
+
+def zmq_sockets(context: zmq.Context[zmq.Socket[bytes]], connection: ConnectionInfo,
+                fds: dict[str, int]) -> dict[str, zmq.Socket[bytes]]:
+    """ZeroMQ sockets on the listening sockets of :func:`listen_early`."""
+    sockets: dict[str, zmq.Socket[bytes]] = {}
+    for name, kind in CHANNELS:
+        sock = context.socket(kind)
+        sock.setsockopt(zmq.LINGER, 1000)  # the last replies still go out when the kernel closes
+        sock.setsockopt(zmq.USE_FD, fds.pop(name))
+        sock.bind(connection.url(connection.port(name)))
+        sockets[name] = sock
+    return sockets
+
+
+def make_workspace(config: settings.Config, uid: int | None) -> Workspace:
+    """The kernel's own folder, as the device makes one per kernel (:class:`device.workspace.
+    Workspace`): a fresh private ``home`` under ``--work-dir`` (or the temporary folder) holding
+    its working folder, its /tmp and the filesystem layer's root; as root with a disk quota, a
+    tmpfs of its own, mounted in a mount namespace of this process's own."""
+    parent = Path(config.work_dir).absolute() if config.work_dir else Path(tempfile.gettempdir())
+    parent.mkdir(parents=True, exist_ok=True)
+    own_mount = bool(config.disk_limit) and enter_private_mounts()
+    while True:
+        try:
+            return Workspace(parent / f"singlecell-jupyter-{secrets.token_hex(6)}", uid, config.disk_limit, own_mount)
+        except FileExistsError:
+            continue
+
+
+def kernel_uid(layers: list[SandboxLayer]) -> int | None:
+    """The uid this kernel drops to when the identity layer gives it one (as root): the first of
+    the layer's range that no process runs as now."""
+    identity = next((layer for layer in layers if isinstance(layer, Identity)), None)
+    if identity is None or os.geteuid() != 0:
+        return None
+    used = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                used.add(entry.stat().st_uid)
+    for uid in range(identity.first_uid, identity.last_uid + 1):
+        if uid not in used:
+            return uid
+    raise SandboxError(f"every kernel uid ({identity.first_uid}–{identity.last_uid}) is in use")
+
+
+def start_cleaner(workspace: Workspace) -> int:
+    """Fork a small process that removes the workspace once this kernel has exited, however it ends
+    (a SIGKILL too). It stays outside the sandbox, where the kernel, in a mount namespace of its
+    own or as another uid, may no longer see or remove its folders; and outside the kernel's
+    process group, which its client interrupts and kills."""
+    read_end, write_end = os.pipe()  # close-on-exec: a cell's subprocesses do not hold it
+    pid = os.fork()
+    if pid:
+        os.close(read_end)
+        return write_end  # stays open, unused, until this process is gone
+    try:  # the cleaner; never returns
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        set_process_name(b"sc-kernel-clean")
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.closerange(3, read_end)  # write_end too: the pipe ends when the kernel's copy closes
+        os.closerange(read_end + 1, os.sysconf("SC_OPEN_MAX"))
+        while os.read(read_end, 4096):  # returns b"" when the kernel is gone
+            pass
+        workspace.remove()
+    finally:
+        os._exit(0)
+
+
+def forget_launch_folder() -> None:
+    """``python -m`` put the folder the client started us in (a notebook's folder, a home) first
+    on sys.path, and the filesystem layer shows cells every folder on sys.path. Drop it, unless
+    this package is imported from there (a source checkout that is not installed)."""
+    if sys.path and sys.path[0] and os.path.realpath(sys.path[0]) == os.path.realpath(os.getcwd()):
+        if os.path.realpath(sys.path[0]) != os.path.dirname(os.path.dirname(os.path.realpath(__file__))):
+            del sys.path[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m device.jupyter_kernel", description=__doc__.split("\n")[0])
+    parser.add_argument("-f", "--connection-file", required=True, metavar="CONNECTION_FILE",
+                        help="the JSON connection file the Jupyter client wrote")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt while starting must not kill us
+    forget_launch_folder()
+    set_process_name(b"sc-jupyter")
+    # the client's terminal or log: restored at exit; meanwhile fds 1 and 2 are the cells' output
+    saved_fds = (os.dup(1), os.dup(2))
+    log_stream = open(os.dup(saved_fds[1]), "w", buffering=1, encoding="utf-8", errors="replace")
+    logging.basicConfig(stream=log_stream, level=logging.INFO,
+                        format="singlecell-kernel[%(process)d] %(levelname)s: %(message)s")
+    try:
+        config = settings.load()
+        connection = ConnectionInfo.read(args.connection_file)
+        # the connection file holds the key, and the config file maybe secrets: cells do not see them
+        hidden = [os.path.abspath(args.connection_file)]
+        if os.environ.get(settings.ENV_PREFIX + "CONFIG"):
+            hidden.append(os.path.abspath(os.environ[settings.ENV_PREFIX + "CONFIG"]))
+        layers = build_layers(layer_settings(config, work_root=config.work_dir, hidden=hidden))
+    except (SingleCellError, OSError, KeyError, ValueError) as exc:
+        log.error("cannot start: %s", getattr(exc, "message", exc))
+        return EXIT_CONFIG_FAILED
+
+    # imports and warm-up first, with the real HOME (matplotlib's font cache lives there)
+    shell = make_shell(config.preload_modules)
+    statuses = [layer.check() for layer in layers]
+    for status in report(config, statuses):
+        log.info("sandbox layer %s: %s%s", status.name, "" if status.active else "off: ", status.detail)
+    active = [layer for layer, status in zip(layers, statuses, strict=True) if status.active]
+    try:
+        require(config, statuses)
+        uid = kernel_uid(active)
+        workspace = make_workspace(config, uid)
+    except (SingleCellError, OSError) as exc:
+        log.error("the kernel does not start: %s", getattr(exc, "message", exc))
+        return EXIT_SANDBOX_FAILED
+    _cleaner = start_cleaner(workspace)  # open until we exit: the cleaner waits for that
+    place = KernelPlace(home=str(workspace.home), workdir=str(workspace.workdir), tmpdir=str(workspace.tmpdir),
+                        uid=uid)
+    context: zmq.Context[zmq.Socket[bytes]] | None = None
+    sockets: dict[str, zmq.Socket[bytes]] = {}
+    server: JupyterKernel | None = None
+    iopub: IOPubChannel | None = None
+    try:
+        os.chdir(place.workdir)
+        os.environ.update({"HOME": place.workdir, "TMPDIR": place.tmpdir, "PWD": place.workdir})
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        try:
+            fds = listen_early(connection)
+        except OSError as exc:
+            log.error("cannot listen on the connection file's ports: %s", exc)
+            return EXIT_CONFIG_FAILED
+        seen = place  # the kernel's places as it sees them: the filesystem layer moves them
+        try:  # phase 1: namespaces and mounts, while we are single-threaded and privileged
+            for layer in active:
+                seen = layer.isolate(seen) or seen
+        except Exception as exc:
+            log.error("the sandbox could not be applied (%s: %s), so the kernel does not start", layer.name, exc)
+            return EXIT_SANDBOX_FAILED
+        context = zmq.Context()
+        sockets = zmq_sockets(context, connection, fds)
+        session = Session(key=connection.key, signature_scheme=connection.signature_scheme, username="kernel")
+        control_session = Session(key=connection.key, signature_scheme=connection.signature_scheme,
+                                  username="kernel", session=session.session)
+        interrupts = Interrupts()
+        iopub = IOPubChannel(sockets["iopub"], session, interrupts)
+        spec = KernelSpec(slot="jupyter", endpoint=connection.url(connection.iopub_port), key=connection.key,
+                          home=seen.home, workdir=seen.workdir, tmpdir=seen.tmpdir,
+                          output_limit=config.output_limit, uid=seen.uid)
+        kernel = Kernel(shell, spec, iopub)
+        kernel_module._kernel = kernel  # what the shell's display hooks publish through
+        kernel.capture_fds()  # subprocess and C output arrive as stream messages too
+        sys.stdout, sys.stderr, sys.stdin = kernel.stdout, kernel.stderr, NoStdin()
+        server = JupyterKernel(shell, kernel, iopub, sockets, control_session, interrupts, config.output_limit,
+                               report(config, statuses))
+        server.start_threads()
+        try:  # phase 2: the uid, limits and the system-call filter, the last thing before user code
+            for layer in active:
+                layer.apply(seen)
+        except Exception as exc:
+            log.error("the sandbox could not be applied (%s: %s), so the kernel does not start", layer.name, exc)
+            return EXIT_SANDBOX_FAILED
+
+        def terminate(signum: int, frame: FrameType | None) -> None:
+            assert server is not None
+            server.stop()
+            interrupts.handle(signum, frame)
+
+        signal.signal(signal.SIGINT, interrupts.handle)
+        signal.signal(signal.SIGTERM, terminate)
+        server.serve()
+        interrupts.executing = False
+        kernel.flush_streams()
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        sys.stdout, sys.stderr, sys.stdin = sys.__stdout__, sys.__stderr__, sys.__stdin__
+        os.dup2(saved_fds[0], 1)
+        os.dup2(saved_fds[1], 2)
+        if iopub is not None:
+            iopub.close()  # under its lock: the output pump thread may still be sending
+        # the heartbeat and control threads close their own sockets when the context ends
+        owned_by_threads = {"hb", "control"} if server is not None and server.threads else set()
+        for name, sock in sockets.items():
+            if name not in owned_by_threads and not sock.closed:
+                sock.close()
+        if context is not None:
+            context.term()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
