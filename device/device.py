@@ -67,6 +67,15 @@ class Device:
         self.wakeups = wakeups
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.running: dict[str, asyncio.Task[None]] = {}
+        #: the errors a kernel names when a cell runs into one of its limits: (limit, value)
+        self.kernel_limits: dict[str, tuple[str, float]] = {
+            "MemoryLimitExceeded": ("memory", config.memory_limit),
+            "OutputLimitExceeded": ("output", config.output_limit),
+            "FileSizeLimitExceeded": ("file_size", config.file_size_limit),
+            "ProcessLimitExceeded": ("processes", config.process_limit),
+            "DiskLimitExceeded": ("disk", config.disk_limit),
+            "OpenFilesLimitExceeded": ("open_files", config.open_files_limit),
+        }
         self._wake = asyncio.Event()
         self._stopping = False
         self._background: list[asyncio.Task[None]] = []
@@ -206,6 +215,12 @@ class Device:
                 output_bytes += size
                 clean = {key: protocol.json_safe(msg.get(key, {})) for key in STANDARD_KEYS}
                 clean["parent_header"] = dict(request["header"])
+                if clean["msg_type"] == "error" and clean["content"].get("ename") in self.kernel_limits:
+                    # a limit the kernel ran into (it names it): the cell was stopped by it
+                    limit, value = self.kernel_limits[clean["content"]["ename"]]
+                    outcome.status = Status.ABORTED
+                    outcome.extra.append(protocol.limit_message(
+                        request, limit, value, clean["content"]["ename"], str(clean["content"].get("evalue", ""))))
                 if clean["msg_type"] == "execute_reply":
                     outcome.reply_status = str(clean["content"].get("status", "error"))
                 if clean["msg_type"] == "status" and clean["content"].get("execution_state") == "idle":
@@ -242,6 +257,9 @@ class Device:
             wait_status = await kernel.exited
             outcome.status = Status.ABORTED
             outcome.extra.append(self._death_message(request, wait_status))
+            if wait_status >= 0 and os.WIFSIGNALED(wait_status) and os.WTERMSIG(wait_status) == signal.SIGXCPU:
+                outcome.extra.append(protocol.limit_message(request, "cpu", self.config.cpu_limit,
+                                                            "CPUTimeLimitExceeded", self._cpu_evalue()))
         files: list[FileRecord] = []
         if outcome.status is None and not record.inputs and is_empty(str(kernel.workdir)):
             pass  # the common case: nothing to collect, so no need to wait for the exit
@@ -287,8 +305,7 @@ class Device:
             return protocol.error_message(request, "KernelDied", "the kernel was lost with its "
                                           "template process; the cell did not finish")
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGXCPU:
-            return protocol.error_message(request, "CPUTimeLimitExceeded", "the cell used more than "
-                                          f"its limit of {self.config.cpu_limit} CPU seconds and was stopped")
+            return protocol.error_message(request, "CPUTimeLimitExceeded", self._cpu_evalue())
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_SANDBOX_FAILED:
             return protocol.error_message(request, "SandboxError", "the kernel's sandbox could not be "
                                           "set up, so the cell was not run")
@@ -296,6 +313,10 @@ class Device:
             return protocol.error_message(request, "KernelDied", "the kernel could not reach the device")
         return protocol.error_message(request, "KernelDied", "the kernel running this cell "
                                       f"{protocol.describe_exit(status)} before the cell finished")
+
+    def _cpu_evalue(self) -> str:
+        seconds = self.config.cpu_limit
+        return f"the cell used more than its limit of {seconds} CPU second{'s' * (seconds != 1)} and was stopped"
 
     def _retire(self, kernel: Kernel) -> None:
         kernel.kill_leftovers() if kernel.exited.done() else kernel.kill()

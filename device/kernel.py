@@ -15,6 +15,7 @@ import codecs
 import contextlib
 import ctypes
 import dataclasses
+import errno
 import gc
 import io
 import os
@@ -99,6 +100,77 @@ class KernelSpec:
         socket = self.endpoint.removeprefix("ipc://") if self.endpoint.startswith("ipc://") else ""
         return KernelPlace(home=self.home, workdir=self.workdir, tmpdir=self.tmpdir, socket=socket,
                            uid=self.uid)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits this kernel runs under, to name the one a cell ran into."""
+
+    memory_mb: int = 0
+    file_size: int = 0
+    processes: int = 0
+    open_files: int = 0
+    disk_mb: int = 0
+    output: int = 0
+
+    @classmethod
+    def of(cls, layers: list[SandboxLayer], spec: KernelSpec) -> Limits:
+        from device.sandbox.filesystem import Filesystem
+        from device.sandbox.resources import ResourceLimits
+
+        # with a uid of its own (as root), RLIMIT_NPROC counts the kernel's processes alone and
+        # its folder is a tmpfs of --disk-limit MB
+        own_uid = spec.uid is not None
+        found: dict[str, int] = {"output": spec.output_limit}
+        for layer in layers:
+            if isinstance(layer, ResourceLimits):
+                found.update(memory_mb=layer.memory_mb, file_size=layer.file_size,
+                             processes=layer.processes if own_uid else 0, open_files=layer.open_files)
+            elif isinstance(layer, Filesystem) and own_uid:
+                found.update(disk_mb=layer.disk_mb)
+        return cls(**found)
+
+    def name(self, error: BaseException) -> tuple[str, str] | None:
+        """(ename, evalue) of the limit behind ``error``, or None if it is not a limit's."""
+        code = getattr(error, "errno", None)
+        if isinstance(error, OutputLimitExceeded):
+            return "OutputLimitExceeded", str(error)
+        if isinstance(error, MemoryError) and self.memory_mb:
+            return "MemoryLimitExceeded", (f"the cell tried to use more than its limit of {self.memory_mb} MB "
+                                           "of memory")
+        if code == errno.EFBIG and self.file_size:
+            return "FileSizeLimitExceeded", (f"the cell tried to write a file larger than its limit of "
+                                             f"{self.file_size} bytes")
+        if code == errno.ENOSPC and self.disk_mb:
+            return "DiskLimitExceeded", (f"the cell's files passed its limit of {self.disk_mb} MB "
+                                         "(its folder and /tmp together)")
+        if code == errno.EMFILE and self.open_files:
+            return "OpenFilesLimitExceeded", (f"the cell tried to keep more than {self.open_files} files "
+                                              "open at once")
+        if self.processes and (
+            (isinstance(error, RuntimeError) and "can't start new thread" in str(error))
+            or (code == errno.EAGAIN and _tasks_of_my_uid() >= self.processes)
+        ):
+            return "ProcessLimitExceeded", (f"the cell tried to run more than {self.processes} processes "
+                                            "and threads at once")
+        return None
+
+
+def _tasks_of_my_uid() -> int:
+    """Processes and threads of this uid (the kernel's own, with a uid per kernel)."""
+    uid, count = os.getuid(), 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry}/task"))
+            except OSError:
+                continue
+    return count
+
+
+class OutputLimitExceeded(Exception):
+    """Raised in the cell by a write past its output limit: the cell stops there."""
 
 
 class OutputBudget:
@@ -187,6 +259,8 @@ class KernelDisplayPublisher(DisplayPublisher):
         kernel.flush_streams()
         content = {"data": data, "metadata": metadata or {}, "transient": transient or {}}
         kernel.send_display("update_display_data" if update else "display_data", content)
+        if kernel.budget.exhausted:
+            raise kernel.output_exceeded()
 
     def clear_output(self, wait: bool = False) -> None:
         kernel = current_kernel()
@@ -302,7 +376,8 @@ def current_kernel() -> Kernel:
 class Kernel:
     """The state of the one cell this process runs."""
 
-    def __init__(self, shell: InteractiveShell, spec: KernelSpec, channel: Channel) -> None:
+    def __init__(self, shell: InteractiveShell, spec: KernelSpec, channel: Channel,
+                 limits: Limits | None = None) -> None:
         self.shell = shell
         self.spec = spec
         self.channel = channel
@@ -311,6 +386,8 @@ class Kernel:
         self.stdout = OutStream("stdout", self)
         self.stderr = OutStream("stderr", self)
         self.pending: list[tuple[str, list[str]]] = []
+        self.pending_chars = 0
+        self.limits = limits or Limits(output=spec.output_limit)
         self.buffer_lock = threading.Lock()
         self.out_lock = threading.RLock()
         self.error_content: dict[str, Any] | None = None
@@ -329,6 +406,7 @@ class Kernel:
             self.drain_fds()
             with self.buffer_lock:
                 pending, self.pending = self.pending, []
+                self.pending_chars = 0
             for name, parts in pending:
                 self.send_stream(name, "".join(parts))
 
@@ -357,8 +435,11 @@ class Kernel:
 
     def report_error(self, etype: Any, evalue: Any, stb: Any) -> None:
         self.flush_streams()
-        ename = getattr(etype, "__name__", str(etype))
-        content = {"ename": ename, "evalue": str(evalue), "traceback": list(stb)}
+        ename, text = getattr(etype, "__name__", str(etype)), str(evalue)
+        limit = self.limits.name(evalue) if isinstance(evalue, BaseException) else None
+        if limit is not None:  # the device turns these into the request's status and a limit message
+            ename, text = limit
+        content = {"ename": ename, "evalue": text, "traceback": list(stb)}
         self.error_content = content
         self.channel.send("error", content)
 
@@ -372,14 +453,26 @@ class Kernel:
             self.pending.append((name, [text]))
 
     def queue_output(self, name: str, text: str) -> None:
+        if self.budget.exhausted:
+            raise self.output_exceeded()
         # what subprocesses wrote to fds 1 and 2 before this write goes out before it
         self.drain_fds()
         with self.buffer_lock:
             self._append(name, text)
-            if self.signaled:
-                return
+            self.pending_chars += len(text)
+            over = self.pending_chars > self.budget.left
+            wake = not self.signaled
             self.signaled = True
-        os.write(self.wake_w, b"x")
+        if over:  # send now: a print loop must not pile up output the limit will drop anyway
+            self.flush_streams()
+            if self.budget.exhausted:
+                raise self.output_exceeded()
+        elif wake:
+            os.write(self.wake_w, b"x")
+
+    def output_exceeded(self) -> OutputLimitExceeded:
+        return OutputLimitExceeded(f"the cell's output passed its limit of {self.budget.limit} bytes, "
+                                   "so the cell was stopped")
 
     def capture_fds(self) -> None:
         """Send what subprocesses and C code write to fds 1 and 2 as stream output too, and
@@ -544,7 +637,7 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
             channel = Channel(spec, session)
         except Exception:
             os._exit(EXIT_CHANNEL_FAILED)
-        kernel = _kernel = Kernel(shell, spec, channel)
+        kernel = _kernel = Kernel(shell, spec, channel, Limits.of(layers, spec))
         log_fd = os.dup(2)  # the device's log, for our own failures; user code never writes here
         os.set_inheritable(log_fd, False)
         kernel.capture_fds()

@@ -117,21 +117,33 @@ def test_the_next_cell_runs_normally_after_a_timeout(limited_client: Client) -> 
 
 # -- output ----------------------------------------------------------------------------
 
-def test_the_output_limit_truncates_with_a_notice_and_the_cell_stays_ok(limited_client: Client) -> None:
+def test_the_output_limit_truncates_with_a_notice_and_stops_the_cell(limited_client: Client) -> None:
     answer = outcome(limited_client, "for i in range(1000):\n    print('x' * 99)\nprint('done')")
-    assert answer["status"] == "done"
+    assert answer["status"] == "aborted"
     assert answer["stdout"].startswith("x" * 99 + "\n")
     assert 5000 <= len(answer["stdout"]) <= 10000
     assert "done" not in answer["stdout"]
     assert "output truncated" in answer["stderr"]
     assert "10000" in answer["stderr"]
+    assert answer["error"]["ename"] == "OutputLimitExceeded"
+    assert "10000 bytes" in answer["error"]["evalue"]
+    assert [(x["limit"], x["value"]) for x in answer["limits"]] == [("output", 10000)]
+
+
+def test_a_runaway_print_loop_is_stopped_by_the_output_limit_not_the_clock(limited_client: Client) -> None:
+    answer = outcome(limited_client, "while True:\n    print('y' * 1000)", deadline=STOPPED_WITHIN)
+    assert answer["status"] == "aborted"
+    assert answer["error"]["ename"] == "OutputLimitExceeded"
+    assert answer["took"] < 1.9, f"the loop ran {answer['took']:.1f} s: stopped by the 2 s clock, not the output"
 
 
 def test_the_output_limit_also_stops_a_flood_of_displays(limited_client: Client) -> None:
     code = ("from IPython.display import HTML, display\nfor i in range(200):\n"
             "    display(HTML('<p>' + 'y' * 200 + '</p>'))")
     _, items, page = run_cell(limited_client, code)
-    assert page["status"] == "done"
+    assert page["status"] == "aborted"
+    errors = [m["msg"]["content"]["ename"] for m in items if m["msg"]["msg_type"] == "error"]
+    assert errors == ["OutputLimitExceeded"]
     shown = sum(len(m["msg"]["content"]["data"]["text/html"]) for m in items if m["msg"]["msg_type"] == "display_data")
     assert 0 < shown <= 10000 + 1000
     assert any("output truncated" in m["msg"]["content"].get("text", "") for m in items
@@ -148,16 +160,64 @@ def test_the_cpu_limit_aborts_a_busy_cell(module_servers: Servers) -> None:
     assert ended["status"] == "aborted"
     assert ended["error"]["ename"] == "CPUTimeLimitExceeded"
     assert "1 CPU second" in ended["error"]["evalue"]
+    assert [(x["limit"], x["value"]) for x in ended["limits"]] == [("cpu", 1)]
     assert ended["took"] < 10, f"a 1 s CPU limit stopped the cell only after {ended['took']:.1f} s"
 
 
-def test_the_memory_limit_raises_memory_error(limited_client: Client) -> None:
+def test_the_memory_limit_stops_the_cell_and_names_the_limit(limited_client: Client) -> None:
     answer = outcome(limited_client, "x = bytearray(500 * 1024 * 1024)")
-    assert answer["status"] == "error"
-    assert answer["error"]["ename"] == "MemoryError"
+    assert answer["status"] == "aborted"
+    assert answer["error"]["ename"] == "MemoryLimitExceeded"
+    assert "100 MB" in answer["error"]["evalue"]
+    assert [(x["limit"], x["value"]) for x in answer["limits"]] == [("memory", 100)]
+
+
+def test_a_memory_error_the_cell_catches_is_not_a_limit(limited_client: Client) -> None:
+    answer = outcome(limited_client, "try:\n    x = bytearray(500 * 1024 * 1024)\nexcept MemoryError:\n"
+                                     "    print('caught')")
+    assert answer["status"] == "done" and answer["stdout"] == "caught\n"
+    assert answer["limits"] == []
 
 
 def test_allocations_under_the_memory_limit_succeed(limited_client: Client) -> None:
     answer = outcome(limited_client, "x = bytearray(40 * 1024 * 1024)\nprint(len(x))")
     assert answer["status"] == "done", answer["error"]
     assert answer["stdout"] == f"{40 * 1024 * 1024}\n"
+
+
+# -- the sandbox's limits: file size, disk, processes, open files --------------------------
+
+SANDBOX_LIMITS = {
+    "file_size": ("open('big', 'wb').write(b'x' * 3_000_000)", "FileSizeLimitExceeded", "1000000 bytes"),
+    "disk": ("for i in range(40):\n    open(f'f{i}', 'wb').write(b'x' * 900_000)", "DiskLimitExceeded", "20 MB"),
+    "processes": ("import threading, time\nfor i in range(100):\n"
+                  "    threading.Thread(target=time.sleep, args=(5,), daemon=True).start()",
+                  "ProcessLimitExceeded", "32 processes"),
+    "open_files": ("files = [open(f'f{i}', 'w') for i in range(1000)]", "OpenFilesLimitExceeded", "64 files"),
+}
+
+
+@pytest.fixture(scope="module")
+def boxed(module_servers: Servers) -> Server:
+    return module_servers("serve", "--file-size-limit", "1000000", "--disk-limit", "20", "--process-limit", "32",
+                          "--open-files-limit", "64", "--time-limit", "10", name="boxed")
+
+
+@pytest.mark.parametrize("limit", list(SANDBOX_LIMITS))
+def test_a_sandbox_limit_stops_the_cell_and_names_itself(boxed: Server, active_layers: set[str], limit: str) -> None:
+    if limit in ("disk", "processes") and "identity" not in active_layers:
+        pytest.skip(f"the {limit} limit needs a uid per kernel (run the tests as root)")
+    if limit == "disk" and "filesystem" not in active_layers:
+        pytest.skip("the disk limit needs the filesystem layer")
+    code, ename, words = SANDBOX_LIMITS[limit]
+    client = boxed.client()
+    try:
+        answer = outcome(client, code, deadline=20)
+        assert answer["status"] == "aborted", answer
+        assert answer["error"]["ename"] == ename, answer["error"]
+        assert words in answer["error"]["evalue"]
+        assert [x["limit"] for x in answer["limits"]] == [limit]
+        after = outcome(client, "print('fine')")
+        assert after["status"] == "done" and after["stdout"] == "fine\n"
+    finally:
+        client.close()
