@@ -38,11 +38,10 @@ from jupyter_client.session import Session
 from traitlets.config import Config as TraitletsConfig
 
 from device.sandbox.base import KernelPlace, SandboxLayer
-from device.sandbox.libc import set_parent_death_signal
+from device.sandbox.libc import become_subreaper, set_parent_death_signal
 
 FLUSH_INTERVAL = 0.05  # seconds a stream write may wait before it is sent: coalesces print loops
 PR_SET_NAME = 15
-PR_SET_CHILD_SUBREAPER = 36
 EXIT_SANDBOX_FAILED = 71  # the device reads this exit code as "the sandbox could not be applied"
 EXIT_CHANNEL_FAILED = 72
 
@@ -75,11 +74,6 @@ def can_return_from_background() -> bool:
         resource.setrlimit(resource.RLIMIT_NICE, (20, hard))
         return True
     return False
-
-
-def become_subreaper() -> None:
-    """Orphaned descendants are reparented to us instead of init, so none escapes our tree."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
+from device.sandbox.libc import become_subreaper, kill_children
 from device.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -160,11 +161,14 @@ class KernelPool:
         self._template_ready: asyncio.Future[dict[str, Any]] | None = None
         self._reader: asyncio.Task[Any] | None = None
         self._closing = False
+        self._restarting = False
         self._failures = 0
 
     # -- life cycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        # if the template dies, what its kernels started comes up to us, to be killed
+        become_subreaper()
         self.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self._start_template()
         self.fill()
@@ -235,6 +239,8 @@ class KernelPool:
         self.fill()
 
     def fill(self) -> None:
+        if self._restarting:
+            return  # _watch_template fills once the new template is up
         while not self._closing and self._ready.qsize() + self._starting < self.ready_target:
             self._starting += 1
             self._spawn(self._start_kernel())
@@ -311,6 +317,11 @@ class KernelPool:
                 f"the kernel template exited with code {code} while starting; its error is above"))
             return
         log.error("the kernel template exited (%s); restarting it", code)
+        self._restarting = True
+        # what its cells started came up to us (a subreaper): nothing of theirs may outlive it
+        strays = kill_children(keep=set())
+        if strays:
+            log.warning("killed %d processes the dead template's kernels left behind", strays)
         # its kernels died with it (parent-death signal); every waiter learns so now
         for kernel in list(self._by_slot.values()):
             if not kernel.exited.done():
@@ -322,6 +333,7 @@ class KernelPool:
         await asyncio.sleep(0.5)
         if not self._closing:
             await self._start_template()
+            self._restarting = False
             self.fill()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:

@@ -36,16 +36,8 @@ from device.kernel import (
     set_process_name,
 )
 from device.sandbox.base import SandboxLayer
-from device.sandbox.libc import set_parent_death_signal
+from device.sandbox.libc import kill_children, set_parent_death_signal
 from device.sandbox.registry import build_layers
-
-
-def _children() -> list[int]:
-    try:
-        with open(f"/proc/self/task/{os.getpid()}/children") as fh:
-            return [int(pid) for pid in fh.read().split()]
-    except OSError:  # no CONFIG_PROC_CHILDREN: the process group kill is all we have
-        return []
 
 
 def _close_fds_above_stdio() -> None:
@@ -111,17 +103,8 @@ class Template:
 
         Every kernel is a child subreaper, so while it lives its orphans stay in its tree; when
         it dies they come up to us (a subreaper too). So any child of ours that is not a kernel
-        belongs to a finished cell. Their own children come up in turn: repeat until none."""
-        for _ in range(100):
-            strays = [pid for pid in _children() if pid not in self.kernels]
-            if not strays:
-                return
-            for pid in strays:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            for pid in strays:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
+        belongs to a finished cell. Their own children come up in turn, and go the same way."""
+        kill_children(keep=self.kernels)
 
     def serve(self) -> None:
         wake_r, wake_w = os.pipe()

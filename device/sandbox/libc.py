@@ -90,6 +90,42 @@ def set_parent_death_signal(sig: int = signal.SIGKILL, parent: int | None = None
         os._exit(1)
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants are reparented to us instead of init, so none escapes our tree."""
+    _lib().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def children() -> list[int]:
+    """Our child processes (their own children are not included)."""
+    pid = os.getpid()
+    try:
+        with open(f"/proc/self/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except OSError:  # no CONFIG_PROC_CHILDREN: process groups are all we have
+        return []
+
+
+def kill_children(keep: set[int]) -> int:
+    """SIGKILL and reap every child of ours not in ``keep``, and theirs as they come up to us
+    (a subreaper); how many were killed."""
+    killed = 0
+    for _ in range(100):
+        strays = [pid for pid in children() if pid not in keep]
+        if not strays:
+            break
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in strays:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        killed += len(strays)
+    return killed
+
+
 def probe(attempt: Callable[[], None]) -> str | None:
     """Run ``attempt`` in a forked child; None if it returned, else why it failed (the
     exception's last line). The caller is untouched. Only for single-threaded callers."""

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Callable
+
 import pytest
 
 from singlecell.client import Client
-from tests.servers import Server, outcome
+from tests.servers import Server, outcome, pid_alive, wait_until
 
 CRASHES = [
     pytest.param("import os\nos._exit(3)", "exited with code 3", id="exit-3"),
@@ -61,3 +65,36 @@ def test_many_crashes_in_a_row_do_not_wear_the_server_out(client: Client) -> Non
     for _ in range(12):
         assert outcome(client, "import os\nos.kill(os.getpid(), 9)")["status"] == "aborted"
     assert outcome(client, "print('alive')")["stdout"] == "alive\n"
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return [int(p) for p in fh.read().split()]
+
+
+def test_a_killed_template_takes_what_its_cells_started_with_it(start_server: Callable[..., Server]) -> None:
+    server = start_server("serve")
+    client = server.client()
+    try:
+        code = ("import subprocess, time\np = subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
+                "print(p.pid, flush=True)\ntime.sleep(100)")
+        request_id = client.execute(code)
+        printed: list[str] = []
+
+        def child_printed() -> bool:
+            page = client.output(request_id, after=0, wait=1)
+            printed[:] = [m["msg"]["content"]["text"] for m in page["messages"] if m["msg"]["msg_type"] == "stream"]
+            return bool("".join(printed).strip())
+
+        assert wait_until(child_printed, 15), "the cell never printed its child's pid"
+        child = int("".join(printed).split()[0])
+        assert pid_alive(child)
+        (device,) = _children(server.pid)
+        (template,) = _children(device)
+        os.kill(template, signal.SIGKILL)
+        assert wait_until(lambda: not pid_alive(child), 10), "a detached child outlived its template"
+        assert wait_until(lambda: client.status(request_id) == "aborted", 10)
+        ended = outcome(client, "print('fine')")
+        assert ended["status"] == "done" and ended["stdout"] == "fine\n"
+    finally:
+        client.close()
