@@ -600,8 +600,8 @@ def make_workspace(config: settings.Config, uid: int | None) -> Workspace:
 
 
 def kernel_uid(layers: list[SandboxLayer]) -> int | None:
-    """The uid this kernel drops to when the identity layer gives it one (as root): the first of
-    the layer's range that no process runs as now."""
+    """The uid this kernel drops to when the identity layer gives it one (as root): the highest
+    of the layer's range that no process runs as now."""
     identity = next((layer for layer in layers if isinstance(layer, Identity)), None)
     if identity is None or os.geteuid() != 0:
         return None
@@ -610,7 +610,8 @@ def kernel_uid(layers: list[SandboxLayer]) -> int | None:
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 used.add(entry.stat().st_uid)
-    for uid in range(identity.first_uid, identity.last_uid + 1):
+    # from the top down: a device on this host hands out the same range from the bottom up
+    for uid in range(identity.last_uid, identity.first_uid - 1, -1):
         if uid not in used:
             return uid
     raise SandboxError(f"every kernel uid ({identity.first_uid}–{identity.last_uid}) is in use")

@@ -233,8 +233,9 @@ class KernelPool:
         """Forget a kernel that has exited (or is being thrown away) and free its files."""
         kernel.kill()
         self._by_slot.pop(kernel.slot, None)
-        if kernel.pid is not None:
+        if kernel.pid is not None and kernel.exited.done():
             self._by_pid.pop(kernel.pid, None)
+        # else it stays known by pid until the template reports it gone: only then is its uid free
         kernel.close()
         self.fill()
 
@@ -248,9 +249,14 @@ class KernelPool:
     async def _start_kernel(self) -> None:
         try:
             kernel = Kernel(self, secrets.token_hex(6))
-        except Exception:
+        except (KernelUnavailable, OSError, zmq.ZMQError) as exc:
+            # no uid free yet, or no folder: try again soon, the pool must not stall
+            self._failures += 1
+            log.warning("cannot prepare a kernel (%s); %d failures in a row", exc, self._failures)
+            await asyncio.sleep(min(5.0, 0.05 * 2 ** min(self._failures, 7)))
             self._starting -= 1
-            raise
+            self.fill()
+            return
         self._by_slot[kernel.slot] = kernel
         try:
             assert self._control is not None
@@ -318,12 +324,14 @@ class KernelPool:
             return
         log.error("the kernel template exited (%s); restarting it", code)
         self._restarting = True
-        # what its cells started came up to us (a subreaper): nothing of theirs may outlive it
+        # its kernels died with it (parent-death signal); what they started came up to us (a
+        # subreaper): kill it all first, then every waiter learns, and their uids are free again
+        dead = {*self._by_slot.values(), *self._by_pid.values()}
+        self._by_pid.clear()
         strays = kill_children(keep=set())
         if strays:
             log.warning("killed %d processes the dead template's kernels left behind", strays)
-        # its kernels died with it (parent-death signal); every waiter learns so now
-        for kernel in list(self._by_slot.values()):
+        for kernel in dead:
             if not kernel.exited.done():
                 kernel.exited.set_result(-1)
         if self._reader is not None:

@@ -4,7 +4,9 @@
     python loadtests/bench.py http://HOST:P   # measures a running server (no ceiling then, unless --ceiling)
 
 Prints one table: requests/s and p50/p90/p99 latency of /eval for ``1+1`` at concurrency 1, 4
-and 16 and for a matplotlib plot at 1 and 4, and the bare ceiling: a template process forking a
+and 16 and for a matplotlib plot at 1 and 4 (every sandbox layer this host allows on), ``1+1``
+again on a second server with no isolation layers (``--sandbox none``: the sandbox's cost), and
+the bare ceiling: a template process forking a
 kernel that runs ``1+1`` through IPython and answers over ZeroMQ, with no web tier, store or
 device in between (``device.pool.KernelPool`` driven directly).
 """
@@ -133,12 +135,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data_dir: str, kernels: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(data_dir: str, kernels: int, *flags: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     log = open(os.path.join(data_dir, "serve.log"), "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "singlecell", "serve", "--port", str(port), "--data-dir", data_dir,
-         "--kernels", str(kernels), "--log-level", "warning"],
+         "--kernels", str(kernels), "--log-level", "warning", *flags],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}"
     client = Client(url)
@@ -155,6 +157,8 @@ def main() -> None:
     parser.add_argument("--plot-requests", type=int, default=60, help="requests per plot row (default 60)")
     parser.add_argument("--kernels", type=int, default=8, help="--kernels of the server it starts")
     parser.add_argument("--ceiling", action="store_true", help="measure the ceiling also with a URL given")
+    parser.add_argument("--no-sandbox-off", action="store_true",
+                        help="skip the rows of a second server with no isolation layers (--sandbox none)")
     args = parser.parse_args()
 
     proc = None
@@ -176,6 +180,18 @@ def main() -> None:
             proc.wait(30)
         if data_dir is not None:
             shutil.rmtree(data_dir, ignore_errors=True)
+    if args.url is None and not args.no_sandbox_off:
+        # the same, with no isolation layer (resource limits only): what the sandbox costs
+        data_dir = tempfile.mkdtemp(prefix="bench-data-")
+        proc, off_url = start_server(data_dir, args.kernels, "--sandbox", "none")
+        try:
+            run_http(off_url, "warm-up", TRIVIAL, 4, 40)
+            for concurrency in (1, 4):
+                rows.append(run_http(off_url, "/eval 1+1, sandbox off", TRIVIAL, concurrency, args.requests))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+            shutil.rmtree(data_dir, ignore_errors=True)
     if args.url is None or args.ceiling:
         for concurrency in (1, 4, 16):
             rows.append(asyncio.run(_ceiling(concurrency, args.requests, 20)))
@@ -196,6 +212,11 @@ def main() -> None:
     one = by.get(("/eval 1+1", 1))
     if one:
         print(f"/eval 1+1 at concurrency 1: p50 {statistics.median(one.latencies) * 1000:.1f} ms")
+    for concurrency in (1, 4):
+        on, off = by.get(("/eval 1+1", concurrency)), by.get(("/eval 1+1, sandbox off", concurrency))
+        if on and off:
+            cost = (statistics.median(on.latencies) - statistics.median(off.latencies)) * 1000
+            print(f"the sandbox's cost at concurrency {concurrency}: {cost:+.1f} ms at p50")
     print(f"\n{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
 
 

@@ -98,3 +98,17 @@ def test_a_killed_template_takes_what_its_cells_started_with_it(start_server: Ca
         assert ended["status"] == "done" and ended["stdout"] == "fine\n"
     finally:
         client.close()
+
+
+def test_kernel_uids_are_reused_so_a_small_range_serves_many_cells(start_server: Callable[..., Server],
+                                                                   active_layers: set[str]) -> None:
+    if "identity" not in active_layers or os.geteuid() != 0:
+        pytest.skip("kernels get uids of their own only when the server runs as root")
+    server = start_server("serve", "--kernel-uids", "200000-200011", "--kernels", "4", "--ready-kernels", "2")
+    client = server.client()
+    try:
+        for i in range(40):  # over three times the range: each uid must come back once its kernel is gone
+            ended = outcome(client, f"import os\nprint({i}, 200000 <= os.getuid() <= 200011)")
+            assert ended["status"] == "done" and ended["stdout"] == f"{i} True\n", ended
+    finally:
+        client.close()
