@@ -55,6 +55,7 @@ class Outcome:
     extra: list[dict[str, Any]] = field(default_factory=list)  # messages the device adds
     pending: list[StoredMessage] = field(default_factory=list)  # stored with the finish
     seq: int = 0  # the last seq given out: survives a cancelled or timed-out conversation
+    oom_kills: int = 0  # the kernel's control group's count of memory kills when the cell began
 
 
 class Device:
@@ -158,6 +159,8 @@ class Device:
         except asyncio.CancelledError:
             self.store.release(self.name, [record.id])
             raise
+        if self.pool.cgroups is not None and kernel.uid is not None:
+            outcome.oom_kills = self.pool.cgroups.oom_kills(kernel.uid)
         try:
             try:
                 await asyncio.wait_for(self._converse(kernel, record, outcome), limit)
@@ -256,7 +259,14 @@ class Device:
             # it died before finishing the cell
             wait_status = await kernel.exited
             outcome.status = Status.ABORTED
-            outcome.extra.append(self._death_message(request, wait_status))
+            if self._killed_for_memory(kernel, wait_status, outcome):
+                evalue = (f"the cell's processes together used more than its limit of {self.config.memory_limit} MB "
+                          "of memory, and the kernel was stopped")
+                outcome.extra.append(protocol.error_message(request, "MemoryLimitExceeded", evalue))
+                outcome.extra.append(protocol.limit_message(request, "memory", self.config.memory_limit,
+                                                            "MemoryLimitExceeded", evalue))
+            else:
+                outcome.extra.append(self._death_message(request, wait_status))
             if wait_status >= 0 and os.WIFSIGNALED(wait_status) and os.WTERMSIG(wait_status) == signal.SIGXCPU:
                 outcome.extra.append(protocol.limit_message(request, "cpu", self.config.cpu_limit,
                                                             "CPUTimeLimitExceeded", self._cpu_evalue()))
@@ -313,6 +323,12 @@ class Device:
             return protocol.error_message(request, "KernelDied", "the kernel could not reach the device")
         return protocol.error_message(request, "KernelDied", "the kernel running this cell "
                                       f"{protocol.describe_exit(status)} before the cell finished")
+
+    def _killed_for_memory(self, kernel: Kernel, wait_status: int, outcome: Outcome) -> bool:
+        """Whether the kernel died by its control group's memory limit (the OOM killer's SIGKILL)."""
+        return (self.pool.cgroups is not None and kernel.uid is not None and wait_status >= 0
+                and os.WIFSIGNALED(wait_status) and os.WTERMSIG(wait_status) == signal.SIGKILL
+                and self.pool.cgroups.oom_kills(kernel.uid) > outcome.oom_kills)
 
     def _cpu_evalue(self) -> str:
         seconds = self.config.cpu_limit

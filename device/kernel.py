@@ -88,12 +88,13 @@ class KernelSpec:
     tmpdir: str
     output_limit: int
     uid: int | None = None  # the uid of its slot, when the server runs as root
+    cgroups: tuple[str, ...] = ()  # the control groups of that uid
 
     @property
     def place(self) -> KernelPlace:
         socket = self.endpoint.removeprefix("ipc://") if self.endpoint.startswith("ipc://") else ""
         return KernelPlace(home=self.home, workdir=self.workdir, tmpdir=self.tmpdir, socket=socket,
-                           uid=self.uid)
+                           uid=self.uid, cgroups=self.cgroups)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
+from device.cgroup import KernelCgroups
 from device.sandbox.libc import become_subreaper, kill_children
 from device.workspace import Workspace
 
@@ -143,6 +144,11 @@ class KernelPool:
         filesystem = layers.get("filesystem")
         self.disk_mb = int(filesystem.get("disk_mb", 0)) if filesystem is not None else 0
         self.own_mounts = own_mounts  # a mount namespace of the device's own: tmpfs homes are safe
+        resources = layers.get("resources", {})
+        self.cgroups: KernelCgroups | None = None
+        self.cgroups_wanted = self.uids is not None and bool(resources.get("memory_mb") or resources.get("processes"))
+        self.cgroup_limits = (int(resources.get("memory_mb", 0)) + self.disk_mb if resources.get("memory_mb") else 0,
+                              int(resources.get("processes", 0)))
         # ipc paths are capped near 107 bytes, so sockets get a short folder of their own
         self.socket_dir = Path(_short_tempdir("sc-"))
         self.ready_target = ready
@@ -170,6 +176,11 @@ class KernelPool:
         # if the template dies, what its kernels started comes up to us, to be killed
         become_subreaper()
         self.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.cgroups_wanted:
+            self.cgroups, why = KernelCgroups.create(*self.cgroup_limits)
+            log.log(logging.INFO if self.cgroups else logging.WARNING, "kernels' control groups: %s",
+                    f"{why}: memory and processes counted per kernel tree" if self.cgroups else
+                    f"off ({why}); memory and processes are limited per process and per uid only")
         await self._start_template()
         self.fill()
 
@@ -213,6 +224,8 @@ class KernelPool:
         for kernel in list(self._by_slot.values()):
             kernel.close()
         self._by_slot.clear()
+        if self.cgroups is not None:
+            self.cgroups.close()
         if self._control is not None:
             self._control.close(linger=0)
         shutil.rmtree(self.socket_dir, ignore_errors=True)
@@ -264,6 +277,7 @@ class KernelPool:
                 "op": "fork", "slot": kernel.slot, "endpoint": kernel.endpoint, "key": kernel.key,
                 "home": str(kernel.workspace.home), "workdir": str(kernel.workdir),
                 "tmpdir": str(kernel.workspace.tmpdir), "uid": kernel.uid, "output_limit": self.output_limit,
+                "cgroups": self.cgroups.groups_for(kernel.uid) if self.cgroups and kernel.uid is not None else [],
             })
             hello: asyncio.Future[Any] = asyncio.ensure_future(kernel.receive())
             exited: asyncio.Future[Any] = kernel.exited

@@ -70,7 +70,8 @@ class Template:
         uid = msg.get("uid")
         spec = KernelSpec(slot=msg["slot"], endpoint=msg["endpoint"], key=msg["key"].encode("ascii"),
                           home=msg["home"], workdir=msg["workdir"], tmpdir=msg["tmpdir"],
-                          output_limit=int(msg["output_limit"]), uid=None if uid is None else int(uid))
+                          output_limit=int(msg["output_limit"]), uid=None if uid is None else int(uid),
+                          cgroups=tuple(msg.get("cgroups", ())))
         # keyed here, not in the child: the traitlets machinery behind it then stays shared
         self.session.key = spec.key
         self.session.session = uuid.uuid4().hex

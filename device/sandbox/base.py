@@ -38,6 +38,7 @@ class KernelPlace:
     tmpdir: str  # its private temporary folder (its /tmp when the filesystem layer is on)
     socket: str = ""  # the Unix socket it talks to the device through, if it is a path
     uid: int | None = None  # the unprivileged uid (and gid) of this kernel's slot, if any
+    cgroups: tuple[str, ...] = ()  # control groups it joins (as root), see device/cgroup.py
 
 
 class SandboxLayer(ABC):

@@ -17,10 +17,11 @@ from device.sandbox.seccomp import SyscallFilter
 from singlecell.config import SANDBOX_LAYERS, Config
 from singlecell.errors import ConfigError, SandboxError
 
-#: every layer, in the order a kernel applies them (see device/sandbox/base.py): the uid is
-#: dropped after the namespaces are built, and the system-call filter comes last
+#: every layer, in the order a kernel applies them (see device/sandbox/base.py): control groups
+#: are joined before the filesystem layer hides them, the uid is dropped after the namespaces
+#: are built, rlimits are set after it, and the system-call filter comes last
 LAYER_TYPES: dict[str, type[SandboxLayer]] = {
-    layer.name: layer for layer in (Identity, Network, Filesystem, ResourceLimits, SyscallFilter)
+    layer.name: layer for layer in (Identity, ResourceLimits, Network, Filesystem, SyscallFilter)
 }
 assert set(SANDBOX_LAYERS) == set(LAYER_TYPES) - {ResourceLimits.name}
 

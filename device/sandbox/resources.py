@@ -7,6 +7,7 @@ import resource
 import signal
 from typing import Any
 
+from device.cgroup import join
 from device.sandbox.base import KernelPlace, LayerStatus, SandboxLayer
 from singlecell.errors import SandboxError
 
@@ -58,6 +59,13 @@ class ResourceLimits(SandboxLayer):
             "no core dumps",
         ]
         return LayerStatus(self.name, True, ", ".join(parts))
+
+    def isolate(self, place: KernelPlace) -> None:
+        if place.cgroups:  # as root, before the filesystem layer hides /sys/fs/cgroup
+            try:
+                join(list(place.cgroups))
+            except OSError as exc:
+                raise SandboxError(f"cannot join the kernel's control groups: {exc}") from exc
 
     def apply(self, place: KernelPlace) -> None:
         try:

@@ -221,3 +221,24 @@ def test_a_sandbox_limit_stops_the_cell_and_names_itself(boxed: Server, active_l
         assert after["status"] == "done" and after["stdout"] == "fine\n"
     finally:
         client.close()
+
+
+def test_the_memory_limit_holds_for_the_cells_processes_together(module_servers: Servers,
+                                                                 active_layers: set[str]) -> None:
+    if "identity" not in active_layers:
+        pytest.skip("kernels get control groups of their own only with uids of their own (as root)")
+    server = module_servers("serve", "--memory-limit", "100", "--disk-limit", "20", name="tree-limited")
+    client = server.client()
+    try:
+        # six children of 90 MB each: every one is within the 100 MB per process, together not
+        code = ("import os, time\npids = []\nfor i in range(6):\n    pid = os.fork()\n    if pid == 0:\n"
+                "        x = bytearray(90 * 1024 * 1024)\n        for j in range(0, len(x), 4096):\n"
+                "            x[j] = 1\n        time.sleep(5)\n        os._exit(0)\n    pids.append(pid)\n"
+                "killed = sum(os.waitpid(p, 0)[1] == 9 for p in pids)\nprint(killed)")
+        answer = outcome(client, code, deadline=20)
+        assert answer["status"] == "done", answer
+        assert int(answer["stdout"]) >= 4, f"only {answer['stdout'].strip()} of 6 children were stopped"
+        after = outcome(client, "print('fine')")
+        assert after["status"] == "done" and after["stdout"] == "fine\n"
+    finally:
+        client.close()
