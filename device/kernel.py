@@ -623,8 +623,8 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
         _warm_up(shell, CHILD_WARM_UP_CELLS)
         _, frames = session.feed_identities(session.serialize(session.msg("status", {})))
         session.deserialize(frames)
-        set_background(False)  # forked in the idle class; ZeroMQ's threads inherit this
         place = _confine(layers, spec.place, "isolate", log_fd)  # namespaces: while we have one thread
+        set_background(False)  # forked in the idle class; ZeroMQ's threads inherit this
         if place.socket:
             spec = dataclasses.replace(spec, endpoint=f"ipc://{place.socket}", workdir=place.workdir,
                                        tmpdir=place.tmpdir, home=place.home)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import os
+import platform
 from typing import Any
 
 from device.sandbox.base import KernelPlace, LayerStatus, SandboxLayer
 from singlecell.errors import SandboxError
 
 SCMP_ACT_ALLOW = 0x7FFF0000
-SCMP_FLTATR_CTL_TSYNC = 4
 SCMP_CMP_MASKED_EQ = 7
 
 #: refused outright
@@ -61,21 +62,56 @@ def _library() -> ctypes.CDLL | None:
     lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     return lib
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+_SECCOMP = {"x86_64": 317, "aarch64": 277}  # the seccomp(2) system call's number
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def _export(lib: ctypes.CDLL, ctx: int) -> bytes:
+    """The filter as the kernel takes it (an array of struct sock_filter), compiled once."""
+    read_end, write_end = os.pipe()
+    try:
+        if lib.seccomp_export_bpf(ctx, write_end) != 0:
+            raise SandboxError("cannot compile the seccomp filter")
+        os.close(write_end)
+        write_end = -1
+        chunks = []
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
 
 
 class SyscallFilter(SandboxLayer):
     name = "syscalls"
 
     def __init__(self) -> None:
-        self.lib = _library()
-        self.context: int | None = None
-        self.problem = "" if self.lib is not None else "libseccomp (libseccomp.so.2) is not installed"
-        if self.lib is not None:
+        lib = _library()
+        self.program: bytes | None = None  # compiled here, once; every kernel only loads it
+        self.problem = "" if lib is not None else "libseccomp (libseccomp.so.2) is not installed"
+        if lib is not None:
             try:
-                self.context = self._build(self.lib)
+                ctx = self._build(lib)
+                try:
+                    self.program = _export(lib, ctx)
+                finally:
+                    lib.seccomp_release(ctx)
             except SandboxError as exc:
                 self.problem = str(exc)
+        if self.program is not None and platform.machine() not in _SECCOMP:
+            self.program, self.problem = None, f"no seccomp system call number known for {platform.machine()}"
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> SyscallFilter:
@@ -83,13 +119,10 @@ class SyscallFilter(SandboxLayer):
 
     @staticmethod
     def _build(lib: ctypes.CDLL) -> int:
-        """The filter, built once (in the template) and loaded by every kernel."""
+        """The filter's rules, in libseccomp's terms (it compiles them for this architecture)."""
         ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
         if not ctx:
             raise SandboxError("seccomp_init failed")
-        # every thread of the kernel (ZeroMQ's too), not just the one that loads it
-        if lib.seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1) != 0:
-            raise SandboxError("this libseccomp cannot filter all threads at once (TSYNC)")
 
         def rule(action: int, name: str, *compare: _ArgCmp) -> None:
             number = lib.seccomp_syscall_resolve_name(name.encode())
@@ -107,14 +140,22 @@ class SyscallFilter(SandboxLayer):
         return int(ctx)
 
     def check(self) -> LayerStatus:
-        if self.context is None:
+        if self.program is None:
             return LayerStatus(self.name, False, self.problem)
         return LayerStatus(self.name, True, f"seccomp refuses {len(DENIED) + 2} system calls "
                            "(ptrace, mount, namespaces, modules, bpf, keyrings, io_uring, …); no_new_privs")
 
     def apply(self, place: KernelPlace) -> None:
-        if self.lib is None or self.context is None:
+        if self.program is None:
             raise SandboxError(self.problem)
-        result = self.lib.seccomp_load(self.context)
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise SandboxError(f"cannot set no_new_privs: {os.strerror(ctypes.get_errno())}")
+        program = ctypes.create_string_buffer(self.program, len(self.program))
+        fprog = _SockFprog(len(self.program) // 8, ctypes.cast(program, ctypes.c_void_p))
+        # TSYNC: every thread of the kernel (ZeroMQ's too), not just this one
+        result = libc.syscall(_SECCOMP[platform.machine()], SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC,
+                              ctypes.byref(fprog))
         if result != 0:
-            raise SandboxError(f"cannot load the seccomp filter: {errno.errorcode.get(-result, result)}")
+            why = os.strerror(ctypes.get_errno()) if result < 0 else f"thread {result} could not be synchronised"
+            raise SandboxError(f"cannot load the seccomp filter: {why}")
