@@ -597,8 +597,9 @@ def _confine(layers: list[SandboxLayer], place: KernelPlace, phase: str, log_fd:
 
 
 def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layers: list[SandboxLayer],
-              close_fds: Callable[[], None]) -> None:
-    """The whole life of a forked kernel. Never returns."""
+              close_fds: Callable[[], None], place: KernelPlace | None = None) -> None:
+    """The whole life of a forked kernel (``place``: as the layers prepared it before the fork,
+    else the spec's). Never returns."""
     global _kernel
     code = 0
     log_fd = 2
@@ -623,7 +624,7 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
         _warm_up(shell, CHILD_WARM_UP_CELLS)
         _, frames = session.feed_identities(session.serialize(session.msg("status", {})))
         session.deserialize(frames)
-        place = _confine(layers, spec.place, "isolate", log_fd)  # namespaces: while we have one thread
+        place = _confine(layers, place or spec.place, "isolate", log_fd)  # namespaces: while we have one thread
         set_background(False)  # forked in the idle class; ZeroMQ's threads inherit this
         if place.socket:
             spec = dataclasses.replace(spec, endpoint=f"ipc://{place.socket}", workdir=place.workdir,

@@ -54,7 +54,9 @@ class KernelUids:
         return self.free.popleft()
 
     def give_back(self, uid: int) -> None:
-        self.free.append(uid)  # to the back: a uid rests as long as possible before reuse
+        # to the front: the few uids in use keep their control groups and network namespaces
+        # (safe: a uid comes back only once its kernel and everything it started are gone)
+        self.free.appendleft(uid)
 
 
 class Kernel:

@@ -38,6 +38,7 @@ from device.kernel import (
 from device.sandbox.base import SandboxLayer
 from device.sandbox.libc import kill_children, set_parent_death_signal
 from device.sandbox.registry import build_layers
+from singlecell.errors import SingleCellError
 
 
 def _close_fds_above_stdio() -> None:
@@ -76,12 +77,15 @@ class Template:
         self.session.key = spec.key
         self.session.session = uuid.uuid4().hex
         try:
+            place = spec.place
+            for layer in self.layers:
+                place = layer.before_fork(place)
             pid = os.fork()
-        except OSError as exc:
+        except (OSError, SingleCellError) as exc:
             self.control.send_json({"op": "fork_failed", "slot": spec.slot, "error": str(exc)})
             return
         if pid == 0:
-            run_child(self.shell, self.session, spec, self.layers, _close_fds_above_stdio)  # never returns
+            run_child(self.shell, self.session, spec, self.layers, _close_fds_above_stdio, place)  # never returns
         self.kernels.add(pid)
         self.control.send_json({"op": "forked", "slot": spec.slot, "pid": pid})
 

@@ -39,6 +39,7 @@ class KernelPlace:
     socket: str = ""  # the Unix socket it talks to the device through, if it is a path
     uid: int | None = None  # the unprivileged uid (and gid) of this kernel's slot, if any
     cgroups: tuple[str, ...] = ()  # control groups it joins (as root), see device/cgroup.py
+    netns: str = ""  # a network namespace made for its uid, to enter instead of making one
 
 
 class SandboxLayer(ABC):
@@ -56,6 +57,12 @@ class SandboxLayer(ABC):
         """Whether this layer can be applied on this host, and what it enforces. Called once,
         in the template (single-threaded) or by ``doctor``; it may fork a short-lived probe
         process but changes nothing in the caller."""
+
+    def before_fork(self, place: KernelPlace) -> KernelPlace:
+        """In the template (single-threaded, privileged), just before it forks a kernel for
+        ``place``: what can be prepared once and shared by that uid's kernels. Returns the
+        place, with more filled in if the layer prepared something."""
+        return place
 
     def isolate(self, place: KernelPlace) -> KernelPlace | None:
         """Phase 1 in the forked kernel: single-threaded and still privileged. Namespaces and

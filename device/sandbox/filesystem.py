@@ -153,7 +153,12 @@ class Filesystem(SandboxLayer):
         except OSError:
             libc.mount("/proc", inside("/proc"), None, libc.MS_BIND | libc.MS_REC)
         if os.path.isdir("/sys"):
-            bind("/sys", "/sys")
+            os.makedirs(inside("/sys"))
+            try:  # a sysfs of our own network namespace: the host's interfaces do not show
+                libc.mount("sysfs", inside("/sys"), "sysfs",
+                           libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
+            except OSError:
+                bind("/sys", "/sys")
         hidden = []
         for path in self.hide:  # inside exposed folders: a data dir in the checkout, say
             dest = inside(path)
