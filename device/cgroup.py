@@ -78,6 +78,29 @@ class KernelCgroups:
             parents[controller] = parent
         return cls(parents, memory_mb, processes, 1), "cgroup v1"
 
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        """Whether :meth:`create` can work here (as far as can be told without making a group)."""
+        if os.geteuid() != 0:
+            return False, "not root"
+        try:
+            own = _own_groups()
+        except OSError as exc:
+            return False, f"cannot read /proc/self/cgroup ({exc})"
+        if (ROOT / "cgroup.controllers").exists():
+            base = ROOT / own.get("", "/").lstrip("/")
+            try:
+                available = set((base / "cgroup.controllers").read_text().split())
+            except OSError as exc:
+                return False, f"cannot read {base} ({exc})"
+            ok = {"memory", "pids"} <= available and os.access(base, os.W_OK)
+            return ok, "cgroup v2" if ok else f"cgroup v2 here does not delegate memory and pids at {base}"
+        for controller in ("memory", "pids"):
+            group = ROOT / controller / own.get(controller, "/nonexistent").lstrip("/")
+            if not (ROOT / controller / "cgroup.procs").exists() or not os.access(group, os.W_OK):
+                return False, f"no writable cgroup v1 {controller} hierarchy"
+        return True, "cgroup v1"
+
     def groups_for(self, uid: int) -> list[str]:
         """The groups a kernel of ``uid`` joins, made and limited the first time."""
         groups = [parent / f"k{uid}" for parent in self.parents.values()]

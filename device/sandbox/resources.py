@@ -7,7 +7,7 @@ import resource
 import signal
 from typing import Any
 
-from device.cgroup import join
+from device.cgroup import KernelCgroups, join
 from device.sandbox.base import KernelPlace, LayerStatus, SandboxLayer
 from singlecell.errors import SandboxError
 
@@ -58,7 +58,10 @@ class ResourceLimits(SandboxLayer):
             f"open files {self.open_files}" if self.open_files else "open files unlimited",
             "no core dumps",
         ]
-        return LayerStatus(self.name, True, ", ".join(parts))
+        usable, how = KernelCgroups.available()
+        tree = (f"memory and processes also counted for the cell's processes together ({how} group per uid)"
+                if usable else f"no control groups ({how}): memory is limited per process only")
+        return LayerStatus(self.name, True, ", ".join(parts) + "; " + tree)
 
     def isolate(self, place: KernelPlace) -> None:
         if place.cgroups:  # as root, before the filesystem layer hides /sys/fs/cgroup

@@ -118,3 +118,33 @@ def test_sigterm_stops_web_and_device_cleanly(start_server: Callable[..., Server
     device = start_server("device", data_dir=web.data_dir)
     device.wait_serving(url=web.url)
     (web if command == "web" else device).stop()
+
+
+# -- doctor and required sandbox layers -----------------------------------------------------
+
+def test_doctor_prints_every_layer_with_its_state(active_layers: set[str]) -> None:
+    done = singlecell("doctor")
+    assert done.returncode == 0, done.stderr
+    for name in ("identity", "resources", "network", "filesystem", "syscalls"):
+        line = next((row for row in done.stdout.splitlines() if row.split()[:1] == [name]), None)
+        assert line is not None, f"doctor does not mention {name}: {done.stdout}"
+        assert line.split()[1] == ("on" if name in active_layers else "OFF"), line
+
+
+def test_doctor_fails_when_a_required_layer_is_off() -> None:
+    done = singlecell("doctor", "--allow-network", "--sandbox-required", "network")
+    assert done.returncode == 1
+    assert "network" in done.stdout and "--allow-network" in done.stdout
+    assert "required sandbox layer(s) not active" in done.stdout
+
+
+@pytest.mark.parametrize("command", ["serve", "device"])
+def test_a_server_refuses_to_start_without_a_required_layer(command: str, tmp_path: Path) -> None:
+    args = [command, "--data-dir", str(tmp_path / "data"), "--sandbox", "identity,filesystem",
+            "--sandbox-required", "network,syscalls"]
+    if command == "serve":
+        args += ["--port", str(free_port())]
+    done = singlecell(*args)
+    assert done.returncode == 78, (done.returncode, done.stderr[-2000:])
+    assert "required sandbox layer(s) not active: network" in done.stderr
+    assert "syscalls" in done.stderr
