@@ -29,6 +29,7 @@ from device.sweep import is_empty, sweep
 from filestore.base import FileStore
 from singlecell import protocol
 from singlecell.config import Config
+from singlecell.errors import SingleCellError
 from singlecell.store.base import FileRecord, RequestRecord, Status, Store, StoredMessage
 from singlecell.wakeup import Wakeups
 
@@ -39,6 +40,9 @@ EXIT_GRACE = 2.0  # seconds a kernel gets to exit after it said idle before it i
 # go to the store in its one finishing transaction, and a printing loop's in few batches.
 COALESCE = 0.010
 STANDARD_KEYS = ("header", "parent_header", "metadata", "content", "msg_type")
+#: the message types a kernel may send; anything else it sends is dropped
+FROM_KERNELS = frozenset({"status", "execute_input", "stream", "display_data", "update_display_data",
+                          "execute_result", "error", "execute_reply", "clear_output"})
 
 
 def file_url(request_id: str, name: str) -> str:
@@ -179,7 +183,13 @@ class Device:
             except _Lost:
                 kernel.kill()
                 return
-            await self._finish(kernel, record, outcome)
+            try:
+                await self._finish(kernel, record, outcome)
+            except Exception as exc:
+                # nothing acknowledged may stay "running": end it, saying the server failed
+                log.exception("request %s: finishing failed", record.id)
+                kernel.kill()
+                self._finish_broken(record, outcome, exc)
         finally:
             self._retire(kernel)
 
@@ -216,6 +226,8 @@ class Device:
                 return
             for msg, size in batch:
                 output_bytes += size
+                if msg["msg_type"] not in FROM_KERNELS:
+                    continue  # extensions (files, limits) are the device's word alone: a cell cannot forge them
                 clean = {key: protocol.json_safe(msg.get(key, {})) for key in STANDARD_KEYS}
                 clean["parent_header"] = dict(request["header"])
                 if clean["msg_type"] == "error" and clean["content"].get("ename") in self.kernel_limits:
@@ -288,6 +300,16 @@ class Device:
             log.warning("request %s was declared lost before it finished here", record.id)
         self._progressed([record.id])
 
+    def _finish_broken(self, record: RequestRecord, outcome: Outcome, exc: Exception) -> None:
+        request = record.message
+        final = [protocol.error_message(request, "ServerError", "the server failed while finishing this "
+                                        f"cell ({type(exc).__name__}); its output may be incomplete"),
+                 protocol.message("status", {"execution_state": "idle"}, request)]
+        messages = [*outcome.pending, *(StoredMessage(outcome.seq + i + 1, m) for i, m in enumerate(final))]
+        with contextlib.suppress(Exception):
+            self.store.finish(record.id, self.name, Status.ABORTED, messages, [])
+        self._progressed([record.id])
+
     async def _await_exit(self, kernel: Kernel) -> None:
         try:
             await asyncio.wait_for(asyncio.shield(kernel.exited), EXIT_GRACE)
@@ -299,10 +321,14 @@ class Device:
 
     def _collect(self, kernel: Kernel, record: RequestRecord, outcome: Outcome) -> list[FileRecord]:
         result = sweep(str(kernel.workdir), record.inputs, self.config.max_output_files,
-                       self.config.max_output_file_size)
+                       self.config.max_output_file_size, self.config.disk_limit * 1024 * 1024)
         files = []
         for swept in result.files:
-            location = self.filestore.put(record.id, swept.name, swept.data)
+            try:
+                location = self.filestore.put(record.id, swept.name, swept.data)
+            except (SingleCellError, ValueError, OSError) as exc:  # a name it cannot hold, say
+                result.skipped.append(f"{swept.name!r}: {exc}")
+                continue
             content_type = mimetypes.guess_type(swept.name)[0] or "application/octet-stream"
             files.append(FileRecord(swept.name, len(swept.data), content_type, location))
         if result.skipped:

@@ -383,6 +383,7 @@ class Kernel:
         self.pending: list[tuple[str, list[str]]] = []
         self.pending_chars = 0
         self.limits = limits or Limits(output=spec.output_limit)
+        self.output_raised = False  # the cell was told (OutputLimitExceeded) its output is over
         self.buffer_lock = threading.Lock()
         self.out_lock = threading.RLock()
         self.error_content: dict[str, Any] | None = None
@@ -466,6 +467,7 @@ class Kernel:
             os.write(self.wake_w, b"x")
 
     def output_exceeded(self) -> OutputLimitExceeded:
+        self.output_raised = True
         return OutputLimitExceeded(f"the cell's output passed its limit of {self.budget.limit} bytes, "
                                    "so the cell was stopped")
 
@@ -497,8 +499,22 @@ class Kernel:
                 self.signaled = False
             if self.running:
                 self.flush_streams()
+                if self.budget.exhausted and not self.output_raised:
+                    self._stop_for_output()
             else:
                 self.drain_fds()  # before the cell starts, keep it for the cell's output
+
+    def _stop_for_output(self) -> None:
+        """Output past the limit that no Python write carried (a subprocess, C code, os.write):
+        the cell cannot be told by an exception, so it is stopped here, saying why."""
+        time.sleep(0.2)  # a Python write may yet raise OutputLimitExceeded, with a traceback
+        if self.output_raised or not self.running:
+            return
+        exc = self.output_exceeded()
+        with contextlib.suppress(Exception):
+            self.channel.send("error", {"ename": "OutputLimitExceeded", "evalue": str(exc), "traceback": []})
+            self.channel.close()  # waits until the error is delivered
+        os.killpg(0, signal.SIGKILL)
 
     def drain_fds(self) -> None:
         with self.out_lock:
@@ -643,6 +659,10 @@ def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layer
         _confine(layers, place, "apply", log_fd)  # the uid, limits, and the syscall filter last
         channel.send("status", {"execution_state": "starting"})  # "ready", to the device
         request = channel.receive()
+        # the server's log is no place for a cell to write into: from here on our own failures
+        # go to the cell's stderr
+        os.close(log_fd)
+        log_fd = 2
         # for the cell's code; replacing a module function is the point here
         os._exit = _exit_after_delivery(kernel, os.getpid(), os._exit)  # type: ignore[assignment]
         kernel.run(request)

@@ -29,6 +29,7 @@ from jupyter_client.session import Session
 from device.cgroup import KernelCgroups
 from device.sandbox.libc import become_subreaper, kill_children
 from device.workspace import Workspace
+from singlecell.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,31 @@ class KernelUids:
     def __init__(self, first: int, last: int) -> None:
         self.free = collections.deque(range(first, last + 1))
         self.first, self.last = first, last
+
+    def user(self) -> tuple[int, str] | None:
+        """(uid, pid) of a process running as a uid of the range, if any."""
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    uid = entry.stat().st_uid
+                except OSError:
+                    continue
+                if self.first <= uid <= self.last:
+                    return uid, entry.name
+        return None
+
+    async def check_unused(self, patience: float = 5.0) -> None:
+        """Refuse a range some process already runs as: two devices (or a device and a Jupyter
+        kernel) on one host handing out the same uids would let their cells signal each other.
+        A device that just died gets ``patience`` seconds for its kernels to go."""
+        deadline = asyncio.get_running_loop().time() + patience
+        while (found := self.user()) is not None:
+            if asyncio.get_running_loop().time() > deadline:
+                uid, pid = found
+                raise ConfigError(f"kernel uid {uid} (of --kernel-uids {self.first}-{self.last}) is already used "
+                                  f"by process {pid}, perhaps another singlecell device on this host; give each "
+                                  "device its own --kernel-uids")
+            await asyncio.sleep(0.2)
 
     def take(self) -> int:
         if not self.free:
@@ -69,6 +95,7 @@ class Kernel:
         self.session = Session(key=self.key.encode("ascii"), signature_scheme="hmac-sha256",
                                username="device")
         self.uid = pool.uids.take() if pool.uids is not None else None
+        self.uid_held = self.uid is not None  # until the template reports it gone
         try:
             self.workspace = Workspace(pool.work_root / slot, self.uid, pool.disk_mb, pool.own_mounts)
         except BaseException:
@@ -78,6 +105,9 @@ class Kernel:
         self.endpoint = f"ipc://{self.workspace.socket}"
         self.socket = pool.context.socket(zmq.PAIR)
         self.socket.setsockopt(zmq.LINGER, 0)
+        # a kernel that sends one message past this is cut off by ZeroMQ before the message
+        # reaches memory here (its cell then ends at its time limit)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, pool.max_message)
         self.socket.bind(self.endpoint)
         self.workspace.own_socket(self.uid)
         self.pid: int | None = None
@@ -89,9 +119,9 @@ class Kernel:
         self.pool = pool
 
     def _free_uid(self) -> None:
-        if self.uid is not None and self.pool_uids is not None:
+        if self.uid_held and self.uid is not None and self.pool_uids is not None:
             self.pool_uids.give_back(self.uid)
-            self.uid = None
+            self.uid_held = False
 
     @property
     def alive(self) -> bool:
@@ -112,8 +142,16 @@ class Kernel:
                 break
         out = []
         for frames in batch:
-            _, parts = self.session.feed_identities(frames)
-            msg = self.session.deserialize(parts, content=True)
+            try:
+                _, parts = self.session.feed_identities(frames)
+                msg = self.session.deserialize(parts, content=True)
+            except ValueError:
+                raise
+            except Exception as exc:  # signed with its key, yet not a message: the same verdict
+                raise ValueError(f"a malformed message ({type(exc).__name__}: {exc})") from exc
+            if not (isinstance(msg.get("header"), dict) and isinstance(msg.get("content"), dict)
+                    and isinstance(msg.get("msg_type"), str) and isinstance(msg.get("metadata", {}), dict)):
+                raise ValueError("a message whose header, content or metadata is not an object")
             out.append((msg, sum(len(f) for f in frames)))
         return out
 
@@ -157,6 +195,7 @@ class KernelPool:
         self.preload = list(preload)
         self.layers = layers
         self.output_limit = output_limit
+        self.max_message = 2 * output_limit + (1 << 20)  # the device's hard cap on a cell's output
         self.context = context or zmq.asyncio.Context.instance()
         self.layer_report: list[tuple[str, bool, str]] = []
         self._ready: asyncio.Queue[Kernel] = asyncio.Queue()
@@ -175,6 +214,8 @@ class KernelPool:
     # -- life cycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.uids is not None:
+            await self.uids.check_unused()
         # if the template dies, what its kernels started comes up to us, to be killed
         become_subreaper()
         self.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -196,7 +237,7 @@ class KernelPool:
             # -P: the launch folder must not be on its sys.path (the filesystem layer would show
             # it to cells)
             sys.executable, "-P", "-m", "device.template", endpoint, str(os.getpid()),
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL, env=template_environment(),
         )
         self._reader = self._spawn(self._read_control(self._control))
         self._spawn(self._watch_template(self._process))
@@ -370,6 +411,19 @@ class KernelPool:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None and not self._closing:
             log.error("kernel pool task failed", exc_info=task.exception())
+
+
+#: what of the device's environment the template (and so every kernel) gets: nothing else, so
+#: no setting (SINGLECELL_DB and its password), no key and no secret of the operator's reaches a
+#: cell, not even through /proc/self/environ (a fork shows the template's starting environment)
+TEMPLATE_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONHASHSEED",
+                        "MPLBACKEND", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def template_environment() -> dict[str, str]:
+    env = {name: os.environ[name] for name in TEMPLATE_ENVIRONMENT if name in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    return env
 
 
 def _short_tempdir(prefix: str) -> str:

@@ -85,8 +85,12 @@ def _walk(dir_fd: int, prefix: str, depth: int) -> Iterator[tuple[int, str, str]
                 os.close(sub)
 
 
-def sweep(workdir: str, inputs: Mapping[str, bytes], max_files: int, max_size: int) -> SweepResult:
-    """Collect the files under ``workdir``; uploaded ``inputs`` left unchanged are not outputs."""
+def sweep(workdir: str, inputs: Mapping[str, bytes], max_files: int, max_size: int,
+          max_total: int = 0) -> SweepResult:
+    """Collect the files under ``workdir``; uploaded ``inputs`` left unchanged are not outputs.
+    ``max_total`` (0: none) caps the bytes of all of them: sparse files take no room on the
+    kernel's disk but would take their full size in the filestore."""
+    total = 0
     files: list[SweptFile] = []
     skipped: list[str] = []
     try:
@@ -102,6 +106,10 @@ def sweep(workdir: str, inputs: Mapping[str, bytes], max_files: int, max_size: i
             if isinstance(data, str):
                 skipped.append(f"{name}: {data}")
             elif inputs.get(name) != data:
+                if max_total and total + len(data) > max_total:
+                    skipped.append(f"{name}: past the limit of {max_total} bytes for all files of a cell")
+                    continue
+                total += len(data)
                 files.append(SweptFile(name, data))
     finally:
         os.close(root)

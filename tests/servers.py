@@ -11,6 +11,7 @@ conftest prints when a test fails.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from singlecell.client import Client, ClientError
+
+_UID_BASES = itertools.count(210000, 100)  # kernel uid ranges, one per Server
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK_VAR = "E2E_SERVER_MARK"  # not SINGLECELL_*: `serve` hands its device only its own settings of those
@@ -156,6 +159,7 @@ class Server:
         self.flags = list(flags)
         self.port = port if port is not None or command == "device" else free_port()
         self.mark = uuid.uuid4().hex
+        self.uid_base = next(_UID_BASES)
         self.proc: subprocess.Popen[bytes] | None = None
         self.seen: set[Identity] = set()  # every process of this server seen while it ran
         self.started_at = 0.0
@@ -194,6 +198,9 @@ class Server:
         if self.port is not None:
             args += ["--port", str(self.port)]
         args += self.flags
+        if self.command in ("serve", "device") and "--kernel-uids" not in self.flags:
+            # servers of a test session run side by side: each gets kernel uids of its own
+            args += ["--kernel-uids", f"{self.uid_base}-{self.uid_base + 99}"]
         with open(self.log_path, "ab") as log:
             log.write(f"$ {' '.join(args)}\n".encode())
             log.flush()

@@ -93,8 +93,8 @@ class Filesystem(SandboxLayer):
                                "kernels see the host's files, limited only by their uid")
         quota = (f"its folder on a tmpfs of {self.disk_mb} MB" if os.geteuid() == 0 and self.disk_mb
                  else "no disk quota (needs root)" if self.disk_mb else "no disk quota")
-        return LayerStatus(self.name, True, "a root of its own: system and Python folders read-only, "
-                           f"its own folder and /tmp writable, the server's files absent; {quota}")
+        return LayerStatus(self.name, True, "a root (and IPC namespace) of its own: system and Python folders "
+                           f"read-only, its own folder and /tmp writable, the server's files absent; {quota}")
 
     def isolate(self, place: KernelPlace) -> KernelPlace:
         try:
@@ -108,7 +108,9 @@ class Filesystem(SandboxLayer):
         as_root = os.geteuid() == 0
         if not as_root:
             enter_user_namespace()
-        libc.unshare(libc.CLONE_NEWNS)
+        # and an IPC namespace of its own: SysV and POSIX IPC objects are like files, and would
+        # otherwise outlive the request and be shared with every other kernel and the host
+        libc.unshare(libc.CLONE_NEWNS | libc.CLONE_NEWIPC)
         libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)  # nothing propagates back out
         root = os.path.join(place.home, "root")
         libc.mount("tmpfs", root, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")

@@ -73,6 +73,9 @@ class Identity(SandboxLayer):
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
             libc.set_parent_death_signal(parent=parent)  # a change of uid clears it
+            # and makes us undumpable: our /proc entries would stay root's, so hidepid would
+            # hide the kernel's own processes from it (and it could not count them)
+            libc.set_dumpable(True)
         except OSError as exc:
             raise SandboxError(f"cannot switch to uid {uid}: {exc}") from exc
         if os.getresuid() != (uid, uid, uid) or os.getresgid() != (uid, uid, uid):

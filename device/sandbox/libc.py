@@ -85,6 +85,11 @@ def umount(target: str, flags: int = MNT_DETACH) -> None:
 
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+
+
+def set_dumpable(dumpable: bool) -> None:
+    _lib().prctl(PR_SET_DUMPABLE, int(dumpable), 0, 0, 0)
 
 
 def set_parent_death_signal(sig: int = signal.SIGKILL, parent: int | None = None) -> None:

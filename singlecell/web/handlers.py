@@ -238,6 +238,8 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> tuple[st
         except json.JSONDecodeError as exc:
             raise BadRequest(f"the request body is not valid JSON ({exc.msg} at line {exc.lineno} "
                              f"column {exc.colno}); send {{\"code\": \"...\"}}") from None
+        except RecursionError:
+            raise BadRequest("the request body nests JSON too deeply; send {\"code\": \"...\"}") from None
         if not isinstance(payload, dict):
             raise BadRequest("the request body must be a JSON object like {\"code\": \"print(1)\"}")
         unknown = set(payload) - {"code", "files", "timeout"}
@@ -252,6 +254,7 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> tuple[st
         raise BadRequest("no code: give the Python to run as \"code\" (a non-empty string)")
     if "\x00" in code:
         raise BadRequest("the code contains a NUL character, which Python source cannot hold")
+    _check_encodable(code, "the code")
     size = len(code.encode("utf-8"))
     if size > config.max_code_size:
         raise PayloadTooLarge(f"the code is {size} bytes; the limit is {config.max_code_size} bytes")
@@ -268,10 +271,15 @@ def decode_files(files: Any, config: Config) -> dict[str, bytes]:
     decoded: dict[str, bytes] = {}
     total = 0
     for name, data in files.items():
+        _check_encodable(name, "an upload name")
         try:
             check_name(name)
         except FileStoreError as exc:
             raise BadRequest(f"bad upload name: {exc}") from None
+        for parent in _parents(name):
+            if parent in files:
+                raise BadRequest(f"the uploads {parent!r} and {name!r} collide: {parent!r} would have to be "
+                                 "both a file and a folder")
         if not isinstance(data, str):
             raise BadRequest(f"the content of {name!r} must be a base64 string")
         try:
@@ -283,6 +291,21 @@ def decode_files(files: Any, config: Config) -> dict[str, bytes]:
         raise PayloadTooLarge(f"the uploaded files hold {total} bytes; the limit is "
                               f"{config.max_upload_size} bytes")
     return decoded
+
+
+def _parents(name: str) -> list[str]:
+    """'a/b/c' → ['a', 'a/b']."""
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _check_encodable(text: str, what: str) -> None:
+    """JSON's \\ud800 escapes make strings UTF-8 cannot hold; refuse them here, not with a 500 later."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"{what} holds an unpaired surrogate ({text[exc.start]!r} at {exc.start}), which is "
+                         "not text; send valid Unicode") from None
 
 
 def wants_text(accept: str, plain_body: bool) -> bool:

@@ -1,0 +1,66 @@
+"""Fixtures of the attack tests: one hostile server (short limits) shared by every attack module,
+and its log shown when an attack test fails."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from singlecell.client import Client
+from tests import servers
+from tests.security.hostile import HOSTILE_FLAGS
+
+_STARTED = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    item.stash[_STARTED] = time.monotonic()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    """When an attack test fails, show the log of every server that ran during it."""
+    result: Any = yield
+    report = result.get_result()
+    if not report.failed or "security" not in item.path.parts:
+        return
+    start = item.stash.get(_STARTED, 0.0)
+    for server in servers.active_between(start, time.monotonic()):
+        report.sections.append((f"log of {server!r} (last lines; all in {server.log_path})", server.log_tail(60)))
+
+
+@pytest.fixture(scope="session")
+def hostile_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Servers]:
+    pool = servers.Servers(tmp_path_factory.mktemp("hostile"))
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def hostile(hostile_pool: servers.Servers) -> servers.Server:
+    """The server every attack is run against: every sandbox layer on, short limits, files kept
+    in a directory filestore (the backend a path trick could break), 4 kernels at once."""
+    files = hostile_pool.folder / "filestore"
+    files.mkdir()
+    return hostile_pool("serve", *HOSTILE_FLAGS, "--files", f"dir:{files}", name="hostile")
+
+
+@pytest.fixture
+def client(hostile: servers.Server) -> Iterator[Client]:
+    """A client of the hostile server (this overrides the shared default server's)."""
+    c = hostile.client(timeout=60)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def second_client(hostile: servers.Server) -> Iterator[Client]:
+    """Another connection, for the victim of an attack that runs at the same time."""
+    c = hostile.client(timeout=60)
+    yield c
+    c.close()
