@@ -135,6 +135,9 @@ class Filesystem(SandboxLayer):
                 os.symlink(os.readlink(path), inside(path))
             elif os.path.isdir(path):
                 bind(path, path)
+        # the private /tmp first: Python may live under /tmp (a checkout there), and its folders
+        # are then bound on top, inside it
+        bind(place.tmpdir, "/tmp", writable=True)
         for path in self.expose:
             if not any(path == s or path.startswith(s + "/") for s in SYSTEM_DIRS):
                 bind(path, path)
@@ -171,7 +174,6 @@ class Filesystem(SandboxLayer):
             elif os.path.isfile(dest):
                 libc.mount("/dev/null", dest, None, libc.MS_BIND)
         # the kernel's own places last: they may lie inside a hidden folder (the work root)
-        bind(place.tmpdir, "/tmp", writable=True)
         os.makedirs(inside("/var"), exist_ok=True)
         if not os.path.lexists(inside("/var/tmp")):
             os.symlink("/tmp", inside("/var/tmp"))

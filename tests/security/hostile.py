@@ -199,3 +199,14 @@ def assert_victim_untouched(client: Client, request_id: str, pid: int) -> dict[s
     assert ended["status"] == "done", f"the victim ended {ended['status']}: {ended['error']}"
     assert ended["stdout"] == f"{pid}\nvictim ok\n" and ended["stderr"] == "", ended
     return ended
+
+
+def tmp_skeleton() -> list[str]:
+    """What a fresh kernel's /tmp holds: nothing, except where this server's Python lives under
+    /tmp (a checkout there, as in CI): the filesystem layer binds it at its path, inside /tmp."""
+    import sys
+
+    from tests.servers import ROOT
+
+    return sorted({p.relative_to("/tmp").parts[0] for p in (ROOT.resolve(), Path(sys.prefix).resolve())
+                   if p.is_relative_to("/tmp")})

@@ -33,6 +33,7 @@ from tests.security.hostile import (
     read_stdout_until,
     require_layers,
     server_pids,
+    tmp_skeleton,
 )
 from tests.servers import Server, Servers, outcome
 
@@ -467,7 +468,7 @@ def test_files_and_state_do_not_persist_between_requests(client: Client) -> None
     assert "EVIL" not in second["stdout"]
     seen = printed_json(second)
     assert seen == {"left": [], "pi": 3.141592653589793, "env": False, "letters": string.ascii_letters,
-                    "cell": [], "tmp": [], "shm": []}
+                    "cell": [], "tmp": tmp_skeleton(), "shm": []}
     assert_serves_normally(client)
 
 
