@@ -656,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m device.jupyter_kernel", description=__doc__.split("\n")[0])
     parser.add_argument("-f", "--connection-file", required=True, metavar="CONNECTION_FILE",
                         help="the JSON connection file the Jupyter client wrote")
-    args = parser.parse_args(argv)
+    # clients may pass more (`jupyter run FILE` passes the file): like ipykernel, ignore it
+    args, _ = parser.parse_known_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt while starting must not kill us
     forget_launch_folder()
     set_process_name(b"sc-jupyter")

@@ -399,3 +399,18 @@ def test_singlecell_kernelspec_install_and_remove(tmp_path: Path) -> None:
     done = _singlecell("kernelspec", "remove", "--name", "sc-test", env=jupyter_path)
     assert done.returncode == 1 and "no kernelspec named sc-test" in done.stderr
 
+
+
+def test_jupyter_run_uses_the_kernelspec_like_any_client(installed_kernelspec: Path, tmp_path: Path) -> None:
+    """`jupyter run` (jupyter_client's own client) starts the kernel by its kernelspec, passing
+    the file after the connection file: the kernel ignores such extra arguments, as ipykernel does."""
+    import subprocess
+    import sys
+
+    source = tmp_path / "cell.py"
+    source.write_text("x = 6\nprint(x * 7)\n")
+    runner = Path(sys.executable).with_name("jupyter-run")
+    done = subprocess.run([str(runner), "--kernel", "singlecell-python", str(source)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "42"
