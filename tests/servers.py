@@ -432,12 +432,16 @@ def outcome(client: Client, code: str, files: dict[str, bytes] | None = None, ti
     limits (the contents of limit extensions), messages}``."""
     started = time.monotonic()
     request_id, items, page = run_cell(client, code, files, timeout, deadline)
-    msgs = [item["msg"] for item in items]
+    return ending(request_id, page["status"], time.monotonic() - started, [item["msg"] for item in items])
+
+
+def ending(request_id: str, status: str, took: float, msgs: list[dict[str, Any]]) -> dict[str, Any]:
+    """How a request ended, from its messages: see :func:`outcome`."""
     errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
     return {
         "id": request_id,
-        "status": page["status"],
-        "took": time.monotonic() - started,
+        "status": status,
+        "took": took,
         "stdout": "".join(m["content"]["text"] for m in msgs
                           if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"),
         "stderr": "".join(m["content"]["text"] for m in msgs

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from singlecell.client import Client
-from tests.servers import Server, descendants, outcome, wait_until
+from tests.servers import Server, descendants, ending, outcome, wait_until
 
 # The hostile server's limits: short, so every attack ends fast.
 TIME_LIMIT = 3
@@ -168,20 +168,7 @@ def follow(client: Client, request_id: str, deadline: float = ENDED_WITHIN) -> d
         if time.monotonic() > started + deadline:
             raise AssertionError(f"request {request_id} is still {page['status']!r} after {deadline:.0f} s; "
                                  f"its messages so far: {[m['msg_type'] for m in msgs]}")
-    errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
-    return {
-        "id": request_id,
-        "status": page["status"],
-        "took": time.monotonic() - started,
-        "stdout": "".join(m["content"]["text"] for m in msgs
-                          if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"),
-        "stderr": "".join(m["content"]["text"] for m in msgs
-                          if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"),
-        "error": errors[0] if errors else None,
-        "limits": [m["content"]["content"] for m in msgs
-                   if m["msg_type"] == "extension" and m["content"]["msg_type"] == "limit"],
-        "messages": msgs,
-    }
+    return ending(request_id, page["status"], time.monotonic() - started, msgs)
 
 
 VICTIM = "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(2)\nprint('victim ok')"
