@@ -66,10 +66,10 @@ from device.kernel import (
     KernelSpec,
     OutputBudget,
     make_shell,
-    set_process_name,
 )
 from device.sandbox.base import KernelPlace, LayerStatus, SandboxLayer
 from device.sandbox.identity import Identity
+from device.sandbox.libc import set_process_name
 from device.sandbox.registry import build_layers, layer_settings, report, require
 from device.workspace import Workspace, enter_private_mounts
 from singlecell import config as settings

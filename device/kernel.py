@@ -38,17 +38,11 @@ from jupyter_client.session import Session
 from traitlets.config import Config as TraitletsConfig
 
 from device.sandbox.base import KernelPlace, SandboxLayer
-from device.sandbox.libc import become_subreaper, set_parent_death_signal
+from device.sandbox.libc import become_subreaper, set_parent_death_signal, set_process_name
 
 FLUSH_INTERVAL = 0.05  # seconds a stream write may wait before it is sent: coalesces print loops
-PR_SET_NAME = 15
 EXIT_SANDBOX_FAILED = 71  # the device reads this exit code as "the sandbox could not be applied"
 EXIT_CHANNEL_FAILED = 72
-
-
-def set_process_name(name: bytes) -> None:
-    """What ``ps`` and ``top`` show for the process: kernels are told apart from the server."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
 
 
 def set_background(background: bool) -> None:

@@ -33,10 +33,9 @@ from device.kernel import (
     make_shell,
     run_child,
     set_background,
-    set_process_name,
 )
 from device.sandbox.base import SandboxLayer
-from device.sandbox.libc import kill_children, set_parent_death_signal
+from device.sandbox.libc import kill_children, set_parent_death_signal, set_process_name
 from device.sandbox.registry import build_layers
 from singlecell.errors import SingleCellError
 

@@ -86,6 +86,25 @@ def umount(target: str, flags: int = MNT_DETACH) -> None:
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_NAME = 15
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def set_process_name(name: bytes) -> None:
+    """What ``ps`` and ``top`` show for the process: kernels are told apart from the server."""
+    _lib().prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
+
+
+def set_no_new_privs() -> None:
+    """No program this process runs (a set-uid one, say) gains privileges it does not have."""
+    if _lib().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"no_new_privs: {os.strerror(err)}")
+
+
+def syscall(number: int, *args: object) -> tuple[int, int]:
+    """A raw system call: (its result, errno)."""
+    return _lib().syscall(number, *args), ctypes.get_errno()
 
 
 def set_dumpable(dumpable: bool) -> None:

@@ -13,6 +13,7 @@ import os
 import platform
 from typing import Any
 
+from device.sandbox import libc
 from device.sandbox.base import KernelPlace, LayerStatus, SandboxLayer
 from singlecell.errors import SandboxError
 
@@ -73,7 +74,6 @@ class _SockFprog(ctypes.Structure):
 _SECCOMP = {"x86_64": 317, "aarch64": 277}  # the seccomp(2) system call's number
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_TSYNC = 1
-PR_SET_NO_NEW_PRIVS = 38
 
 
 def _export(lib: ctypes.CDLL, ctx: int) -> bytes:
@@ -148,14 +148,15 @@ class SyscallFilter(SandboxLayer):
     def apply(self, place: KernelPlace) -> None:
         if self.program is None:
             raise SandboxError(self.problem)
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            raise SandboxError(f"cannot set no_new_privs: {os.strerror(ctypes.get_errno())}")
+        try:
+            libc.set_no_new_privs()
+        except OSError as exc:
+            raise SandboxError(f"cannot set {exc.strerror}") from exc
         program = ctypes.create_string_buffer(self.program, len(self.program))
         fprog = _SockFprog(len(self.program) // 8, ctypes.cast(program, ctypes.c_void_p))
         # TSYNC: every thread of the kernel (ZeroMQ's too), not just this one
-        result = libc.syscall(_SECCOMP[platform.machine()], SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC,
-                              ctypes.byref(fprog))
+        result, err = libc.syscall(_SECCOMP[platform.machine()], SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC,
+                                   ctypes.byref(fprog))
         if result != 0:
-            why = os.strerror(ctypes.get_errno()) if result < 0 else f"thread {result} could not be synchronised"
+            why = os.strerror(err) if result < 0 else f"thread {result} could not be synchronised"
             raise SandboxError(f"cannot load the seccomp filter: {why}")
