@@ -61,8 +61,10 @@ class Template:
 
     def configure(self, msg: dict[str, Any]) -> None:
         self.shell = make_shell(list(msg.get("preload", [])))
-        self.layers = build_layers(msg.get("layers", {}))
-        statuses = [layer.check() for layer in self.layers]
+        layers = build_layers(msg.get("layers", {}))
+        statuses = [layer.check() for layer in layers]
+        # as the layer contract says: one that cannot work here is reported, not applied
+        self.layers = [layer for layer, status in zip(layers, statuses, strict=True) if status.active]
         self.control.send_json({"op": "ready", "pid": os.getpid(),
                                 "layers": [[s.name, s.active, s.detail] for s in statuses]})
 
