@@ -271,17 +271,16 @@ class Device:
             # it died before finishing the cell
             wait_status = await kernel.exited
             outcome.status = Status.ABORTED
-            if self._killed_for_memory(kernel, wait_status, outcome):
-                evalue = (f"the cell's processes together used more than its limit of {self.config.memory_limit} MB "
-                          "of memory, and the kernel was stopped")
-                outcome.extra.append(protocol.error_message(request, "MemoryLimitExceeded", evalue))
-                outcome.extra.append(protocol.limit_message(request, "memory", self.config.memory_limit,
-                                                            "MemoryLimitExceeded", evalue))
+            signalled = os.WTERMSIG(wait_status) if wait_status >= 0 and os.WIFSIGNALED(wait_status) else None
+            if signalled == signal.SIGKILL and self._killed_for_memory(kernel, outcome):
+                self._note_limit(outcome, request, "memory", self.config.memory_limit, "MemoryLimitExceeded",
+                                 f"the cell's processes together used more than its limit of "
+                                 f"{self.config.memory_limit} MB of memory, and the kernel was stopped")
+            elif signalled == signal.SIGXCPU:
+                self._note_limit(outcome, request, "cpu", self.config.cpu_limit, "CPUTimeLimitExceeded",
+                                 self._cpu_evalue())
             else:
                 outcome.extra.append(self._death_message(request, wait_status))
-            if wait_status >= 0 and os.WIFSIGNALED(wait_status) and os.WTERMSIG(wait_status) == signal.SIGXCPU:
-                outcome.extra.append(protocol.limit_message(request, "cpu", self.config.cpu_limit,
-                                                            "CPUTimeLimitExceeded", self._cpu_evalue()))
         files: list[FileRecord] = []
         if outcome.status is None and not record.inputs and is_empty(str(kernel.workdir)):
             pass  # the common case: nothing to collect, so no need to wait for the exit
@@ -340,8 +339,6 @@ class Device:
         if status == -1:
             return protocol.error_message(request, "KernelDied", "the kernel was lost with its "
                                           "template process; the cell did not finish")
-        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGXCPU:
-            return protocol.error_message(request, "CPUTimeLimitExceeded", self._cpu_evalue())
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_SANDBOX_FAILED:
             return protocol.error_message(request, "SandboxError", "the kernel's sandbox could not be "
                                           "set up, so the cell was not run")
@@ -350,10 +347,9 @@ class Device:
         return protocol.error_message(request, "KernelDied", "the kernel running this cell "
                                       f"{protocol.describe_exit(status)} before the cell finished")
 
-    def _killed_for_memory(self, kernel: Kernel, wait_status: int, outcome: Outcome) -> bool:
-        """Whether the kernel died by its control group's memory limit (the OOM killer's SIGKILL)."""
-        return (self.pool.cgroups is not None and kernel.uid is not None and wait_status >= 0
-                and os.WIFSIGNALED(wait_status) and os.WTERMSIG(wait_status) == signal.SIGKILL
+    def _killed_for_memory(self, kernel: Kernel, outcome: Outcome) -> bool:
+        """Whether the kernel's SIGKILL came from its control group's memory limit (the OOM killer)."""
+        return (self.pool.cgroups is not None and kernel.uid is not None
                 and self.pool.cgroups.oom_kills(kernel.uid) > outcome.oom_kills)
 
     def _cpu_evalue(self) -> str:

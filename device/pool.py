@@ -90,7 +90,7 @@ class Kernel:
 
     def __init__(self, pool: KernelPool, slot: str) -> None:
         self.slot = slot
-        self.pool_uids = pool.uids
+        self.pool = pool
         self.key = secrets.token_hex(32)
         self.session = Session(key=self.key.encode("ascii"), signature_scheme="hmac-sha256",
                                username="device")
@@ -116,11 +116,11 @@ class Kernel:
         self.exited: asyncio.Future[int] = loop.create_future()
         # its uid is free again only once it and everything it started are gone
         self.exited.add_done_callback(lambda _: self._free_uid())
-        self.pool = pool
 
     def _free_uid(self) -> None:
-        if self.uid_held and self.uid is not None and self.pool_uids is not None:
-            self.pool_uids.give_back(self.uid)
+        if self.uid_held:  # only ever true with a uid from the pool's uids
+            assert self.uid is not None and self.pool.uids is not None
+            self.pool.uids.give_back(self.uid)
             self.uid_held = False
 
     @property
@@ -189,7 +189,8 @@ class KernelPool:
         self.cgroups_wanted = self.uids is not None and bool(resources.get("memory_mb") or resources.get("processes"))
         self.cgroup_limits = (int(resources.get("memory_mb", 0)) + self.disk_mb if resources.get("memory_mb") else 0,
                               int(resources.get("processes", 0)))
-        # ipc paths are capped near 107 bytes, so sockets get a short folder of their own
+        # the template's control socket: ipc paths are capped near 107 bytes, so a short folder
+        # (kernels' sockets live in their workspaces, which check the length themselves)
         self.socket_dir = Path(_short_tempdir("sc-"))
         self.ready_target = ready
         self.preload = list(preload)
@@ -307,9 +308,7 @@ class KernelPool:
             kernel = Kernel(self, secrets.token_hex(6))
         except (KernelUnavailable, OSError, zmq.ZMQError) as exc:
             # no uid free yet, or no folder: try again soon, the pool must not stall
-            self._failures += 1
-            log.warning("cannot prepare a kernel (%s); %d failures in a row", exc, self._failures)
-            await asyncio.sleep(min(5.0, 0.05 * 2 ** min(self._failures, 7)))
+            await self._back_off("cannot prepare a kernel", exc)
             self._starting -= 1
             self.fill()
             return
@@ -335,12 +334,16 @@ class KernelPool:
             self.release(kernel)
             if self._closing:  # stopped by close(), not a failure
                 return
-            self._failures += 1
-            log.warning("a kernel failed to start (%s); %d failures in a row", exc, self._failures)
-            await asyncio.sleep(min(5.0, 0.05 * 2 ** min(self._failures, 7)))
+            await self._back_off("a kernel failed to start", exc)
         finally:
             self._starting -= 1
         self.fill()
+
+    async def _back_off(self, what: str, exc: BaseException) -> None:
+        """Count a failure in a row and wait longer the more there are (at most 5 s)."""
+        self._failures += 1
+        log.warning("%s (%s); %d failures in a row", what, exc, self._failures)
+        await asyncio.sleep(min(5.0, 0.05 * 2 ** min(self._failures, 7)))
 
     # -- the template's reports ---------------------------------------------------------
 
