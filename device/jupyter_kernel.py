@@ -69,7 +69,7 @@ from device.kernel import (
 )
 from device.sandbox.base import KernelPlace, LayerStatus, SandboxLayer
 from device.sandbox.identity import Identity
-from device.sandbox.libc import set_process_name
+from device.sandbox.libc import processes_by_uid, set_process_name
 from device.sandbox.registry import build_layers, layer_settings, report, require
 from device.workspace import Workspace, enter_private_mounts
 from singlecell import config as settings
@@ -605,11 +605,7 @@ def kernel_uid(layers: list[SandboxLayer]) -> int | None:
     identity = next((layer for layer in layers if isinstance(layer, Identity)), None)
     if identity is None or os.geteuid() != 0:
         return None
-    used = set()
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                used.add(entry.stat().st_uid)
+    used = processes_by_uid()
     # from the top down: a device on this host hands out the same range from the bottom up
     for uid in range(identity.last_uid, identity.first_uid - 1, -1):
         if uid not in used:
@@ -670,10 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         config = settings.load()
         connection = ConnectionInfo.read(args.connection_file)
         # the connection file holds the key, and the config file maybe secrets: cells do not see them
-        hidden = [os.path.abspath(args.connection_file)]
-        if os.environ.get(settings.ENV_PREFIX + "CONFIG"):
-            hidden.append(os.path.abspath(os.environ[settings.ENV_PREFIX + "CONFIG"]))
-        layers = build_layers(layer_settings(config, work_root=config.work_dir, hidden=hidden))
+        layers = build_layers(layer_settings(config, work_root=config.work_dir,
+                                             hidden=[os.path.abspath(args.connection_file)]))
     except (SingleCellError, OSError, KeyError, ValueError) as exc:
         log.error("cannot start: %s", getattr(exc, "message", exc))
         return EXIT_CONFIG_FAILED

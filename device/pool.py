@@ -27,7 +27,7 @@ import zmq.asyncio
 from jupyter_client.session import Session
 
 from device.cgroup import KernelCgroups
-from device.sandbox.libc import become_subreaper, kill_children
+from device.sandbox.libc import become_subreaper, kill_children, processes_by_uid
 from device.workspace import Workspace
 from singlecell.errors import ConfigError
 
@@ -50,15 +50,7 @@ class KernelUids:
 
     def user(self) -> tuple[int, str] | None:
         """(uid, pid) of a process running as a uid of the range, if any."""
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    uid = entry.stat().st_uid
-                except OSError:
-                    continue
-                if self.first <= uid <= self.last:
-                    return uid, entry.name
-        return None
+        return next(((uid, pid) for uid, pid in processes_by_uid().items() if self.first <= uid <= self.last), None)
 
     async def check_unused(self, patience: float = 5.0) -> None:
         """Refuse a range some process already runs as: two devices (or a device and a Jupyter

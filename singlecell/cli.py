@@ -100,10 +100,9 @@ async def run_device(config: Config, stop: asyncio.Event) -> None:
     own_work_dir = not config.work_dir
     work_root = Path(config.work_dir or tempfile.mkdtemp(prefix="singlecell-kernels-"))
     work_root.chmod(0o711)
-    hidden = [config.config_file] if config.config_file else []
     pool = KernelPool(work_root=work_root, ready=min(config.ready_kernels, config.kernels),
                       preload=config.preload_modules,
-                      layers=layer_settings(config, str(work_root.absolute()), hidden),
+                      layers=layer_settings(config, str(work_root.absolute())),
                       output_limit=config.output_limit, own_mounts=own_mounts)
     wakeups = HostWakeups(str(config.data_path), "device")
     try:
@@ -144,8 +143,7 @@ def check_sandbox(config: Config) -> list[LayerStatus]:
     process has one thread."""
     from device.sandbox.registry import build_layers, layer_settings, report
 
-    hidden = [config.config_file] if config.config_file else []
-    layers = build_layers(layer_settings(config, config.work_dir, hidden))
+    layers = build_layers(layer_settings(config, config.work_dir))
     return report(config, [layer.check() for layer in layers])
 
 

@@ -138,6 +138,16 @@ def children() -> list[int]:
         return []
 
 
+def processes_by_uid() -> dict[int, str]:
+    """The uid of every process we can see, each with one of its pids."""
+    users: dict[int, str] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                users.setdefault(entry.stat().st_uid, entry.name)
+    return users
+
+
 def kill_children(keep: set[int]) -> int:
     """SIGKILL and reap every child of ours not in ``keep``, and theirs as they come up to us
     (a subreaper); how many were killed."""

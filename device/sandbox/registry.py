@@ -29,14 +29,15 @@ assert set(SANDBOX_LAYERS) == set(LAYER_TYPES) - {ResourceLimits.name}
 def layer_settings(config: Config, work_root: str = "", hidden: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """The settings of every layer the config asks for, as JSON-able dicts keyed by name.
     ``work_root`` is where kernels' folders live; ``hidden`` adds paths kernels must not see
-    (the config file, say)."""
+    (a Jupyter connection file, say): the data dir and the config file are hidden always."""
     wanted = set(config.sandbox_layers)
     first_uid, last_uid = config.kernel_uid_range
     settings: dict[str, dict[str, Any]] = {
         "identity": {"first_uid": first_uid, "last_uid": last_uid},
         "network": {"enabled": True},
         "filesystem": {
-            "hide": [str(config.data_path), *([work_root] if work_root else []), *hidden],
+            "hide": [str(config.data_path), *([work_root] if work_root else []),
+                     *([config.config_file] if config.config_file else []), *hidden],
             "disk_mb": config.disk_limit,
         },
         "resources": {
