@@ -22,10 +22,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
-    """When an end-to-end test fails, show the log of every server that ran during it."""
+    """When a test that runs servers (end-to-end, attacks) fails, show the log of every server
+    that ran during it."""
     outcome: Any = yield
     report = outcome.get_result()
-    if not report.failed or not servers.STARTED or "e2e" not in item.path.parts:
+    if not report.failed or not servers.STARTED or not {"e2e", "security"} & set(item.path.parts):
         return
     start = item.stash.get(_STARTED_AT, 0.0)
     for server in servers.active_between(start, time.monotonic()):

@@ -32,15 +32,21 @@ def _lib() -> ctypes.CDLL:
     return _libc
 
 
+def _checked(result: int, what: str) -> None:
+    """Raise OSError, naming ``what``, if a libc call returned non-zero."""
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
 def _encode(text: str | None) -> bytes | None:
     return None if text is None else text.encode()
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
     """mount(2); raises OSError with the errno and the target."""
-    if _lib().mount(_encode(source), _encode(target), _encode(fstype), ctypes.c_ulong(flags), _encode(data)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {fstype or 'bind'} on {target}: {os.strerror(err)}")
+    _checked(_lib().mount(_encode(source), _encode(target), _encode(fstype), ctypes.c_ulong(flags), _encode(data)),
+             f"mount {fstype or 'bind'} on {target}")
 
 
 CLONE_NEWNS = 0x00020000
@@ -58,30 +64,22 @@ _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # glibc has no wrapper for it
 
 def unshare(flags: int) -> None:
     """unshare(2) (``os.unshare`` arrived only in Python 3.12)."""
-    if _lib().unshare(ctypes.c_int(flags)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare: {os.strerror(err)}")
+    _checked(_lib().unshare(ctypes.c_int(flags)), "unshare")
 
 
 def setns(fd: int, nstype: int) -> None:
-    if _lib().setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
+    _checked(_lib().setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
     number = _PIVOT_ROOT.get(platform.machine())
     if number is None:
         raise OSError(errno.ENOSYS, f"pivot_root: unknown system call number on {platform.machine()}")
-    if _lib().syscall(number, new_root.encode(), put_old.encode()) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"pivot_root {new_root}: {os.strerror(err)}")
+    _checked(_lib().syscall(number, new_root.encode(), put_old.encode()), f"pivot_root {new_root}")
 
 
 def umount(target: str, flags: int = MNT_DETACH) -> None:
-    if _lib().umount2(target.encode(), flags) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"umount {target}: {os.strerror(err)}")
+    _checked(_lib().umount2(target.encode(), flags), f"umount {target}")
 
 
 PR_SET_PDEATHSIG = 1
@@ -97,9 +95,7 @@ def set_process_name(name: bytes) -> None:
 
 def set_no_new_privs() -> None:
     """No program this process runs (a set-uid one, say) gains privileges it does not have."""
-    if _lib().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"no_new_privs: {os.strerror(err)}")
+    _checked(_lib().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
 
 def syscall(number: int, *args: object) -> tuple[int, int]:

@@ -1,37 +1,15 @@
-"""Fixtures of the attack tests: one hostile server (short limits) shared by every attack module,
-and its log shown when an attack test fails."""
+"""Fixtures of the attack tests: one hostile server (short limits) shared by every attack module.
+(Its log is shown when an attack test fails, by the hooks of tests/conftest.py.)"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from singlecell.client import Client
 from tests import servers
 from tests.security.hostile import HOSTILE_FLAGS
-
-_STARTED = pytest.StashKey[float]()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    item.stash[_STARTED] = time.monotonic()
-    yield
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
-    """When an attack test fails, show the log of every server that ran during it."""
-    result: Any = yield
-    report = result.get_result()
-    if not report.failed or "security" not in item.path.parts:
-        return
-    start = item.stash.get(_STARTED, 0.0)
-    for server in servers.active_between(start, time.monotonic()):
-        report.sections.append((f"log of {server!r} (last lines; all in {server.log_path})", server.log_tail(60)))
 
 
 @pytest.fixture(scope="session")
