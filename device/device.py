@@ -82,6 +82,7 @@ class Device:
             "OpenFilesLimitExceeded": ("open_files", config.open_files_limit),
         }
         self._wake = asyncio.Event()
+        self._stops: dict[str, asyncio.Future[None]] = {}  # resolved when a client asks to stop the request
         self._stopping = False
         self._background: list[asyncio.Task[None]] = []
 
@@ -96,6 +97,7 @@ class Device:
         try:
             while not self._stopping:
                 self._wake.clear()
+                self._stop_asked()
                 claimed = self._claim()
                 if burst and not claimed and not self.running:
                     return
@@ -115,6 +117,20 @@ class Device:
             self.running[record.id] = task
             task.add_done_callback(functools.partial(self._done, record.id))
         return len(records)
+
+    def _stop_asked(self) -> None:
+        """Stop the running cells a client asked to stop (``POST /stop``): each ends ``aborted``."""
+        if not self.running:
+            return
+        try:
+            asked = self.store.stops_for(self.name)
+        except Exception:
+            log.exception("reading stop requests failed; retrying at the next wake-up")
+            return
+        for request_id in asked:
+            stop = self._stops.get(request_id)
+            if stop is not None and not stop.done():
+                stop.set_result(None)
 
     def _done(self, request_id: str, _: object = None) -> None:
         task = self.running.pop(request_id, None)
@@ -165,9 +181,15 @@ class Device:
             raise
         if self.pool.cgroups is not None and kernel.uid is not None:
             outcome.oom_kills = self.pool.cgroups.oom_kills(kernel.uid)
+        stop = self._stops[record.id] = asyncio.get_running_loop().create_future()
         try:
             try:
-                await asyncio.wait_for(self._converse(kernel, record, outcome), limit)
+                await asyncio.wait_for(self._converse_until_stopped(kernel, record, outcome, stop), limit)
+            except _Stopped:
+                kernel.kill()
+                outcome.status = Status.ABORTED
+                outcome.extra.append(protocol.error_message(
+                    request, "CellStopped", "the cell was stopped at the client's request"))
             except TimeoutError:
                 kernel.kill()
                 outcome.status = Status.TIMEOUT
@@ -191,7 +213,24 @@ class Device:
                 kernel.kill()
                 self._finish_broken(record, outcome, exc)
         finally:
+            del self._stops[record.id]
             self._retire(kernel)
+
+    async def _converse_until_stopped(self, kernel: Kernel, record: RequestRecord, outcome: Outcome,
+                                      stop: asyncio.Future[None]) -> None:
+        """:meth:`_converse`, unless ``stop`` resolves first: then raise :class:`_Stopped`."""
+        conversation = asyncio.ensure_future(self._converse(kernel, record, outcome))
+        try:
+            await asyncio.wait({conversation, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # cancelled (time limit, shutdown) or stopped: the conversation ends with us
+            if not conversation.done():
+                conversation.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await conversation
+        if not conversation.cancelled():
+            conversation.result()  # its exception (_Lost, …), if any
+            return
+        raise _Stopped()
 
     async def _converse(self, kernel: Kernel, record: RequestRecord, outcome: Outcome) -> None:
         """Send the request; store what comes back until the kernel says idle or dies."""
@@ -359,6 +398,10 @@ class Device:
     def _retire(self, kernel: Kernel) -> None:
         kernel.kill_leftovers() if kernel.exited.done() else kernel.kill()
         self.pool.release(kernel)
+
+
+class _Stopped(Exception):
+    """A client asked to stop the request while its cell ran."""
 
 
 class _Lost(Exception):

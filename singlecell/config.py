@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ class Config:
     # -- where --------------------------------------------------------------------------
     host: str = _setting("127.0.0.1", "address the web tier listens on", commands=SERVERS)
     port: int = _setting(8888, "port the web tier listens on", commands=SERVERS)
+    cors_origins: str = _setting("*", "origins (scheme://host[:port], comma-separated) whose pages may call "
+                                 "the API; * for any, without credentials", commands=SERVERS)
     data_dir: str = _setting("./singlecell-data", "folder for the SQLite store, the filestore and "
                              "the run sockets", commands=(*STORES, DOCTOR))
     db: str = _setting("", "store URL (default: sqlite:///DATA_DIR/singlecell.db)", commands=STORES)
@@ -123,6 +126,12 @@ class Config:
         return 6 * self.max_code_size + 2 * self.max_upload_size + 65536
 
     @property
+    def allowed_origins(self) -> frozenset[str] | None:
+        """The origins whose pages may call the API; ``None`` for any origin."""
+        origins = _names(self.cors_origins)
+        return None if origins == ["*"] else frozenset(o.rstrip("/") for o in origins)
+
+    @property
     def run_dir(self) -> Path:
         """Sockets for wake-ups between the processes sharing this data dir."""
         return self.data_path / "run"
@@ -182,6 +191,10 @@ class Config:
             if unknown or (len(names) > 1 and {"all", "none"} & set(names)):
                 problems.append(f"{setting} takes layer names from {', '.join(allowed)} (got "
                                 f"{getattr(self, setting)!r})")
+        origins = _names(self.cors_origins)
+        if origins != ["*"] and any(not _ORIGIN.fullmatch(o) for o in origins):
+            problems.append("cors_origins takes * or origins like https://example.org or http://localhost:8000, "
+                            f"without a path (got {self.cors_origins!r})")
         if problems:
             raise ConfigError("invalid settings: " + "; ".join(problems))
         return self
@@ -191,6 +204,7 @@ class Config:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_ORIGIN = re.compile(r"https?://[a-z0-9.\-\[\]:]+")
 
 
 def _names(text: str) -> list[str]:

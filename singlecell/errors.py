@@ -29,6 +29,13 @@ class PayloadTooLarge(SingleCellError, ValueError):
     code = "too_large"
 
 
+class Forbidden(SingleCellError):
+    """The request comes from a page whose origin the server does not serve (``--cors-origins``)."""
+
+    status = 403
+    code = "origin_not_allowed"
+
+
 class NotFound(SingleCellError, KeyError):
     status = 404
     code = "not_found"

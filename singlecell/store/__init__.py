@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from singlecell.errors import UnknownBackend
-from singlecell.store.base import FileRecord, NewRequest, RequestRecord, Status, Store, StoredMessage
+from singlecell.store.base import FileRecord, NewRequest, Permalink, RequestRecord, Status, Store, StoredMessage
 from singlecell.store.sql import SqlStore
 
-__all__ = ["FileRecord", "NewRequest", "RequestRecord", "Status", "Store", "StoredMessage", "open_store"]
+__all__ = ["FileRecord", "NewRequest", "Permalink", "RequestRecord", "Status", "Store", "StoredMessage", "open_store"]
 
 # URL scheme (without any "+driver") → backend. Add "postgresql": SqlStore (plus its engine
 # builder in sql._ENGINES) once the contract suite passes against a PostgreSQL server.

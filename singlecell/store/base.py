@@ -14,9 +14,11 @@ own store after any ``fork()``: pooled connections must not cross one.
 
 from __future__ import annotations
 
+import base64
 import enum
+import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +93,26 @@ class FileRecord:
     location: str
 
 
+@dataclass(frozen=True)
+class Permalink:
+    """Code saved to be shared: ``/c/<id>`` shows it, ready to run."""
+
+    id: str
+    code: str
+    created: float
+
+
+PERMALINK_ID_LENGTH = 8  # base32 characters: 40 bits, grown only when two codes collide
+
+
+def permalink_ids(code: str) -> Iterator[str]:
+    """The ids ``code`` may be saved under, in the order a store tries them: the same code gets
+    the same short id on any store, and a longer one only if that id holds other code."""
+    digest = base64.b32encode(hashlib.sha256(code.encode("utf-8")).digest()).decode("ascii").lower().rstrip("=")
+    for length in range(PERMALINK_ID_LENGTH, len(digest) + 1, 2):
+        yield digest[:length]
+
+
 class Store(ABC):
     """The contract every store backend keeps. See the module docstring for who calls what."""
 
@@ -128,7 +150,33 @@ class Store(ABC):
     def count_queued(self) -> int:
         """How many requests are ``queued``."""
 
+    @abstractmethod
+    def request_stop(self, request_id: str, messages: Sequence[JsonDict]) -> Status | None:
+        """Ask for a request to be stopped; returns its status afterwards, ``None`` for an unknown id.
+
+        A ``queued`` request ends ``aborted`` at once, in one transaction with ``messages``
+        (stored as seqs 1, 2, …): it never reaches a kernel. A ``running`` one is marked, and its
+        device, which reads the marks with :meth:`stops_for`, stops it. A finished request is
+        left as it was. Asking again changes nothing more.
+        """
+
+    # -- permalinks ---------------------------------------------------------------------
+
+    @abstractmethod
+    def save_permalink(self, code: str) -> Permalink:
+        """Save ``code`` under the first id of :func:`permalink_ids` that is free or already
+        holds this code. Saving the same code again returns the same permalink."""
+
+    @abstractmethod
+    def get_permalink(self, permalink_id: str) -> Permalink | None:
+        """The permalink, or ``None`` when no code has this id."""
+
     # -- a device -----------------------------------------------------------------------
+
+    @abstractmethod
+    def stops_for(self, device: str) -> list[str]:
+        """The ids of requests ``running`` under ``device`` that a client asked to stop
+        (:meth:`request_stop`). The device stops each and finishes it as usual."""
 
     @abstractmethod
     def claim(self, device: str, limit: int, lease_seconds: float) -> list[RequestRecord]:

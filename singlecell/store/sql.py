@@ -20,7 +20,17 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from singlecell.errors import DuplicateRequest, QueueFull, UnknownBackend
 from singlecell.protocol import lost_error_message
-from singlecell.store.base import FileRecord, NewRequest, RequestRecord, Status, Store, StoredMessage
+from singlecell.store.base import (
+    FileRecord,
+    JsonDict,
+    NewRequest,
+    Permalink,
+    RequestRecord,
+    Status,
+    Store,
+    StoredMessage,
+    permalink_ids,
+)
 
 _QUEUED, _RUNNING, _LOST = Status.QUEUED.value, Status.RUNNING.value, Status.LOST.value
 
@@ -62,6 +72,23 @@ file_table = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("content_type", sa.Text, nullable=False),
     sa.Column("location", sa.Text, nullable=False),
+)
+
+# A table of its own rather than a column of requests: an existing database gains it from
+# create_schema, with no migration.
+stop_table = sa.Table(
+    "stops",
+    metadata,
+    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("requested", sa.Float, nullable=False),
+)
+
+permalink_table = sa.Table(
+    "permalinks",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
 )
 
 _BEGIN = "singlecell_begin"  # execution option: what the SQLite "begin" hook emits ("" = nothing)
@@ -199,6 +226,21 @@ _RELEASE = (
            _req.device == _dev, _req.last_seq == 0)
     .values(status=_QUEUED, device=None, started=None, lease_until=None)
 )
+_STOP_QUEUED = (
+    request_table.update()
+    .where(_req.id == _rid, _req.status == _QUEUED)
+    .values(status=Status.ABORTED.value, finished=_now, last_seq=sa.bindparam("last"))
+)
+_GET_STATUS = sa.select(_req.status).where(_req.id == _rid)
+_STOPPED = sa.select(stop_table.c.request_id).where(stop_table.c.request_id == _rid)
+_INSERT_STOP = stop_table.insert()
+_STOPS_FOR = (
+    sa.select(_req.id)
+    .join(stop_table, stop_table.c.request_id == _req.id)
+    .where(_req.status == _RUNNING, _req.device == _dev)
+)
+_GET_PERMALINK = sa.select(permalink_table).where(permalink_table.c.id == sa.bindparam("pid"))
+_INSERT_PERMALINK = permalink_table.insert()
 _LIST_FILES = sa.select(file_table).where(_file.request_id == _rid).order_by(_file.name)
 _GET_FILE = sa.select(file_table).where(_file.request_id == _rid, _file.name == sa.bindparam("fname"))
 
@@ -300,7 +342,42 @@ class SqlStore(Store):
     def count_queued(self) -> int:
         return int(self._read(_COUNT_QUEUED)[0][0])
 
+    def request_stop(self, request_id: str, messages: Sequence[JsonDict]) -> Status | None:
+        with self._writer.begin() as conn:
+            stopped = conn.execute(_STOP_QUEUED, {"rid": request_id, "now": time.time(),
+                                                  "last": len(messages)}).rowcount
+            if stopped:
+                if messages:
+                    conn.execute(_INSERT_MESSAGES, [_message_row(request_id, i + 1, m)
+                                                    for i, m in enumerate(messages)])
+                return Status.ABORTED
+            status = conn.execute(_GET_STATUS, {"rid": request_id}).scalar()
+            if status == _RUNNING and conn.execute(_STOPPED, {"rid": request_id}).first() is None:
+                conn.execute(_INSERT_STOP, {"request_id": request_id, "requested": time.time()})
+        return None if status is None else Status(status)
+
+    # -- permalinks ---------------------------------------------------------------------
+
+    def save_permalink(self, code: str) -> Permalink:
+        with self._writer.begin() as conn:
+            for permalink_id in permalink_ids(code):
+                row = conn.execute(_GET_PERMALINK, {"pid": permalink_id}).first()
+                if row is None:
+                    permalink = Permalink(permalink_id, code, time.time())
+                    conn.execute(_INSERT_PERMALINK, {"id": permalink.id, "code": code, "created": permalink.created})
+                    return permalink
+                if row.code == code:
+                    return Permalink(row.id, row.code, row.created)
+        raise AssertionError("every id of a sha256 digest is taken by other code")  # pragma: no cover
+
+    def get_permalink(self, permalink_id: str) -> Permalink | None:
+        rows = self._read(_GET_PERMALINK, {"pid": permalink_id})
+        return Permalink(rows[0].id, rows[0].code, rows[0].created) if rows else None
+
     # -- a device -----------------------------------------------------------------------
+
+    def stops_for(self, device: str) -> list[str]:
+        return [row.id for row in self._read(_STOPS_FOR, {"dev": device})]
 
     def claim(self, device: str, limit: int, lease_seconds: float) -> list[RequestRecord]:
         # A device calls this on every wake-up, most often with nothing queued: look without

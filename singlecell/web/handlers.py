@@ -14,12 +14,21 @@ import tornado.web
 from filestore.base import FileStore, FileStoreError, check_name
 from singlecell import protocol
 from singlecell.config import Config
-from singlecell.errors import BadRequest, NotFound, PayloadTooLarge, QueueFull, SingleCellError, StillRunning
-from singlecell.store.base import NewRequest, RequestRecord, Store
+from singlecell.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    QueueFull,
+    SingleCellError,
+    StillRunning,
+)
+from singlecell.store.base import NewRequest, Permalink, RequestRecord, Status, Store
 from singlecell.summary import as_text, summarize
 from singlecell.wakeup import Wakeups
 
 REQUEST_ID = r"[0-9a-f]{32}"
+PERMALINK_ID = r"[a-z2-7]{8,52}"
 MAX_WAIT = 30.0  # seconds a long-poll may hold
 PAGE_SIZE = 500  # messages per /output answer
 ALLOWED_BODY_TYPES = ("application/json", "text/plain")
@@ -99,8 +108,38 @@ class BaseHandler(tornado.web.RequestHandler):
             self.request.connection.stream.set_nodelay(True)
 
     def set_default_headers(self) -> None:
+        # called by __init__ before initialize(), and again by send_error(): read the app's settings
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("X-Content-Type-Options", "nosniff")
+        origin = self.request.headers.get("Origin")
+        if origin is None:
+            return
+        allowed = self.application.settings["services"].config.allowed_origins
+        if allowed is None:
+            self.set_header("Access-Control-Allow-Origin", "*")
+        elif origin in allowed:
+            self.set_header("Access-Control-Allow-Origin", origin)
+        if allowed is not None:
+            self.set_header("Vary", "Origin")
+        self.set_header("Access-Control-Expose-Headers", "Retry-After, X-Singlecell-Status")
+
+    def check_origin(self) -> None:
+        """Refuse a write from a page of an origin the server does not serve: a browser would
+        only hide the answer, after the cell had already run."""
+        origin = self.request.headers.get("Origin")
+        allowed = self.services.config.allowed_origins
+        if origin is None or allowed is None or origin in allowed or origin == self.absolute(""):
+            return
+        raise Forbidden(f"pages from {origin} may not use this server; its operator can add the origin "
+                        "to --cors-origins")
+
+    def options(self, *_: str) -> None:
+        """The CORS preflight: browsers ask before a cross-origin POST with a JSON body."""
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Content-Type, Accept")
+        self.set_header("Access-Control-Max-Age", "7200")
+        self.set_status(204)
+        self.finish()
 
     def send_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -154,6 +193,8 @@ class SubmitHandler(BaseHandler):
 
     def prepare(self) -> None:
         super().prepare()
+        if self.request.method == "POST":
+            self.check_origin()
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             raise self.too_large(length)
@@ -372,6 +413,62 @@ class FileHandler(BaseHandler):
         self.finish(data)
 
 
+class StopHandler(BaseHandler):
+    """``POST /stop/<id>``: stop a request. A queued one ends at once; a running one as soon as
+    its device hears (a wake-up, or its next poll). Either way it ends ``aborted``."""
+
+    def post(self, request_id: str) -> None:
+        self.check_origin()
+        record = self.record(request_id)
+        messages = [protocol.error_message(record.message, "CellStopped",
+                                           "the cell was stopped at the client's request before it started"),
+                    protocol.message("status", {"execution_state": "idle"}, record.message)]
+        status = self.services.store.request_stop(request_id, messages)
+        if status is Status.RUNNING and self.services.wakeups is not None:
+            self.services.wakeups.queued()  # a device reads stop requests when woken
+        elif status is Status.ABORTED:
+            self.services.waiters.notify(request_id)
+        self.send_json({"id": request_id, "status": (status or record.status).value}, status=202)
+
+
+class PermalinkHandler(BaseHandler):
+    """``POST /permalink {"code"}`` saves code to share; ``GET /permalink/<id>`` reads it back."""
+
+    def post(self) -> None:
+        self.check_origin()
+        config = self.services.config
+        if len(self.request.body) > config.max_body_size:
+            raise PayloadTooLarge(f"the request body is {len(self.request.body)} bytes; the limit is "
+                                  f"{config.max_body_size}")
+        try:
+            payload = json.loads(self.request.body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise BadRequest("send a JSON object like {\"code\": \"print(1)\"}, in UTF-8") from None
+        code = payload.get("code") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict) or set(payload) - {"code"}:
+            raise BadRequest("send a JSON object with one field, code, like {\"code\": \"print(1)\"}")
+        if not isinstance(code, str) or not code.strip():
+            raise BadRequest("no code: give the Python to share as \"code\" (a non-empty string)")
+        _check_encodable(code, "the code")
+        if len(code.encode("utf-8")) > config.max_code_size:
+            raise PayloadTooLarge(f"the code is {len(code.encode('utf-8'))} bytes; the limit is "
+                                  f"{config.max_code_size} bytes")
+        self.send_json(self.describe(self.services.store.save_permalink(code)), status=201)
+
+    def get(self, permalink_id: str) -> None:
+        self.send_json(self.describe(self.permalink(permalink_id)))
+
+    def describe(self, permalink: Permalink) -> dict[str, Any]:
+        return {"id": permalink.id, "url": self.absolute(f"/c/{permalink.id}"), "code": permalink.code,
+                "created": permalink.created}
+
+    def permalink(self, permalink_id: str) -> Permalink:
+        permalink = self.services.store.get_permalink(permalink_id)
+        if permalink is None:
+            raise NotFound(f"no shared code has the id {permalink_id!r}; ids come from POST /permalink")
+        return permalink
+
+
 class HealthHandler(BaseHandler):
     def get(self) -> None:
         queued = self.services.store.count_queued()
@@ -379,9 +476,35 @@ class HealthHandler(BaseHandler):
 
 
 class PageHandler(BaseHandler):
-    def get(self) -> None:
+    """An HTML page of ``templates/``; its errors are pages too."""
+
+    def initialize(self, services: Services, template: str = "index.html") -> None:
+        super().initialize(services)
+        self.template = template
+
+    def get(self, *args: str) -> None:
+        self.page(self.template)
+
+    def page(self, template: str, **values: Any) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.render("index.html")
+        self.set_header("Referrer-Policy", "same-origin")
+        self.render(template, **values)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = exc.message if isinstance(exc, SingleCellError) else self._reason
+        self.page("error.html", status=status_code, message=message)
+
+
+class SharedCellHandler(PageHandler):
+    """``/c/<id>``: the shared code, ready to run."""
+
+    def get(self, *args: str) -> None:
+        (permalink_id,) = args
+        permalink = self.services.store.get_permalink(permalink_id)
+        if permalink is None:
+            raise NotFound(f"no shared code has the id {permalink_id!r}: the link may be mistyped")
+        self.page("cell.html", permalink=permalink)
 
 
 class NotFoundHandler(BaseHandler):
@@ -393,6 +516,13 @@ def routes(services: Services) -> list[Any]:
     args = {"services": services}
     return [
         (r"/", PageHandler, args),
+        (r"/embedding", PageHandler, {**args, "template": "embedding.html"}),
+        (rf"/c/({PERMALINK_ID})", SharedCellHandler, args),
+        (r"/c/([^/]*)", SharedCellHandler, args),
+        (r"/favicon\.ico", tornado.web.RedirectHandler, {"url": "/static/favicon.svg", "permanent": True}),
+        (r"/permalink", PermalinkHandler, args),
+        (rf"/permalink/({PERMALINK_ID})", PermalinkHandler, args),
+        (rf"/stop/({REQUEST_ID})", StopHandler, args),
         (r"/execute", SubmitHandler, args),
         (r"/eval", SubmitHandler, {**args, "wait": True}),
         (rf"/output/({REQUEST_ID})", OutputHandler, args),

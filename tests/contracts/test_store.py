@@ -29,6 +29,7 @@ from singlecell.store import (
     StoredMessage,
     open_store,
 )
+from singlecell.store.base import PERMALINK_ID_LENGTH
 
 
 def _sqlite_url(tmp_path: Path) -> str:
@@ -457,3 +458,74 @@ def test_sqlite_store_creates_its_directory_and_uses_wal(tmp_path: Path) -> None
     path = tmp_path / "missing-dir" / "store.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+# -- stopping ------------------------------------------------------------------------------
+
+
+def stop_messages(rid: str) -> list[dict[str, Any]]:
+    parent = {"header": {"msg_id": rid}}
+    return [message("error", {"ename": "CellStopped", "evalue": "stopped", "traceback": []}, parent),
+            message("status", {"execution_state": "idle"}, parent)]
+
+
+def test_stopping_a_queued_request_ends_it_aborted_with_the_messages(store: Store) -> None:
+    submit_all(store, ["q1", "q2"])
+    assert store.request_stop("q1", stop_messages("q1")) is Status.ABORTED
+    record = store.get_request("q1")
+    assert record is not None and record.status is Status.ABORTED and record.finished is not None
+    assert record.last_seq == 2
+    assert [m.message["msg_type"] for m in store.get_messages("q1")] == ["error", "status"]
+    assert store.count_queued() == 1
+    # it never reaches a device
+    assert [r.id for r in store.claim("dev-a", 10, LEASE)] == ["q2"]
+
+
+def test_stopping_a_running_request_marks_it_for_its_device_only(store: Store) -> None:
+    claim_one(store, "r1", device="dev-a")
+    claim_one(store, "r2", device="dev-b")
+    assert store.stops_for("dev-a") == []
+    assert store.request_stop("r1", stop_messages("r1")) is Status.RUNNING
+    assert store.request_stop("r1", stop_messages("r1")) is Status.RUNNING  # asking twice is harmless
+    assert store.stops_for("dev-a") == ["r1"]
+    assert store.stops_for("dev-b") == []
+    assert store.get_messages("r1") == []  # the device, not the store, writes how it ended
+    assert store.finish("r1", "dev-a", Status.ABORTED, [stream("r1", 1)])
+    assert store.stops_for("dev-a") == []
+
+
+def test_stopping_a_finished_or_unknown_request_changes_nothing(store: Store) -> None:
+    claim_one(store, "f1")
+    assert store.finish("f1", "dev-a", Status.DONE, [stream("f1", 1)])
+    assert store.request_stop("f1", stop_messages("f1")) is Status.DONE
+    record = store.get_request("f1")
+    assert record is not None and record.status is Status.DONE and record.last_seq == 1
+    assert store.request_stop("nope", stop_messages("nope")) is None
+
+
+# -- permalinks ----------------------------------------------------------------------------
+
+
+def test_a_permalink_keeps_its_code_and_the_same_code_keeps_its_id(store: Store) -> None:
+    code = "print('héllo')\n# ünïcode ✓\n" * 3
+    saved = store.save_permalink(code)
+    assert len(saved.id) == PERMALINK_ID_LENGTH and saved.id.isalnum() and saved.id == saved.id.lower()
+    again = store.save_permalink(code)
+    assert again == saved
+    assert store.get_permalink(saved.id) == saved
+    other = store.save_permalink(code + " ")
+    assert other.id != saved.id
+    assert store.get_permalink("zzzzzzzz") is None
+
+
+def test_a_permalink_id_held_by_other_code_gives_a_longer_id(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import singlecell.store.sql as sql
+
+    first = store.save_permalink("a = 1")
+    # make "b = 2" want a's id first, as a collision of 40 bits would
+    real = sql.permalink_ids
+    monkeypatch.setattr(sql, "permalink_ids", lambda code: iter([first.id, *list(real(code))[1:]]))
+    second = store.save_permalink("b = 2")
+    assert second.id != first.id and len(second.id) == PERMALINK_ID_LENGTH + 2
+    assert store.get_permalink(first.id) == first
+    assert store.get_permalink(second.id) is not None and store.get_permalink(second.id).code == "b = 2"  # type: ignore[union-attr]
