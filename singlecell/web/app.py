@@ -34,6 +34,7 @@ def make_app(config: Config, store: Store, filestore: FileStore,
         default_handler_args={"services": services},
         static_path=str(asset_dir("static")),
         template_path=str(asset_dir("templates")),
+        template_whitespace="all",  # the pages hold Python, whose indentation is its syntax
         compress_response=False,
     )
     app.settings["services"] = services

@@ -519,7 +519,6 @@ def routes(services: Services) -> list[Any]:
         (r"/embedding", PageHandler, {**args, "template": "embedding.html"}),
         (rf"/c/({PERMALINK_ID})", SharedCellHandler, args),
         (r"/c/([^/]*)", SharedCellHandler, args),
-        (r"/favicon\.ico", tornado.web.RedirectHandler, {"url": "/static/favicon.svg", "permanent": True}),
         (r"/permalink", PermalinkHandler, args),
         (rf"/permalink/({PERMALINK_ID})", PermalinkHandler, args),
         (rf"/stop/({REQUEST_ID})", StopHandler, args),

@@ -1,0 +1,44 @@
+// Build static/ from static/src/: `npm ci && npm run build`, at the top of the checkout.
+// The outputs are committed, so the server runs without Node. Each bundle's first line carries
+// a hash of its inputs (these sources and package-lock.json); tests/unit/test_static.py fails
+// when a source changed and the bundles were not rebuilt.
+import { createHash } from "node:crypto";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import * as esbuild from "esbuild";
+
+const top = new URL("../../", import.meta.url).pathname;
+const src = join(top, "static/src");
+
+export function sourceHash() {
+  const hash = createHash("sha256");
+  const inputs = readdirSync(src).sort().map((name) => join("static/src", name));
+  for (const path of [...inputs, "package-lock.json"]) {
+    hash.update(path + "\0");
+    hash.update(readFileSync(join(top, path)));
+    hash.update("\0");
+  }
+  return hash.digest("hex");
+}
+
+const banner = `/* singlecell ${sourceHash()}: built from static/src by \`npm run build\`; do not edit */`;
+const common = {
+  bundle: true,
+  minify: true,
+  format: "iife",
+  target: ["es2020"],
+  legalComments: "eof",
+  loader: { ".css": "text" },
+  banner: { js: banner },
+  logLevel: "info",
+};
+await esbuild.build({ ...common, entryPoints: [join(src, "singlecell.js")], outfile: join(top, "static/singlecell.js") });
+await esbuild.build({ ...common, entryPoints: [join(src, "frame.js")], outfile: join(top, "static/singlecell-frame.js") });
+
+// MathJax, served by us: one file with every TeX extension, so nothing loads from elsewhere
+const mathjax = join(top, "node_modules/mathjax");
+mkdirSync(join(top, "static/mathjax"), { recursive: true });
+const version = JSON.parse(readFileSync(join(mathjax, "package.json"), "utf8")).version;
+copyFileSync(join(mathjax, "es5/tex-svg-full.js"), join(top, "static/mathjax/tex-svg-full.js"));
+copyFileSync(join(mathjax, "LICENSE"), join(top, "static/mathjax/LICENSE"));
+writeFileSync(join(top, "static/mathjax/VERSION"), `${version}\n`);

@@ -1,0 +1,413 @@
+// singlecell.js: turn any element of any page into a Python cell run by a singlecell server.
+//
+//   <script src="https://SERVER/static/singlecell.js"></script>
+//   <div class="singlecell">print("hello")</div>                      (made a cell on load)
+//   <script type="text/x-python" class="singlecell">print(1 < 2)</script>
+//   new SingleCellBlock(element, {code: "1 + 1", autoeval: true});
+//
+// The only global it defines is SingleCellBlock. Each cell lives in a shadow root (host CSS
+// does not restyle it; its CSS stays in), rich output renders in sandboxed iframes, and no
+// output is ever evaluated in the host page.
+import CELL_CSS from "./cell.css";
+import { EDITORS, createEditor } from "./editor.js";
+import { Output } from "./render.js";
+
+const VERSION = "0.2.0";
+const HIDEABLE = ["editor", "evalButton", "stop", "permalink", "status", "output", "files"];
+const POLL_WAIT = 25; // seconds the server may hold one long-poll
+const SUBMIT_RETRIES = 5; // answers of 503 (queue full) waited out before giving up
+
+const script = document.currentScript;
+/** The server the script came from: its URL without /static/singlecell.js. */
+const DEFAULT_SERVER = script && script.src
+  ? script.src.replace(/\/static\/singlecell(\.min)?\.js([?#].*)?$/, "")
+  : location.origin;
+
+let sheet = null;
+function adoptStyles(root) {
+  // a constructed sheet: one for every cell, and no inline <style> for a host CSP to refuse
+  if ("adoptedStyleSheets" in root && typeof CSSStyleSheet === "function" && "replaceSync" in CSSStyleSheet.prototype) {
+    if (!sheet) {
+      sheet = new CSSStyleSheet();
+      sheet.replaceSync(CELL_CSS);
+    }
+    root.adoptedStyleSheets = [...root.adoptedStyleSheets, sheet];
+  } else {
+    const style = document.createElement("style");
+    style.textContent = CELL_CSS;
+    root.append(style);
+  }
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function button(cls, text, title) {
+  const b = el("button", cls, text);
+  b.type = "button";
+  if (title) b.title = title;
+  return b;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Strip the blank lines around code and the indentation all its lines share. */
+function dedent(text) {
+  const lines = text.replace(/\r\n?/g, "\n").split("\n");
+  while (lines.length && !lines[0].trim()) lines.shift();
+  while (lines.length && !lines[lines.length - 1].trim()) lines.pop();
+  const indents = lines.filter((l) => l.trim()).map((l) => /^[ \t]*/.exec(l)[0].length);
+  const common = indents.length ? Math.min(...indents) : 0;
+  return lines.map((l) => l.slice(common)).join("\n");
+}
+
+function parseBool(value) {
+  return value === true || value === "" || value === "true" || value === "1" || value === "yes";
+}
+
+function listOf(value) {
+  if (!value) return [];
+  return (Array.isArray(value) ? value : String(value).split(/[\s,]+/)).filter(Boolean);
+}
+
+/** Options from data-* attributes, overridden by those given in code. */
+function readOptions(element, given) {
+  const d = element.dataset || {};
+  const options = {
+    server: d.server,
+    code: d.code,
+    editor: d.editor,
+    evalButtonText: d.evalButtonText,
+    autoeval: d.autoeval !== undefined ? parseBool(d.autoeval) : undefined,
+    hide: d.hide,
+    outputLocation: d.outputLocation,
+    timeout: d.timeout !== undefined ? Number(d.timeout) : undefined,
+  };
+  for (const [key, value] of Object.entries(given || {})) if (value !== undefined) options[key] = value;
+  return options;
+}
+
+class ClientError extends Error {} // an answer that retrying will not change
+
+class SingleCellBlock {
+  /**
+   * @param {Element|string} element where the cell goes (or a selector); a
+   *   <script type="text/x-python"> is replaced by a <div> holding the cell
+   * @param {object} [options] server, code, editor ("codemirror" | "textarea" | "readonly"),
+   *   evalButtonText, autoeval, hide (["editor", "evalButton", "stop", "permalink", "status",
+   *   "output", "files"]), outputLocation (element or selector), timeout (seconds), and the
+   *   callbacks onStarted({id}), onOutput(msg, seq), onDone({id, status, seconds, error})
+   */
+  constructor(element, options) {
+    if (typeof element === "string") element = document.querySelector(element);
+    if (!(element instanceof Element)) throw new TypeError("SingleCellBlock needs an element, or a selector that finds one");
+    if (element.localName === "script") element = SingleCellBlock._replaceScript(element);
+    if (element.shadowRoot) throw new Error("this element already holds a cell (or another shadow root)");
+    const o = readOptions(element, options);
+    const editorKind = o.editor || "codemirror";
+    if (!EDITORS.includes(editorKind)) throw new TypeError(`editor must be one of ${EDITORS.join(", ")}, not ${JSON.stringify(editorKind)}`);
+    const hide = new Set(listOf(o.hide).map((h) => (h === "share" ? "permalink" : h)));
+    for (const h of hide) {
+      if (!HIDEABLE.includes(h)) throw new TypeError(`hide takes ${HIDEABLE.join(", ")}, not ${JSON.stringify(h)}`);
+    }
+    this.element = element;
+    this.server = String(o.server || DEFAULT_SERVER).replace(/\/+$/, "");
+    this.options = o;
+    this.timeout = Number(o.timeout) > 0 ? Number(o.timeout) : undefined;
+    this.requestId = null;
+    this.running = null;
+
+    const code = o.code !== undefined ? String(o.code) : dedent(element.textContent || "");
+    element.textContent = "";
+    const root = element.attachShadow({ mode: "open" });
+    adoptStyles(root);
+    const cell = el("div", "sc");
+    cell.setAttribute("part", "cell");
+    cell.setAttribute("role", "group");
+    cell.setAttribute("aria-label", "Python cell");
+    const editorBox = el("div", "sc-editor");
+    this.runButton = button("sc-run", o.evalButtonText || "Run", "Run the code (Shift+Enter)");
+    this.runButton.setAttribute("aria-keyshortcuts", "Shift+Enter");
+    this.stopButton = button("sc-stop sc-hidden", "Stop", "Stop the running cell");
+    this.shareButton = button("sc-share-button", "Share", "Make a link to this code");
+    this.status = el("span", "sc-status");
+    this.status.setAttribute("role", "status");
+    this.shareBox = el("div", "sc-share sc-hidden");
+    const bar = el("div", "sc-bar");
+    bar.append(this.runButton, this.stopButton, this.shareButton, this.status);
+    cell.append(editorBox, bar, this.shareBox);
+    root.append(cell);
+    this.root = root;
+    this.hidden = hide;
+
+    const outputArea = el("div", "sc-output");
+    const filesArea = el("div", "sc-files");
+    const outside = typeof o.outputLocation === "string" ? document.querySelector(o.outputLocation) : o.outputLocation;
+    if (outside) {
+      const outRoot = outside.shadowRoot || outside.attachShadow({ mode: "open" });
+      adoptStyles(outRoot);
+      const box = el("div", "sc");
+      box.append(outputArea, filesArea);
+      outRoot.append(box);
+    } else {
+      cell.append(outputArea, filesArea);
+    }
+    this.output = new Output(outputArea, filesArea, this.server);
+    if (hide.has("editor")) editorBox.classList.add("sc-hidden");
+    if (hide.has("evalButton")) this.runButton.classList.add("sc-hidden");
+    if (hide.has("permalink")) this.shareButton.classList.add("sc-hidden");
+    if (hide.has("status")) this.status.classList.add("sc-hidden");
+    if (hide.has("output")) outputArea.classList.add("sc-hidden");
+    if (hide.has("files")) filesArea.classList.add("sc-hidden");
+
+    this.editor = createEditor(editorKind, editorBox, root, code, () => this.run());
+    this.runButton.addEventListener("click", () => this.run());
+    this.stopButton.addEventListener("click", () => this.stop());
+    this.shareButton.addEventListener("click", () => this.share().catch(() => {}));
+    SingleCellBlock._cells.add(element);
+    if (o.autoeval) this.run();
+  }
+
+  getCode() { return this.editor.getCode(); }
+
+  setCode(code) { this.editor.setCode(String(code)); }
+
+  /** Run the code; resolves to {id, status, seconds, error} when the cell has ended. */
+  run() {
+    if (!this.running) this.running = this._run().finally(() => { this.running = null; });
+    return this.running;
+  }
+
+  /** Stop the running cell (it ends "aborted"); does nothing when none runs. */
+  async stop() {
+    if (!this.running) return;
+    this.stopAsked = true;
+    this.stopButton.disabled = true;
+    this._setStatus("Stopping…", "running");
+    if (this.requestId) await this._sendStop(this.requestId);
+  }
+
+  /** Save the code as a permalink; resolves to {id, url} and shows the link. */
+  async share() {
+    this.shareButton.disabled = true;
+    try {
+      const answer = await this._json(await fetch(`${this.server}/permalink`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ code: this.getCode() }),
+      }));
+      this._showLink(answer.url);
+      this._emit("shared", { id: answer.id, url: answer.url });
+      return { id: answer.id, url: answer.url };
+    } catch (error) {
+      this.shareBox.replaceChildren(el("span", "sc-stderr", `Could not make a link: ${error.message}`));
+      this.shareBox.classList.remove("sc-hidden");
+      throw error;
+    } finally {
+      this.shareButton.disabled = false;
+    }
+  }
+
+  // -- running ------------------------------------------------------------------------
+
+  async _run() {
+    const code = this.getCode();
+    this.output.clear();
+    this.requestId = null;
+    this.stopAsked = false;
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
+    this.runButton.disabled = true;
+    this.stopButton.disabled = false;
+    if (!this.hidden.has("stop")) this.stopButton.classList.remove("sc-hidden");
+    this._setStatus("Running… 0.0 s", "running");
+    this.ticker = setInterval(() => {
+      if (!this.reconnecting && !this.stopAsked) this._setStatus(`Running… ${seconds().toFixed(1)} s`, "running");
+    }, 100);
+    let result;
+    try {
+      const accepted = await this._submit(code);
+      this.requestId = accepted.id;
+      this._emit("started", { id: accepted.id });
+      if (this.stopAsked) await this._sendStop(accepted.id);
+      const status = await this._follow(accepted.id);
+      result = { id: accepted.id, status, seconds: seconds() };
+      this._setStatus(this._describe(status, seconds()), status);
+    } catch (error) {
+      result = { id: this.requestId, status: "failed", seconds: seconds(), error: error.message };
+      this._setStatus(`Failed: ${error.message}`, "failed");
+    } finally {
+      clearInterval(this.ticker);
+      this.reconnecting = false;
+      this.runButton.disabled = false;
+      this.stopButton.classList.add("sc-hidden");
+    }
+    this._emit("done", result);
+    return result;
+  }
+
+  _describe(status, s) {
+    const t = `${s.toFixed(2)} s`;
+    if (status === "done") return `Done in ${t}`;
+    if (status === "error") return `Error after ${t}`;
+    if (status === "timeout") return `Timed out after ${t}`;
+    if (status === "aborted") return this.stopAsked ? `Stopped after ${t}` : `Aborted after ${t}`;
+    if (status === "lost") return "Lost: the server lost this cell; run it again";
+    return `${status} after ${t}`;
+  }
+
+  async _submit(code) {
+    const body = { code };
+    if (this.timeout) body.timeout = this.timeout;
+    for (let attempt = 0; ; attempt++) {
+      let response;
+      try {
+        response = await fetch(`${this.server}/execute`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(body),
+        });
+      } catch (error) {
+        // not retried: the server may have queued it, and a cell must not run twice
+        throw new Error(`could not reach ${this.server} (${error.message})`);
+      }
+      if (response.status === 503 && attempt < SUBMIT_RETRIES) {
+        const wait = Math.min(Math.max(Number(response.headers.get("Retry-After")) || 1, 1), 30);
+        this._setStatus(`The server is busy; trying again in ${wait} s`, "running");
+        await sleep(wait * 1000);
+        continue;
+      }
+      return this._json(response);
+    }
+  }
+
+  async _json(response) {
+    let answer;
+    try {
+      answer = await response.json();
+    } catch {
+      throw new ClientError(`the server answered ${response.status} without JSON`);
+    }
+    if (!response.ok) {
+      throw new ClientError(answer && answer.error ? answer.error.message : `HTTP ${response.status}`);
+    }
+    return answer;
+  }
+
+  /** Long-poll the output; a dropped connection resumes after the last seq shown. */
+  async _follow(id) {
+    let after = 0;
+    let failures = 0;
+    for (;;) {
+      let page;
+      try {
+        const response = await fetch(`${this.server}/output/${id}?after=${after}&wait=${POLL_WAIT}`, { cache: "no-store" });
+        if (response.status >= 500) throw new Error(`HTTP ${response.status}`);
+        page = await this._json(response);
+      } catch (error) {
+        if (error instanceof ClientError && !/without JSON/.test(error.message)) throw error;
+        failures += 1;
+        this.reconnecting = true;
+        const wait = Math.min(250 * 2 ** failures, 5000);
+        this._setStatus(`Connection lost; reconnecting in ${(wait / 1000).toFixed(1)} s…`, "running");
+        await sleep(wait);
+        continue;
+      }
+      failures = 0;
+      this.reconnecting = false;
+      for (const { seq, msg } of page.messages) {
+        if (seq <= after) continue; // never show a message twice
+        this.output.add(msg);
+        after = seq;
+        this._emit("output", { seq, msg });
+      }
+      if (page.done) return page.status;
+    }
+  }
+
+  async _sendStop(id) {
+    try {
+      await this._json(await fetch(`${this.server}/stop/${id}`, { method: "POST" }));
+    } catch (error) {
+      this._setStatus(`Could not stop the cell: ${error.message}`, "running");
+      this.stopButton.disabled = false;
+    }
+  }
+
+  // -- the rest -----------------------------------------------------------------------
+
+  _setStatus(text, state) {
+    this.status.textContent = text;
+    this.status.setAttribute("data-state", state);
+  }
+
+  _showLink(url) {
+    const input = el("input");
+    input.type = "text";
+    input.readOnly = true;
+    input.value = url;
+    input.setAttribute("aria-label", "link to this code");
+    const copy = button("sc-copy", "Copy", "Copy the link");
+    copy.addEventListener("click", async () => {
+      input.select();
+      try {
+        await navigator.clipboard.writeText(url);
+      } catch {
+        document.execCommand("copy"); // http pages have no clipboard API
+      }
+      copy.textContent = "Copied";
+    });
+    const open = el("a", null, "Open");
+    open.href = url;
+    open.target = "_blank";
+    open.rel = "noopener";
+    this.shareBox.replaceChildren(input, copy, open);
+    this.shareBox.classList.remove("sc-hidden");
+  }
+
+  _emit(name, detail) {
+    const callback = this.options[`on${name[0].toUpperCase()}${name.slice(1)}`];
+    if (typeof callback === "function") {
+      try {
+        if (name === "output") callback(detail.msg, detail.seq);
+        else callback(detail);
+      } catch (error) {
+        setTimeout(() => { throw error; }); // the page's bug: report it, do not break the cell
+      }
+    }
+    this.element.dispatchEvent(new CustomEvent(`singlecell:${name}`, { detail, bubbles: true }));
+  }
+
+  static _replaceScript(script) {
+    const div = document.createElement("div");
+    div.className = script.className;
+    for (const { name, value } of script.attributes) if (name.startsWith("data-")) div.setAttribute(name, value);
+    if (script.id) div.id = script.id;
+    div.textContent = script.textContent;
+    script.replaceWith(div);
+    return div;
+  }
+
+  /** Make a cell of every .singlecell element under `root` not yet made one; returns the new cells. */
+  static init(root = document) {
+    const made = [];
+    for (const element of root.querySelectorAll(".singlecell")) {
+      if (SingleCellBlock._cells.has(element)) continue;
+      if (element.localName === "script" && element.type !== "text/x-python") continue;
+      made.push(new SingleCellBlock(element));
+    }
+    return made;
+  }
+}
+
+SingleCellBlock.version = VERSION;
+SingleCellBlock.defaultServer = DEFAULT_SERVER;
+SingleCellBlock._cells = new WeakSet();
+
+window.SingleCellBlock = SingleCellBlock;
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => SingleCellBlock.init());
+else SingleCellBlock.init();
