@@ -48,6 +48,12 @@ class Client:
             self._conn = kind(self.netloc, timeout=self.timeout)
         return self._conn
 
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
