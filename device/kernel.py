@@ -304,7 +304,7 @@ def make_shell(preload: list[str]) -> InteractiveShell:
         __import__(module)
     config = TraitletsConfig()
     config.HistoryManager.enabled = False
-    config.InteractiveShell.colors = "Linux"
+    config.InteractiveShell.colors = "LightBG"  # tracebacks are shown on light pages (static/), mostly
     config.InteractiveShell.xmode = "Context"
     shell = KernelShell.instance(config=config)
     if "matplotlib" in preload:

@@ -26,7 +26,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     that ran during it."""
     outcome: Any = yield
     report = outcome.get_result()
-    if not report.failed or not servers.STARTED or not {"e2e", "security"} & set(item.path.parts):
+    if not report.failed or not servers.STARTED or not {"e2e", "security", "browser"} & set(item.path.parts):
         return
     start = item.stash.get(_STARTED_AT, 0.0)
     for server in servers.active_between(start, time.monotonic()):

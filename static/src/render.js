@@ -11,16 +11,18 @@ export const MIME_ORDER = [
 ];
 const MAX_FRAME_HEIGHT = 4000; // px; taller output scrolls inside its frame
 
-const frames = new WeakMap(); // a frame's window → the iframe element
+const liveFrames = new Set(); // every output frame shown, to match a message to its sender
 let listening = false;
 
 function listen() {
   if (listening) return;
   listening = true;
   window.addEventListener("message", (event) => {
-    const frame = frames.get(event.source);
     const data = event.data;
-    if (!frame || !data || data.singlecell !== "size") return;
+    if (!data || data.singlecell !== "size") return;
+    let frame = null;
+    for (const f of liveFrames) if (f.contentWindow === event.source) frame = f;
+    if (!frame) return;
     const height = Number(data.height);
     if (Number.isFinite(height)) {
       frame.style.height = `${Math.min(Math.max(height, 4), MAX_FRAME_HEIGHT)}px`;
@@ -114,6 +116,7 @@ export class Output {
   }
 
   clear() {
+    if (this.area.firstChild) this.track(null, this.area);
     this.area.replaceChildren();
     this.filesArea.replaceChildren();
     this.lastStream = null;
@@ -122,8 +125,16 @@ export class Output {
     this.clearPending = false;
   }
 
+  /** Frames in `node` start reporting their size; those of `old` (replaced or cleared) stop. */
+  track(node, old) {
+    for (const f of old ? old.querySelectorAll("iframe") : []) liveFrames.delete(f);
+    for (const f of node ? node.querySelectorAll("iframe") : []) liveFrames.add(f);
+  }
+
   append(node) {
+    this.track(node);
     if (this.clearPending) {
+      this.track(null, this.area);
       this.area.replaceChildren();
       this.clearPending = false;
     }
@@ -139,7 +150,7 @@ export class Output {
     else if (type === "update_display_data") this.update(c);
     else if (type === "clear_output") {
       if (c.wait) this.clearPending = true;
-      else { this.area.replaceChildren(); this.lastStream = null; }
+      else { this.track(null, this.area); this.area.replaceChildren(); this.lastStream = null; }
     } else if (type === "error") this.error(c);
     else if (type === "extension" && c.msg_type === "files") this.files(c.content.files || []);
     else if (type === "extension" && c.msg_type === "limit") this.limit(c.content || {});
@@ -175,6 +186,7 @@ export class Output {
       const node = renderBundle(content.data || {}, content.metadata || {}, this.server);
       if (!node) continue;
       node.setAttribute("data-display-id", id);
+      this.track(node, old);
       old.replaceWith(node);
       const list = this.displays.get(id);
       list[list.indexOf(old)] = node;
