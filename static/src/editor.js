@@ -3,6 +3,7 @@
 import { EditorView, basicSetup } from "codemirror";
 import { indentWithTab } from "@codemirror/commands";
 import { python } from "@codemirror/lang-python";
+import { indentUnit } from "@codemirror/language";
 import { EditorState, Prec } from "@codemirror/state";
 import { keymap } from "@codemirror/view";
 
@@ -17,6 +18,7 @@ function codemirror(parent, root, code, onRun, readonly) {
       extensions: [
         basicSetup,
         python(),
+        indentUnit.of("    "), // PEP 8
         // Tab indents; Escape then Tab leaves the editor, so the keyboard is never trapped
         keymap.of([indentWithTab]),
         Prec.highest(keymap.of([{ key: "Shift-Enter", run: () => { onRun(); return true; } }])),

@@ -149,3 +149,9 @@ def run_and_wait(page: Any, selector: str, timeout: float = 30_000) -> dict[str,
     page.locator(selector).locator("button.sc-run").click()
     page.wait_for_function("(selector) => document.querySelector(selector).scDone", arg=selector, timeout=timeout)
     return page.evaluate("(selector) => document.querySelector(selector).scDone", selector)  # type: ignore[no-any-return]
+
+
+def editor_code(page: Any, selector: str) -> str:
+    """The code in a cell's CodeMirror editor, line by line as the editor holds it."""
+    return page.locator(selector).locator(".cm-content").evaluate(  # type: ignore[no-any-return]
+        "(content) => [...content.querySelectorAll('.cm-line')].map((l) => l.textContent).join('\\n')")

@@ -6,7 +6,7 @@ import html
 import re
 from typing import Any
 
-from tests.browser.conftest import HostSite, Watched, run_and_wait, screenshot
+from tests.browser.conftest import HostSite, Watched, editor_code, run_and_wait, screenshot
 from tests.servers import Server
 
 
@@ -75,7 +75,7 @@ def test_two_cells_on_another_origin_show_every_kind_of_output(
     }""")
     assert added == ["SingleCellBlock"]
     a, b = page.locator("#a"), page.locator("#b")
-    assert a.locator(".cm-content").inner_text().startswith("import sys")  # the script became a CodeMirror cell
+    assert editor_code(page, "#a") == RICH.strip("\n")  # the script became a CodeMirror cell
     for element in (a, b):
         element.locator("button.sc-run").click()
     page.wait_for_function("""() => ["#a", "#b"].every((s) =>
