@@ -38,7 +38,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy", "jupyter-kernel-test"],
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy", "jupyter-kernel-test", "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["singlecell = singlecell.cli:main"]},
 )

@@ -1,4 +1,4 @@
-/* singlecell 49dabd02e3b7e8a7364a345131c60152ba75bc8d6e8e3ac1b1b93aaf02a21d1d: built from static/src by `npm run build`; do not edit */
+/* singlecell 3de0d85afeceea68b217c608f5d6898ff7713aba912bb5dcbedd9ce13fdcc434: built from static/src by `npm run build`; do not edit */
 (()=>{var Lr=`/* The cell's own styles, inside its shadow root: nothing here reaches the host page, and
    \`all: initial\` on the root stops the host's inherited styles (font, colour, \u2026) coming in. */
 .sc {

@@ -42,3 +42,23 @@ const version = JSON.parse(readFileSync(join(mathjax, "package.json"), "utf8")).
 copyFileSync(join(mathjax, "es5/tex-svg-full.js"), join(top, "static/mathjax/tex-svg-full.js"));
 copyFileSync(join(mathjax, "LICENSE"), join(top, "static/mathjax/LICENSE"));
 writeFileSync(join(top, "static/mathjax/VERSION"), `${version}\n`);
+
+// The licences of everything bundled (all MIT or Apache-2.0), served beside the bundles
+const notices = [];
+const packages = [];
+for (const name of readdirSync(join(top, "node_modules")).sort()) {
+  if (name.startsWith(".") || name.includes("esbuild")) continue;
+  const dirs = name.startsWith("@")
+    ? readdirSync(join(top, "node_modules", name)).sort().map((sub) => `${name}/${sub}`)
+    : [name];
+  packages.push(...dirs);
+}
+for (const name of packages) {
+  const dir = join(top, "node_modules", name);
+  const licence = readdirSync(dir).find((f) => /^licen[cs]e/i.test(f));
+  if (!licence) continue;
+  const { version } = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
+  notices.push(`== ${name} ${version} ==\n\n${readFileSync(join(dir, licence), "utf8").trim()}\n`);
+}
+writeFileSync(join(top, "static/THIRD-PARTY-NOTICES.txt"),
+  `Third-party code in static/ (singlecell.js, singlecell-frame.js, mathjax/)\n\n${notices.join("\n")}`);

@@ -135,9 +135,19 @@ def wait_for(kc: BlockingKernelClient, msg_id: str, msg_type: str) -> dict[str, 
     raise AssertionError(f"no {msg_type} for {msg_id}")
 
 
+def shell_reply(kc: BlockingKernelClient, msg_id: str) -> dict[str, Any]:
+    """The reply to ``msg_id``, passing over replies to earlier requests (jupyter_client 8.10's
+    start_new_kernel can leave one of its kernel_info replies behind)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        msg: dict[str, Any] = kc.get_shell_msg(timeout=TIMEOUT)
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return msg
+    raise AssertionError(f"no reply to {msg_id}")
+
+
 def test_kernel_info_describes_python_and_the_sandbox(kc: BlockingKernelClient) -> None:
-    kc.kernel_info()
-    info = kc.get_shell_msg(timeout=TIMEOUT)["content"]
+    info = shell_reply(kc, kc.kernel_info())["content"]
     assert info["status"] == "ok"
     assert info["protocol_version"] == "5.3"
     assert info["implementation"] == "singlecell"
@@ -151,8 +161,7 @@ def test_kernel_info_describes_python_and_the_sandbox(kc: BlockingKernelClient) 
 
 
 def test_comm_info_lists_no_comms(kc: BlockingKernelClient) -> None:
-    kc.comm_info()
-    assert kc.get_shell_msg(timeout=TIMEOUT)["content"] == {"status": "ok", "comms": {}}
+    assert shell_reply(kc, kc.comm_info())["content"] == {"status": "ok", "comms": {}}
 
 
 def test_cells_share_one_namespace_and_the_count_goes_up(kc: BlockingKernelClient) -> None:
