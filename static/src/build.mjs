@@ -21,7 +21,10 @@ export function sourceHash() {
   return hash.digest("hex");
 }
 
-const banner = `/* singlecell ${sourceHash()}: built from static/src by \`npm run build\`; do not edit */`;
+const hash = sourceHash();
+const mathjax = join(top, "node_modules/mathjax");
+const version = JSON.parse(readFileSync(join(mathjax, "package.json"), "utf8")).version;
+const banner = `/* singlecell ${hash}: built from static/src by \`npm run build\`; do not edit */`;
 const common = {
   bundle: true,
   minify: true,
@@ -30,15 +33,14 @@ const common = {
   legalComments: "eof",
   loader: { ".css": "text" },
   banner: { js: banner },
+  define: { __BUILD__: JSON.stringify(hash.slice(0, 16)), __MATHJAX_VERSION__: JSON.stringify(version) },
   logLevel: "info",
 };
 await esbuild.build({ ...common, entryPoints: [join(src, "singlecell.js")], outfile: join(top, "static/singlecell.js") });
 await esbuild.build({ ...common, entryPoints: [join(src, "frame.js")], outfile: join(top, "static/singlecell-frame.js") });
 
 // MathJax, served by us: one file with every TeX extension, so nothing loads from elsewhere
-const mathjax = join(top, "node_modules/mathjax");
 mkdirSync(join(top, "static/mathjax"), { recursive: true });
-const version = JSON.parse(readFileSync(join(mathjax, "package.json"), "utf8")).version;
 copyFileSync(join(mathjax, "es5/tex-svg-full.js"), join(top, "static/mathjax/tex-svg-full.js"));
 copyFileSync(join(mathjax, "LICENSE"), join(top, "static/mathjax/LICENSE"));
 writeFileSync(join(top, "static/mathjax/VERSION"), `${version}\n`);

@@ -41,9 +41,13 @@ function el(tag, cls, text) {
 const attr = (s) => String(s).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
 const asText = (value) => (Array.isArray(value) ? value.join("") : String(value));
 
+// set by the build: with ?v=, the server lets browsers cache these for good
+const FRAME_RUNTIME = `/static/singlecell-frame.js?v=${__BUILD__}`;
+const MATHJAX = `/static/mathjax/tex-svg-full.js?v=${__MATHJAX_VERSION__}`;
+
 function frameDocument(kind, payload, server) {
-  const runtime = `<script src="${attr(`${server}/static/singlecell-frame.js`)}" data-kind="${kind}" ` +
-    `data-mathjax="${attr(`${server}/static/mathjax/tex-svg-full.js`)}"></script>`;
+  const runtime = `<script src="${attr(server + FRAME_RUNTIME)}" data-kind="${kind}" ` +
+    `data-mathjax="${attr(server + MATHJAX)}"></script>`;
   const head = `<!doctype html><html><head><meta charset="utf-8"><base target="_blank"><style>${FRAME_CSS}</style>`;
   if (kind === "html") return `${head}${runtime}</head><body>${payload}</body></html>`;
   if (kind === "javascript") {
