@@ -83,6 +83,8 @@ class Device:
         }
         self._wake = asyncio.Event()
         self._stops: dict[str, asyncio.Future[None]] = {}  # resolved when a client asks to stop the request
+        self._stops_due = False  # a wake-up said a stop was asked
+        self._next_stop_check = 0.0  # loop time by which stop requests are read anyway
         self._stopping = False
         self._background: list[asyncio.Task[None]] = []
 
@@ -93,11 +95,18 @@ class Device:
         is empty and every claimed request has finished (for tests and one-shot runs)."""
         if self.wakeups is not None:
             self.wakeups.on_queued = self._wake.set
+            self.wakeups.on_stop = self._stop_wake
         self._background = [asyncio.ensure_future(self._keep_leases())]
+        loop = asyncio.get_running_loop()
         try:
             while not self._stopping:
                 self._wake.clear()
-                self._stop_asked()
+                # stop requests are read when a wake-up says there is one, and at least once a
+                # poll interval (wake-ups can be lost, and a busy loop may never time out)
+                if self._stops_due or loop.time() >= self._next_stop_check:
+                    self._stops_due = False
+                    self._next_stop_check = loop.time() + self.config.poll_interval
+                    self._stop_asked()
                 claimed = self._claim()
                 if burst and not claimed and not self.running:
                     return
@@ -117,6 +126,10 @@ class Device:
             self.running[record.id] = task
             task.add_done_callback(functools.partial(self._done, record.id))
         return len(records)
+
+    def _stop_wake(self) -> None:
+        self._stops_due = True
+        self._wake.set()
 
     def _stop_asked(self) -> None:
         """Stop the running cells a client asked to stop (``POST /stop``): each ends ``aborted``."""

@@ -30,7 +30,8 @@ from singlecell.client import Client  # noqa: E402
 
 RUN_CLICK = """async (code) => {
     const cell = document.querySelector("#cell");
-    const done = new Promise((resolve) => cell.addEventListener("singlecell:done", (e) => resolve(e.detail), {once: true}));
+    const done = new Promise((resolve) =>
+        cell.addEventListener("singlecell:done", (e) => resolve(e.detail), {once: true}));
     window.scBenchCell.setCode(code);
     const start = performance.now();
     cell.shadowRoot.querySelector("button.sc-run").click();

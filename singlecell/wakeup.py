@@ -1,9 +1,9 @@
 """Wake-ups between the web tier and the devices, so neither polls the store on a timer.
 
-The web tier tells devices "a request is queued"; a device tells web processes "request X has
-new messages or a new status". A wake-up carries no data that matters: the store stays the
-truth, a lost wake-up only costs one fallback poll (``poll_interval``), and a process may
-receive wake-ups meant for others.
+The web tier tells devices "a request is queued" or "a client asked to stop a request"; a device
+tells web processes "request X has new messages or a new status". A wake-up carries no data that
+matters: the store stays the truth, a lost wake-up only costs one fallback poll
+(``poll_interval``), and a process may receive wake-ups meant for others.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Wakeups(ABC):
 
     def __init__(self) -> None:
         self.on_queued: Callable[[], None] | None = None
+        self.on_stop: Callable[[], None] | None = None
         self.on_progress: Callable[[str], None] | None = None
 
     @abstractmethod
@@ -38,6 +39,10 @@ class Wakeups(ABC):
     @abstractmethod
     def queued(self) -> None:
         """Tell the devices that a request was queued (after its transaction committed)."""
+
+    @abstractmethod
+    def stop_requested(self) -> None:
+        """Tell the devices that a client asked to stop a running request (after it was stored)."""
 
     @abstractmethod
     def progressed(self, request_ids: Iterable[str]) -> None:
@@ -96,8 +101,9 @@ class HostWakeups(Wakeups):
         while True:
             frames = await sock.recv_multipart()
             if self.role == "device":
-                if self.on_queued is not None:
-                    self.on_queued()
+                callback = self.on_stop if frames[0] == b"s" else self.on_queued
+                if callback is not None:
+                    callback()
             elif self.on_progress is not None:
                 for request_id in frames[0].decode("ascii", "replace").split():
                     self.on_progress(request_id)
@@ -111,6 +117,10 @@ class HostWakeups(Wakeups):
     def queued(self) -> None:
         if self.role == "web":
             self._post(b"q")
+
+    def stop_requested(self) -> None:
+        if self.role == "web":
+            self._post(b"s")
 
     def progressed(self, request_ids: Iterable[str]) -> None:
         if self.role == "device":

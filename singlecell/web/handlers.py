@@ -425,7 +425,7 @@ class StopHandler(BaseHandler):
                     protocol.message("status", {"execution_state": "idle"}, record.message)]
         status = self.services.store.request_stop(request_id, messages)
         if status is Status.RUNNING and self.services.wakeups is not None:
-            self.services.wakeups.queued()  # a device reads stop requests when woken
+            self.services.wakeups.stop_requested()
         elif status is Status.ABORTED:
             self.services.waiters.notify(request_id)
         self.send_json({"id": request_id, "status": (status or record.status).value}, status=202)

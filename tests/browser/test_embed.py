@@ -341,6 +341,12 @@ def test_options_events_and_a_cell_made_from_code(watched: Watched, server: Serv
     plain.locator("textarea").fill("print('typed')")
     plain.locator("textarea").press("Shift+Enter")
     plain.locator(".sc-stdout", has_text="typed").wait_for()
+    # cells added later are made by init(), once
+    made = page.evaluate("""() => { const div = document.createElement("div");
+        div.className = "singlecell"; div.id = "late"; div.textContent = "print('late')";
+        document.body.append(div); return [SingleCellBlock.init().length, SingleCellBlock.init().length]; }""")
+    assert made == [1, 0]
+    assert run_and_wait(page, "#late")["status"] == "done"
     # bad options fail loudly, saying what to fix
     message = page.evaluate("""() => { try { new SingleCellBlock(document.body.appendChild(
         document.createElement("div")), {editor: "vim"}); } catch (e) { return e.message; } }""")
