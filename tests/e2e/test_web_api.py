@@ -178,3 +178,21 @@ def test_a_bad_cors_setting_is_refused_at_start(start_server: Callable[..., Serv
     server = start_server("web", "--cors-origins", "https://example.org/path", ready=False)
     assert server.proc is not None and server.proc.wait(timeout=30) != 0
     assert "cors_origins takes" in server.log_text()
+
+
+def test_stop_reaches_a_device_that_gets_no_wake_ups(start_server: Callable[..., Server], tmp_path: Any) -> None:
+    """Web and device share the store but not a data dir, so no wake-up passes between them:
+    the device still reads stop requests by itself, within its poll interval."""
+    store = f"sqlite:///{tmp_path / 'shared.db'}"
+    files = f"sqlite:///{tmp_path / 'files.db'}"
+    web = start_server("web", "--db", store, "--files", files)
+    start_server("device", "--db", store, "--files", files)
+    with web.client() as client:
+        request_id = client.execute("import time\nprint('started', flush=True)\ntime.sleep(60)")
+        read_until(client, request_id, lambda items: "started" in texts(items), timeout=30)
+        asked = time.monotonic()
+        assert post(client, f"/stop/{request_id}")[2]["status"] == "running"
+        page = wait_done(client, request_id)
+        assert page["status"] == "aborted"
+        assert time.monotonic() - asked < 5.0  # the poll interval is 0.5 s; the cell would sleep 60
+        assert "CellStopped" in json.dumps(page["messages"])
