@@ -32,6 +32,7 @@ setup(
         "tornado>=6.3",
         "pyzmq>=25",
         "sqlalchemy>=2.0",
+        "psycopg[binary]>=3.1",  # PostgreSQL stores (postgresql://…)
         "jupyter_client>=8",
         "ipython>=8",
         "numpy",

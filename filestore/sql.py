@@ -1,5 +1,5 @@
-"""A FileStore keeping the bytes in one SQL table (SQLAlchemy Core): ``sqlite:///…`` now,
-``postgresql://…`` with no change here once a driver is installed."""
+"""A FileStore keeping the bytes in one SQL table (SQLAlchemy Core): ``sqlite:///…`` or
+``postgresql://…`` (through psycopg 3)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,10 @@ class SqlFileStore(FileStore):
 
     def __init__(self, url: str) -> None:
         self.url = make_url(url)
-        self._engine = create_engine(self.url)  # connects lazily: nothing touches the DB here
+        if self.url.drivername == "postgresql":  # psycopg 3, not SQLAlchemy's default psycopg2
+            self.url = self.url.set(drivername="postgresql+psycopg")
+        # connects lazily: nothing touches the DB here; pre-ping replaces connections PostgreSQL dropped
+        self._engine = create_engine(self.url, pool_pre_ping=self.url.get_backend_name() != "sqlite")
         dialect = self._engine.dialect.name
         if dialect not in _UPSERT_INSERTS:
             raise UnknownFileStore(

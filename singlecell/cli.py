@@ -51,11 +51,11 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
     import tornado.httpserver
 
-    from singlecell.wakeup import HostWakeups
+    from singlecell.wakeup import open_wakeups
     from singlecell.web.app import expire_leases_forever, make_app
 
     store, files = _open_storage(config)
-    wakeups = HostWakeups(str(config.data_path), "web")
+    wakeups = open_wakeups(config.store_url, str(config.data_path), "web")
     await wakeups.start()
     app = make_app(config, store, files, wakeups)
     # tornado's own limit sits above the handlers' (which answer 413 with a reason), so it only
@@ -92,7 +92,7 @@ async def run_device(config: Config, stop: asyncio.Event) -> None:
     from device.sandbox.base import LayerStatus
     from device.sandbox.registry import layer_settings, report, require
     from device.workspace import enter_private_mounts
-    from singlecell.wakeup import HostWakeups
+    from singlecell.wakeup import open_wakeups
 
     # first, while this process has one thread: kernels' tmpfs folders then vanish with us
     own_mounts = enter_private_mounts()
@@ -104,7 +104,7 @@ async def run_device(config: Config, stop: asyncio.Event) -> None:
                       preload=config.preload_modules,
                       layers=layer_settings(config, str(work_root.absolute())),
                       output_limit=config.output_limit, own_mounts=own_mounts)
-    wakeups = HostWakeups(str(config.data_path), "device")
+    wakeups = open_wakeups(config.store_url, str(config.data_path), "device")
     try:
         await pool.start()
         statuses = report(config, [LayerStatus(*status) for status in pool.layer_report])

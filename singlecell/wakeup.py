@@ -14,9 +14,13 @@ import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import zmq
 import zmq.asyncio
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +138,134 @@ class HostWakeups(Wakeups):
         for sock in self._sockets:
             sock.close(linger=0)
         self._sockets.clear()
+
+
+class PostgresWakeups(Wakeups):
+    """Processes sharing a PostgreSQL store, on any number of hosts: LISTEN/NOTIFY.
+
+    Devices listen on ``singlecell_work`` (payload ``q``: a request was queued; ``s``: a stop
+    was asked); web processes on ``singlecell_progress`` (payload: request ids, space-separated).
+    One connection listens; sends are queued and go out through a second one, coalesced (one
+    ``q`` for any number of queued requests, ids packed up to PostgreSQL's payload limit). A
+    dropped connection is made again with back-off; meanwhile the fallback poll covers.
+    """
+
+    WORK, PROGRESS = "singlecell_work", "singlecell_progress"
+    MAX_PAYLOAD = 7900  # bytes; PostgreSQL's limit is 8000
+
+    def __init__(self, url: str, role: str) -> None:
+        super().__init__()
+        if role not in ("device", "web"):
+            raise ValueError(f"role must be 'device' or 'web', not {role!r}")
+        import sqlalchemy as sa
+
+        # libpq's own URL form: no SQLAlchemy driver name
+        self.conninfo = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.role = role
+        self._outbox: list[tuple[str, str]] = []
+        self._pending = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.listening = asyncio.Event()  # set while the LISTEN connection is up (for tests)
+
+    async def start(self) -> None:
+        listen = self.WORK if self.role == "device" else self.PROGRESS
+        self._tasks = [asyncio.ensure_future(self._listen(listen)), asyncio.ensure_future(self._send())]
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        import psycopg  # only a PostgreSQL deployment needs it
+
+        return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+
+    async def _listen(self, channel: str) -> None:
+        import psycopg
+
+        backoff = 0.25
+        while True:
+            try:
+                async with await self._connect() as conn:
+                    await conn.execute(f"LISTEN {channel}")
+                    self.listening.set()
+                    backoff = 0.25
+                    async for notice in conn.notifies():
+                        self._dispatch(notice.payload)
+            except (psycopg.Error, OSError) as exc:
+                self.listening.clear()
+                log.warning("wake-ups: listening lost (%s); polling until it is back", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _dispatch(self, payload: str) -> None:
+        if self.role == "device":
+            callback = self.on_stop if payload == "s" else self.on_queued
+            if callback is not None:
+                callback()
+        elif self.on_progress is not None:
+            for request_id in payload.split():
+                self.on_progress(request_id)
+
+    async def _send(self) -> None:
+        import psycopg
+
+        conn: psycopg.AsyncConnection[Any] | None = None
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            batch, self._outbox = self._outbox, []
+            try:
+                if conn is None:
+                    conn = await self._connect()
+                for channel, payload in _coalesce(batch, self.MAX_PAYLOAD):
+                    await conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+            except (psycopg.Error, OSError) as exc:
+                log.warning("wake-ups: sending failed (%s); the others will poll", exc)
+                if conn is not None:
+                    with contextlib.suppress(psycopg.Error, OSError):
+                        await conn.close()
+                conn = None
+                await asyncio.sleep(0.5)
+
+    def _post(self, channel: str, payload: str) -> None:
+        self._outbox.append((channel, payload))
+        self._pending.set()
+
+    def queued(self) -> None:
+        if self.role == "web":
+            self._post(self.WORK, "q")
+
+    def stop_requested(self) -> None:
+        if self.role == "web":
+            self._post(self.WORK, "s")
+
+    def progressed(self, request_ids: Iterable[str]) -> None:
+        if self.role == "device":
+            ids = " ".join(request_ids)
+            if ids:
+                self._post(self.PROGRESS, ids)
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+
+
+def _coalesce(batch: list[tuple[str, str]], limit: int) -> list[tuple[str, str]]:
+    """Fewest notifications saying the same: one per distinct work payload, ids packed by size."""
+    out: list[tuple[str, str]] = []
+    work = dict.fromkeys(p for c, p in batch if c == PostgresWakeups.WORK)
+    out += [(PostgresWakeups.WORK, p) for p in work]
+    packed = ""
+    for request_id in dict.fromkeys(i for c, p in batch if c == PostgresWakeups.PROGRESS for i in p.split()):
+        if packed and len(packed) + 1 + len(request_id) > limit:
+            out.append((PostgresWakeups.PROGRESS, packed))
+            packed = ""
+        packed = f"{packed} {request_id}" if packed else request_id
+    if packed:
+        out.append((PostgresWakeups.PROGRESS, packed))
+    return out
+
+
+def open_wakeups(store_url: str, data_dir: str, role: str) -> Wakeups:
+    """LISTEN/NOTIFY for a PostgreSQL store (processes on any hosts); ZeroMQ on this host otherwise."""
+    if store_url.startswith("postgresql"):
+        return PostgresWakeups(store_url, role)
+    return HostWakeups(data_dir, role)

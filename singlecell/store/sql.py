@@ -1,7 +1,7 @@
-"""The SQL store: SQLAlchemy Core on SQLite today, written to take a PostgreSQL URL later.
+"""The SQL store: SQLAlchemy Core on SQLite (one host) or PostgreSQL (any number of hosts).
 
-The queries are portable Core. What differs per database lives in ``_ENGINES`` (how to connect)
-and ``_lock_queue``; a new dialect adds an engine builder there and passes the contract suite.
+The queries are portable Core. What differs per database lives in ``_ENGINES`` (how to connect),
+``_lock_queue`` and ``_insert_new``; both pass the same contract suite.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, Row
 
 from singlecell.errors import DuplicateRequest, QueueFull, UnknownBackend
@@ -31,65 +33,16 @@ from singlecell.store.base import (
     StoredMessage,
     permalink_ids,
 )
+from singlecell.store.schema import (
+    file_table,
+    message_table,
+    migrate,
+    permalink_table,
+    request_table,
+    stop_table,
+)
 
 _QUEUED, _RUNNING, _LOST = Status.QUEUED.value, Status.RUNNING.value, Status.LOST.value
-
-metadata = sa.MetaData()
-
-request_table = sa.Table(
-    "requests",
-    metadata,
-    sa.Column("id", sa.Text, primary_key=True),
-    sa.Column("message", sa.Text, nullable=False),  # the execute_request, JSON
-    sa.Column("status", sa.Text, nullable=False),
-    sa.Column("timeout", sa.Float, nullable=False),
-    sa.Column("inputs", sa.Text, nullable=False),  # JSON {name: base64}
-    sa.Column("client", sa.Text, nullable=False),
-    sa.Column("device", sa.Text),
-    sa.Column("lease_until", sa.Float),
-    sa.Column("created", sa.Float, nullable=False),
-    sa.Column("started", sa.Float),
-    sa.Column("finished", sa.Float),
-    sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
-    sa.Index("requests_claim_order", "status", "created", "id"),  # claim without a sort; count_queued
-    sa.Index("requests_status_lease", "status", "lease_until"),  # expire_leases, renew_lease
-)
-
-message_table = sa.Table(
-    "messages",
-    metadata,
-    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("msg_type", sa.Text, nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
-)
-
-file_table = sa.Table(
-    "files",
-    metadata,
-    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("name", sa.Text, primary_key=True),
-    sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("content_type", sa.Text, nullable=False),
-    sa.Column("location", sa.Text, nullable=False),
-)
-
-# A table of its own rather than a column of requests: an existing database gains it from
-# create_schema, with no migration.
-stop_table = sa.Table(
-    "stops",
-    metadata,
-    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("requested", sa.Float, nullable=False),
-)
-
-permalink_table = sa.Table(
-    "permalinks",
-    metadata,
-    sa.Column("id", sa.Text, primary_key=True),
-    sa.Column("code", sa.Text, nullable=False),
-    sa.Column("created", sa.Float, nullable=False),
-)
 
 _BEGIN = "singlecell_begin"  # execution option: what the SQLite "begin" hook emits ("" = nothing)
 
@@ -129,9 +82,21 @@ def _sqlite_engine(url: sa.URL) -> Engine:
     return engine
 
 
-# SQLAlchemy dialect name → engine builder. PostgreSQL goes here (create_engine with
-# pool_pre_ping=True; nothing else: claim already asks for FOR UPDATE SKIP LOCKED).
-_ENGINES: dict[str, Callable[[sa.URL], Engine]] = {"sqlite": _sqlite_engine}
+def _postgresql_engine(url: sa.URL) -> Engine:
+    """PostgreSQL through psycopg 3 (``postgresql://`` means it, not SQLAlchemy's default psycopg2).
+
+    READ COMMITTED, the default, is enough: claims lock rows (FOR UPDATE SKIP LOCKED), every
+    other write is one UPDATE whose WHERE is re-checked on the locked row, and submits take an
+    advisory lock (``_lock_queue``). pool_pre_ping: a connection the server dropped (a restart,
+    an idle timeout) is replaced instead of failing a request.
+    """
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+
+
+# SQLAlchemy dialect name → engine builder.
+_ENGINES: dict[str, Callable[[sa.URL], Engine]] = {"sqlite": _sqlite_engine, "postgresql": _postgresql_engine}
 
 
 def _dumps(value: Any) -> str:
@@ -232,15 +197,20 @@ _STOP_QUEUED = (
     .values(status=Status.ABORTED.value, finished=_now, last_seq=sa.bindparam("last"))
 )
 _GET_STATUS = sa.select(_req.status).where(_req.id == _rid)
-_STOPPED = sa.select(stop_table.c.request_id).where(stop_table.c.request_id == _rid)
-_INSERT_STOP = stop_table.insert()
+
 _STOPS_FOR = (
     sa.select(_req.id)
     .join(stop_table, stop_table.c.request_id == _req.id)
     .where(_req.status == _RUNNING, _req.device == _dev)
 )
 _GET_PERMALINK = sa.select(permalink_table).where(permalink_table.c.id == sa.bindparam("pid"))
-_INSERT_PERMALINK = permalink_table.insert()
+
+
+def _insert_new(conn: Connection, table: sa.Table, row: dict[str, Any]) -> bool:
+    """Insert ``row`` unless its key exists (another process may insert it at the same time);
+    returns whether this call inserted it. Both dialects spell ON CONFLICT DO NOTHING alike."""
+    insert = (sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert)(table)
+    return bool(conn.execute(insert.values(row).on_conflict_do_nothing()).rowcount)
 _LIST_FILES = sa.select(file_table).where(_file.request_id == _rid).order_by(_file.name)
 _GET_FILE = sa.select(file_table).where(_file.request_id == _rid, _file.name == sa.bindparam("fname"))
 
@@ -290,9 +260,9 @@ class SqlStore(Store):
         self._reader = self._engine.execution_options(**{_BEGIN: ""})
 
     def create_schema(self) -> None:
-        # Inside a write transaction, so processes starting together create the tables once.
+        # Inside a write transaction, so processes starting together migrate once.
         with self._writer.begin() as conn:
-            metadata.create_all(conn)
+            migrate(conn)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -352,8 +322,8 @@ class SqlStore(Store):
                                                     for i, m in enumerate(messages)])
                 return Status.ABORTED
             status = conn.execute(_GET_STATUS, {"rid": request_id}).scalar()
-            if status == _RUNNING and conn.execute(_STOPPED, {"rid": request_id}).first() is None:
-                conn.execute(_INSERT_STOP, {"request_id": request_id, "requested": time.time()})
+            if status == _RUNNING:
+                _insert_new(conn, stop_table, {"request_id": request_id, "requested": time.time()})
         return None if status is None else Status(status)
 
     # -- permalinks ---------------------------------------------------------------------
@@ -361,12 +331,9 @@ class SqlStore(Store):
     def save_permalink(self, code: str) -> Permalink:
         with self._writer.begin() as conn:
             for permalink_id in permalink_ids(code):
-                row = conn.execute(_GET_PERMALINK, {"pid": permalink_id}).first()
-                if row is None:
-                    permalink = Permalink(permalink_id, code, time.time())
-                    conn.execute(_INSERT_PERMALINK, {"id": permalink.id, "code": code, "created": permalink.created})
-                    return permalink
-                if row.code == code:
+                _insert_new(conn, permalink_table, {"id": permalink_id, "code": code, "created": time.time()})
+                row = conn.execute(_GET_PERMALINK, {"pid": permalink_id}).one()
+                if row.code == code:  # this code's, whether saved now or before
                     return Permalink(row.id, row.code, row.created)
         raise AssertionError("every id of a sha256 digest is taken by other code")  # pragma: no cover
 

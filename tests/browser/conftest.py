@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,8 +140,27 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
+def settle(page: Any, timeout: float = 10.0) -> None:
+    """Wait until every output frame on the page has its height and kept it for a moment.
+
+    Frames grow when their content says its size (after MathJax, say); a click aimed while the
+    page still shifts lands on whatever moved under the pointer."""
+    frames = page.locator(".sc-frame")
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        now = frames.evaluate_all("(fs) => fs.map((f) => [f.hasAttribute('data-sized'), f.style.height])")
+        if all(sized for sized, _ in now) and now == last:
+            return
+        last = now
+        page.wait_for_timeout(150)
+    raise AssertionError(f"the output frames never settled: {last}")
+
+
 def run_and_wait(page: Any, selector: str, timeout: float = 30_000) -> dict[str, Any]:
-    """Click the cell's Run button; return the detail of its ``singlecell:done`` event."""
+    """Click the cell's Run button (once the page has stopped moving); return the detail of its
+    ``singlecell:done`` event."""
+    settle(page)
     page.evaluate("""(selector) => {
         const element = document.querySelector(selector);
         element.scDone = null;

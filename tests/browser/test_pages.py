@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import Watched, editor_code, run_and_wait, screenshot
+from tests.browser.conftest import Watched, editor_code, run_and_wait, screenshot, settle
 from tests.servers import Server
 
 PAGES = [("/", "singlecell — run Python in your browser"),
@@ -57,6 +57,7 @@ def test_the_embedding_page_examples_all_run(watched: Watched, server: Server) -
     page.frame_locator("#example-rich .sc-frame-latex").locator("mjx-container svg").first.wait_for()
     page.frame_locator("#example-rich .sc-frame-markdown").locator("strong", has_text="Markdown").wait_for()
     assert page.locator("#example-rich .sc-files a", has_text="squares.csv").count() == 1
+    settle(page)
     page.get_by_role("button", name="Add them up").click()
     page.locator("#demo-output .sc-display", has_text="5050").wait_for()
     page.locator("#demo-status", has_text="done").wait_for()

@@ -25,6 +25,7 @@ from filestore import (
     open_filestore,
 )
 from filestore.base import UnknownFileStore
+from tests import postgres
 
 BACKENDS: dict[str, Callable[[Path], str]] = {
     "sql": lambda tmp_path: f"sqlite:///{tmp_path / 'db' / 'files.db'}",  # parent made by create()
@@ -50,9 +51,13 @@ BAD_NAMES = [
 BAD_REQUEST_IDS = [*BAD_NAMES, "a/b", "x" * 256]
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BACKENDS[request.param](tmp_path)
+@pytest.fixture(params=[*sorted(BACKENDS), pytest.param("postgresql", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "postgresql":  # BYTEA in a database of the test's own
+        with postgres.database() as database_url:
+            yield database_url
+        return
+    yield BACKENDS[request.param](tmp_path)
 
 
 @pytest.fixture

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from singlecell.errors import DuplicateRequest, QueueFull, UnknownBackend
+from singlecell.errors import ConfigError, DuplicateRequest, QueueFull, UnknownBackend
 from singlecell.protocol import execute_request, message
 from singlecell.store import (
     FileRecord,
@@ -28,8 +29,10 @@ from singlecell.store import (
     Store,
     StoredMessage,
     open_store,
+    schema,
 )
 from singlecell.store.base import PERMALINK_ID_LENGTH
+from tests import postgres
 
 
 def _sqlite_url(tmp_path: Path) -> str:
@@ -38,16 +41,20 @@ def _sqlite_url(tmp_path: Path) -> str:
 
 BACKENDS = [
     pytest.param(_sqlite_url, id="sqlite"),
-    # pytest.param(_postgresql_url, id="postgresql", marks=pytest.mark.postgres),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
 ]
 
 LEASE = 60.0
 
 
 @pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "postgresql":
+        with postgres.database() as database_url:
+            yield database_url
+        return
     make_url: Callable[[Path], str] = request.param
-    return make_url(tmp_path)
+    yield make_url(tmp_path)
 
 
 @pytest.fixture
@@ -529,3 +536,67 @@ def test_a_permalink_id_held_by_other_code_gives_a_longer_id(store: Store, monke
     assert second.id != first.id and len(second.id) == PERMALINK_ID_LENGTH + 2
     assert store.get_permalink(first.id) == first
     assert store.get_permalink(second.id) is not None and store.get_permalink(second.id).code == "b = 2"  # type: ignore[union-attr]
+
+
+# -- migrations ----------------------------------------------------------------------------
+
+
+def raw_engine(url: str) -> sa.Engine:
+    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+
+
+def test_a_new_database_gets_the_latest_schema(url: str) -> None:
+    s = open_store(url)
+    s.create_schema()
+    s.close()
+    engine = raw_engine(url)
+    with engine.connect() as conn:
+        assert schema.schema_version(conn) == schema.LATEST
+        assert {"requests", "messages", "files", "stops", "permalinks"} <= set(sa.inspect(conn).get_table_names())
+    engine.dispose()
+
+
+def test_an_upgrade_from_the_first_schema_keeps_the_data(url: str) -> None:
+    # a database as singlecell 0.1 made it: the first tables, and no recorded version
+    engine = raw_engine(url)
+    with engine.begin() as conn:
+        schema.MIGRATIONS[0](conn)
+    s = open_store(url)
+    claim_one(s, "old")  # writes through today's code into yesterday's tables
+    assert s.add_messages("old", "dev-a", [stream("old", 1, "kept")])
+    assert s.finish("old", "dev-a", Status.DONE, [stream("old", 2)])
+    s.close()
+    with engine.connect() as conn:
+        assert schema.schema_version(conn) == 1
+        assert not sa.inspect(conn).has_table("permalinks")
+
+    s = open_store(url)
+    s.create_schema()
+    record = s.get_request("old")
+    assert record is not None and record.status is Status.DONE and record.last_seq == 2
+    assert [m.message["content"]["text"] for m in s.get_messages("old")] == ["kept", "old:2"]
+    assert s.save_permalink("print(1)").code == "print(1)"  # what version 2 added works
+    claim_one(s, "new")
+    assert s.request_stop("new", stop_messages("new")) is Status.RUNNING
+    s.create_schema()  # once more: nothing to do
+    s.close()
+    with engine.connect() as conn:
+        assert schema.schema_version(conn) == schema.LATEST
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.version_table)).scalar() == 1
+    engine.dispose()
+
+
+def test_a_database_newer_than_the_code_is_refused_untouched(url: str) -> None:
+    s = open_store(url)
+    s.create_schema()
+    s.submit(new_request("r1"), 10)
+    engine = raw_engine(url)
+    with engine.begin() as conn:
+        conn.execute(schema.version_table.update().values(version=schema.LATEST + 1))
+    with pytest.raises(ConfigError, match="newer singlecell"):
+        s.create_schema()
+    assert s.get_request("r1") is not None
+    with engine.connect() as conn:
+        assert schema.schema_version(conn) == schema.LATEST + 1
+    s.close()
+    engine.dispose()
