@@ -1,4 +1,5 @@
-"""Stores, chosen by URL: ``open_store("sqlite:////srv/singlecell/store.db")``."""
+"""Stores, chosen by URL: ``open_store("sqlite:////srv/singlecell/store.db")``,
+``open_store("postgresql://singlecell@db.example/singlecell")``."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from singlecell.store.sql import SqlStore
 
 __all__ = ["FileRecord", "NewRequest", "Permalink", "RequestRecord", "Status", "Store", "StoredMessage", "open_store"]
 
-# URL scheme (without any "+driver") → backend. Add "postgresql": SqlStore (plus its engine
-# builder in sql._ENGINES) once the contract suite passes against a PostgreSQL server.
+# URL scheme (without any "+driver") → backend.
 _BACKENDS: dict[str, Callable[[str], Store]] = {
     "sqlite": SqlStore,
+    "postgresql": SqlStore,
 }
 
 
@@ -26,6 +27,6 @@ def open_store(url: str) -> Store:
         # Name only the scheme: the rest of the URL may hold a password.
         raise UnknownBackend(
             f"no store backend handles {scheme!r} URLs; known schemes: {', '.join(sorted(_BACKENDS))} "
-            "(e.g. sqlite:////srv/singlecell/store.db)"
+            "(e.g. sqlite:////srv/singlecell/store.db or postgresql://user@host/db)"
         )
     return backend(url)

@@ -558,10 +558,10 @@ def test_a_new_database_gets_the_latest_schema(url: str) -> None:
 
 def test_an_upgrade_from_the_first_schema_keeps_the_data(url: str) -> None:
     # a database as singlecell 0.1 made it: the first tables, and no recorded version
+    s = open_store(url)  # (a SQLite store makes its folder)
     engine = raw_engine(url)
     with engine.begin() as conn:
         schema.MIGRATIONS[0](conn)
-    s = open_store(url)
     claim_one(s, "old")  # writes through today's code into yesterday's tables
     assert s.add_messages("old", "dev-a", [stream("old", 1, "kept")])
     assert s.finish("old", "dev-a", Status.DONE, [stream("old", 2)])
