@@ -141,7 +141,8 @@ class Store(ABC):
 
     @abstractmethod
     def get_messages(self, request_id: str, after: int = 0, limit: int = 1000) -> list[StoredMessage]:
-        """The request's messages with ``seq > after``, in seq order, at most ``limit`` of them.
+        """The request's messages with ``seq > after`` (any whole number ``after >= 0``), in seq
+        order, at most ``limit`` of them.
 
         An unknown id gives ``[]``; callers tell "unknown" apart with :meth:`get_request`.
         """

@@ -43,6 +43,7 @@ from singlecell.store.schema import (
 )
 
 _QUEUED, _RUNNING, _LOST = Status.QUEUED.value, Status.RUNNING.value, Status.LOST.value
+_MAX_SEQ = 2**31 - 1
 
 _BEGIN = "singlecell_begin"  # execution option: what the SQLite "begin" hook emits ("" = nothing)
 
@@ -306,7 +307,8 @@ class SqlStore(Store):
         return _record(rows[0]) if rows else None
 
     def get_messages(self, request_id: str, after: int = 0, limit: int = 1000) -> list[StoredMessage]:
-        rows = self._read(_GET_MESSAGES, {"rid": request_id, "after": after, "n": limit})
+        # seq is a 32-bit column: PostgreSQL refuses a bigger bound, and none is stored above it
+        rows = self._read(_GET_MESSAGES, {"rid": request_id, "after": min(after, _MAX_SEQ), "n": limit})
         return [StoredMessage(row.seq, json.loads(row.message)) for row in rows]
 
     def count_queued(self) -> int:

@@ -271,6 +271,7 @@ def test_messages_read_back_in_seq_order_honouring_after_and_limit(store: Store)
     assert seqs(store, "r1", after=2) == [3, 4, 7]
     assert seqs(store, "r1", after=1, limit=2) == [2, 3]
     assert seqs(store, "r1", after=7) == []
+    assert seqs(store, "r1", after=2**62) == []  # a bound past any seq (the client asks so for the status)
     rec = store.get_request("r1")
     assert rec is not None and rec.last_seq == 7
 

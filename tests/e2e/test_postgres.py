@@ -1,0 +1,131 @@
+"""Several web processes and devices on one PostgreSQL database, as on several hosts."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from singlecell.client import Client
+from tests.e2e.cluster import Witness, cluster
+from tests.e2e.test_web_api import wait_done
+from tests.servers import Server
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def witness() -> Iterator[Witness]:
+    w = Witness()
+    yield w
+    w.close()
+
+
+def stdout(client: Client, request_id: str) -> str:
+    messages = client.output(request_id)["messages"]
+    return "".join(m["msg"]["content"]["text"] for m in messages
+                   if m["msg"]["msg_type"] == "stream" and m["msg"]["content"]["name"] == "stdout")
+
+
+def test_two_webs_and_two_devices_run_every_request_exactly_once(
+        start_server: Callable[..., Server], witness: Witness) -> None:
+    with cluster(start_server) as c:
+        webs = [c.web(), c.web()]
+        devices = [c.device(), c.device()]
+        clients = [w.client() for w in webs]
+        tokens = {}
+        for i in range(120):
+            token = uuid.uuid4().hex
+            tokens[clients[i % 2].execute(witness.code(token))] = token
+        for request_id, token in tokens.items():
+            # read each through the other web process: any of them serves any request
+            reader = clients[1 - list(tokens).index(request_id) % 2]
+            assert wait_done(reader, request_id)["status"] == "done"
+            assert stdout(reader, request_id) == "".join(f"{token} {i}\n" for i in range(3))
+        assert sorted(witness.seen.values()) == [1] * len(tokens)  # every cell ran, and once
+        assert set(witness.seen) == set(tokens.values())
+        # both devices took part
+        by_device = c.rows("SELECT device, count(*) FROM requests GROUP BY device")
+        assert len(by_device) == 2 and all(n > 0 for _, n in by_device), by_device
+        assert len(devices) == 2
+        # a file written on one device's host is read through either web process
+        request_id = clients[0].execute("open('out.txt', 'w').write('shared bytes')")
+        assert wait_done(clients[1], request_id)["status"] == "done"
+        assert clients[1].file(f"/files/{request_id}/out.txt") == b"shared bytes"
+        assert clients[0].file(f"/files/{request_id}/out.txt") == b"shared bytes"
+        for client in clients:
+            client.close()
+
+
+def test_a_device_drains_on_sigterm_and_the_other_takes_the_queue(
+        start_server: Callable[..., Server], witness: Witness) -> None:
+    with cluster(start_server) as c:
+        web = c.web()
+        draining = c.device("--shutdown-grace", "30", "--kernels", "2")
+        with web.client() as client:
+            slow = [client.execute("import time\ntime.sleep(3)\nprint('finished')") for _ in range(2)]
+            deadline = time.monotonic() + 20
+            while any(client.status(r) != "running" for r in slow):  # both on the draining device
+                assert time.monotonic() < deadline, [client.status(r) for r in slow]
+                time.sleep(0.05)
+            waiting = [client.execute(witness.code(uuid.uuid4().hex, lines=1)) for _ in range(4)]
+            draining.stop()  # SIGTERM: it must finish its cells (3 s) and exit 0, claiming nothing more
+            for request_id in slow:
+                page = wait_done(client, request_id)
+                assert page["status"] == "done", page
+                assert stdout(client, request_id) == "finished\n"
+            assert all(client.status(r) == "queued" for r in waiting)  # it claimed none of them
+            c.device()
+            for request_id in waiting:
+                assert wait_done(client, request_id)["status"] == "done"
+            assert sorted(witness.seen.values()) == [1] * 4
+
+
+def test_a_killed_devices_requests_end_lost_and_readable_on_postgres(
+        start_server: Callable[..., Server]) -> None:
+    with cluster(start_server) as c:
+        web = c.web()
+        doomed = c.device()
+        with web.client() as client:
+            request_id = client.execute("import time\nprint('started', flush=True)\ntime.sleep(60)")
+            deadline = time.monotonic() + 20
+            while "started" not in json.dumps(client.output(request_id)["messages"]):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            doomed.kill()
+            c.devices.remove(doomed)
+            page = wait_done(client, request_id, timeout=20)  # lease 3 s; the web tier expires it
+            assert page["status"] == "lost"
+            names = [m["msg"]["content"].get("ename") for m in page["messages"] if m["msg"]["msg_type"] == "error"]
+            assert names == ["DeviceLost"]
+            assert "started" in json.dumps(page["messages"])  # what it printed before is kept
+
+
+def test_the_wake_ups_go_through_postgres(start_server: Callable[..., Server]) -> None:
+    """With a poll interval of 30 s, only LISTEN/NOTIFY can make a request run and answer fast."""
+    with cluster(start_server) as c:
+        flags = ["--poll-interval", "30"]
+        web = start_server("web", *c.flags(), *flags)
+        c.webs.append(web)
+        device = start_server("device", *c.flags(), *flags, "--kernels", "2")
+        device.wait_for_log(r"device \S+ running")
+        c.devices.append(device)
+        with web.client() as client:
+            client.eval("1")  # the first cell warms everything up
+            started = time.monotonic()
+            for _ in range(10):
+                assert client.eval("1 + 1")["result"] == {"text/plain": "2"}
+            per_cell = (time.monotonic() - started) / 10
+            assert per_cell < 2.0, f"{per_cell:.2f} s a cell: wake-ups are not arriving"
+            # and a stop reaches the device at once
+            request_id = client.execute("import time\nprint('go', flush=True)\ntime.sleep(60)")
+            deadline = time.monotonic() + 20
+            while "go" not in json.dumps(client.output(request_id, wait=5)["messages"]):
+                assert time.monotonic() < deadline
+            status, _, _ = client.request("POST", f"/stop/{request_id}", b"", {})
+            assert status == 202
+            assert wait_done(client, request_id, timeout=10)["status"] == "aborted"
+
