@@ -51,6 +51,9 @@ class Config:
     db: str = _setting("", "store URL (default: sqlite:///DATA_DIR/singlecell.db)", commands=STORES)
     files: str = _setting("", "filestore URL: sqlite:///…, dir:/path (default: "
                           "sqlite:///DATA_DIR/files.db)", commands=STORES)
+    accel_redirect: str = _setting("", "behind nginx with a dir: filestore: the internal location (like /_files/) "
+                                   "that serves the filestore's folder; /files/… then answers with "
+                                   "X-Accel-Redirect and nginx sends the bytes", commands=SERVERS)
     work_dir: str = _setting("", "folder under which each kernel gets its empty working folder "
                              "(default: a fresh temporary folder)", commands=KERNEL_HOSTS)
 
@@ -191,6 +194,9 @@ class Config:
             if unknown or (len(names) > 1 and {"all", "none"} & set(names)):
                 problems.append(f"{setting} takes layer names from {', '.join(allowed)} (got "
                                 f"{getattr(self, setting)!r})")
+        if self.accel_redirect and not (self.accel_redirect.startswith("/") and self.accel_redirect.endswith("/")):
+            problems.append(f"accel_redirect is a location path that starts and ends with /, like /_files/ "
+                            f"(got {self.accel_redirect!r})")
         origins = _names(self.cors_origins)
         if origins != ["*"] and any(not _ORIGIN.fullmatch(o) for o in origins):
             problems.append("cors_origins takes * or origins like https://example.org or http://localhost:8000, "

@@ -400,8 +400,10 @@ class FileHandler(BaseHandler):
     def get(self, request_id: str, name: str) -> None:  # tornado has already %-decoded the path
         self.record(request_id)
         record = self.services.store.get_file(request_id, name)
-        data = self.services.filestore.get(request_id, name) if record is not None else None
-        if record is None or data is None:
+        accel = self.services.config.accel_redirect
+        by_nginx = bool(accel) and self.services.filestore.servable_by_path
+        data = None if record is None or by_nginx else self.services.filestore.get(request_id, name)
+        if record is None or (data is None and not by_nginx):
             raise NotFound(f"request {request_id} has no file named {name!r}")
         self.set_header("Content-Type", record.content_type)
         # the bytes are the cell's: never let them run as a page of this origin
@@ -410,6 +412,10 @@ class FileHandler(BaseHandler):
         self.set_header("Content-Disposition",
                         "inline; filename*=UTF-8''" + urllib.parse.quote(name.rsplit("/", 1)[-1]))
         self.set_header("Cache-Control", "private, max-age=3600")
+        if by_nginx:  # nginx sends the bytes from the filestore's folder (nginx.conf, /_files/)
+            self.set_header("X-Accel-Redirect", accel + urllib.parse.quote(record.location))
+            self.finish()
+            return
         self.finish(data)
 
 

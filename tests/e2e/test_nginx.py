@@ -1,0 +1,138 @@
+"""Real nginx (Debian's package; .ci/run installs it) running the repository's nginx.conf in
+front of two `singlecell web` processes and a device, with a directory filestore it serves
+itself (X-Accel-Redirect)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from singlecell.client import Client
+from tests.servers import ROOT, Server, free_port, wait_until
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx_config(port: int, upstreams: list[int], files: Path, run: Path) -> str:
+    """The repository's nginx.conf with this test's ports and folders on its "#:" lines."""
+    text = (ROOT / "nginx.conf").read_text()
+    text = text.replace("user www-data;", "user root;")  # our folders are root's, mode 700
+    text = re.sub(r"pid \S+;", f"pid {run / 'nginx.pid'};", text)
+    text = text.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    servers = "".join(f"server 127.0.0.1:{p};\n        " for p in upstreams)
+    text = re.sub(r"server 127\.0\.0\.1:8888;.*\n\s*server 127\.0\.0\.1:8889;[^\n]*", servers.rstrip(), text)
+    text = text.replace("alias /srv/singlecell/files/;", f"alias {files}/;")
+    assert str(files) in text and f"127.0.0.1:{upstreams[1]}" in text  # the file changed shape: update this
+    return text
+
+
+@pytest.fixture
+def behind_nginx(start_server: Callable[..., Server], tmp_path: Path) -> Iterator[tuple[str, list[Server]]]:
+    if not os.path.exists(NGINX):
+        reason = "the nginx test needs Debian's nginx: apt-get install nginx"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " (CI=true: .ci/run installs it)")
+        pytest.skip(reason)
+    data = tmp_path / "data"
+    files = tmp_path / "files"
+    flags = ["--files", f"dir:{files}", "--accel-redirect", "/_files/"]
+    webs = [start_server("web", *flags, data_dir=data), start_server("web", *flags, data_dir=data)]
+    device = start_server("device", "--files", f"dir:{files}", data_dir=data)
+    device.wait_for_log(r"device \S+ running")
+    port = free_port()
+    run = tmp_path / "nginx"
+    run.mkdir()
+    (run / "nginx.conf").write_text(nginx_config(port, [w.port for w in webs if w.port], files, run))
+    log = open(run / "nginx.log", "wb")
+    proc = subprocess.Popen([NGINX, "-p", f"{ROOT}/", "-c", str(run / "nginx.conf"), "-g", "daemon off;"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, (run / "nginx.log").read_text()
+            try:
+                with Client(url, timeout=5) as c:
+                    c.health()
+                return True
+            except OSError:
+                return False
+        assert wait_until(up, 20), (run / "nginx.log").read_text()
+        yield url, webs
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def test_cells_run_through_nginx_on_both_web_processes(behind_nginx: tuple[str, list[Server]]) -> None:
+    url, webs = behind_nginx
+    with Client(url) as client:
+        for i in range(8):
+            assert client.eval(f"print({i} * 2)")["stdout"] == f"{i * 2}\n"
+        # /execute answers with URLs of the front door, port included
+        status, _, body = client.request("POST", "/execute", json.dumps({"code": "print('hi')"}).encode(),
+                                         {"Content-Type": "application/json"})
+        answer = json.loads(body)
+        assert status == 202 and answer["output_url"].startswith(url + "/output/")
+    for web in webs:  # nginx spread the requests over both
+        assert "POST /eval" in web.log_text()
+
+
+def test_a_long_poll_is_held_through_nginx(behind_nginx: tuple[str, list[Server]]) -> None:
+    url, _ = behind_nginx
+    with Client(url) as client:
+        request_id = client.execute("import time\nprint('a', flush=True)\ntime.sleep(8)\nprint('b')")
+        page = client.output(request_id, wait=5)
+        after = page["next"]
+        while "a" not in json.dumps(page["messages"]):
+            page = client.output(request_id, after=after, wait=5)
+            after = page["next"]
+        started = time.monotonic()
+        held = client.output(request_id, after=after, wait=4)
+        assert held["messages"] == [] and 3.5 < time.monotonic() - started < 7  # held, not cut off
+        done = client.output(request_id, after=after, wait=25)
+        while not done["done"]:
+            done = client.output(request_id, after=done["next"], wait=25)
+
+
+def test_nginx_serves_static_files_and_the_cells_files_itself(behind_nginx: tuple[str, list[Server]]) -> None:
+    url, webs = behind_nginx
+    with Client(url) as client:
+        status, headers, body = client.request("GET", "/static/singlecell.js", None, {"Accept-Encoding": "gzip"})
+        assert status == 200 and headers.get("content-encoding") == "gzip"
+        assert headers["server"] == "nginx" and "access-control-allow-origin" in headers
+        assert not any("/static/singlecell.js" in w.log_text() for w in webs)  # never reached the web tier
+        name = "résumé 100% <b>.txt"
+        summary = client.eval(f"open({name!r}, 'w').write('bytes from the folder')")
+        (record,) = summary["files"]
+        path = urllib.parse.urlsplit(record["url"]).path
+        status, headers, body = client.request("GET", path)
+        assert status == 200 and body == b"bytes from the folder"
+        assert "sandbox" in headers["content-security-policy"] and "x-accel-redirect" not in headers
+        assert headers["content-type"].startswith("text/plain")
+        # the web tier checked the request and the name, and sent no bytes itself
+        assert any(f"GET {path.split('/files/')[0]}/files/" in w.log_text() for w in webs)
+        status, _, body = client.request("GET", path.rsplit("/", 1)[0] + "/nothing-here.txt")
+        assert status == 404 and b"no file named" in body
+
+
+def test_a_body_over_the_limit_gets_the_servers_json_answer(behind_nginx: tuple[str, list[Server]]) -> None:
+    url, _ = behind_nginx
+    with Client(url) as client:
+        status, headers, body = client.request("POST", "/execute", b"x" * (8640 * 1024 + 1),
+                                               {"Content-Type": "text/plain"})
+        assert status == 413 and headers["content-type"].startswith("application/json")
+        assert "code up to 64 KiB" in json.loads(body)["error"]["message"]
+        # a body at the limit passes nginx; the web tier judges it (here: code over 64 KiB)
+        status, _, body = client.request("POST", "/execute", b"x" * (8640 * 1024),
+                                         {"Content-Type": "text/plain"})
+        assert status == 413 and "the code is" in json.loads(body)["error"]["message"]
