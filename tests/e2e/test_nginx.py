@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from singlecell.client import Client
+from tests.e2e.test_streaming import read_until, texts
 from tests.servers import ROOT, Server, free_port, wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -91,11 +92,8 @@ def test_a_long_poll_is_held_through_nginx(behind_nginx: tuple[str, list[Server]
     url, _ = behind_nginx
     with Client(url) as client:
         request_id = client.execute("import time\nprint('a', flush=True)\ntime.sleep(8)\nprint('b')")
-        page = client.output(request_id, wait=5)
+        items, page = read_until(client, request_id, lambda items: texts(items) == "a\n")
         after = page["next"]
-        while "a" not in json.dumps(page["messages"]):
-            page = client.output(request_id, after=after, wait=5)
-            after = page["next"]
         started = time.monotonic()
         held = client.output(request_id, after=after, wait=4)
         assert held["messages"] == [] and 3.5 < time.monotonic() - started < 7  # held, not cut off
