@@ -92,7 +92,7 @@ def test_a_long_poll_is_held_through_nginx(behind_nginx: tuple[str, list[Server]
     url, _ = behind_nginx
     with Client(url) as client:
         request_id = client.execute("import time\nprint('a', flush=True)\ntime.sleep(8)\nprint('b')")
-        items, page = read_until(client, request_id, lambda items: texts(items) == "a\n")
+        _, page = read_until(client, request_id, lambda items: texts(items) == "a\n")
         after = page["next"]
         started = time.monotonic()
         held = client.output(request_id, after=after, wait=4)
