@@ -39,7 +39,8 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy", "jupyter-kernel-test", "playwright>=1.40"],
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy", "jupyter-kernel-test", "playwright>=1.40",
+                 "locust>=2.20"],
     },
     entry_points={"console_scripts": ["singlecell = singlecell.cli:main"]},
 )
