@@ -64,6 +64,22 @@ def problems(cell: Cell, summary: dict[str, Any]) -> list[str]:
     return found
 
 
+def post_cell(user: HttpUser, path: str, cell: Cell, expected: int) -> dict[str, Any] | None:
+    """POST the cell; its JSON answer, or None (counted as a failure) when the status is not ``expected``
+    or, for /eval, the answer is wrong."""
+    with user.client.post(path, json={"code": cell.code}, name=f"{path} [{cell.name}]",
+                          catch_response=True) as response:
+        if response.status_code != expected:
+            response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
+            return None
+        answer: dict[str, Any] = response.json()
+        wrong = problems(cell, answer) if path == "/eval" else []
+        if wrong:
+            response.failure("; ".join(wrong))
+            return None
+        return answer
+
+
 class EvalUser(HttpUser):
     """A script: POST /eval, wait for everything."""
 
@@ -73,17 +89,8 @@ class EvalUser(HttpUser):
     @task
     def run_cell(self) -> None:
         cell = pick()
-        with self.client.post("/eval", json={"code": cell.code}, name=f"/eval [{cell.name}]",
-                              catch_response=True) as response:
-            if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
-                return
-            summary = response.json()
-            wrong = problems(cell, summary)
-            if wrong:
-                response.failure("; ".join(wrong))
-                return
-        for record in summary.get("files") or []:
+        summary = post_cell(self, "/eval", cell, 200)
+        for record in (summary or {}).get("files") or []:
             self.download(record["url"], cell)
 
     def download(self, url: str, cell: Cell) -> None:
@@ -102,12 +109,10 @@ class StreamingUser(HttpUser):
     @task
     def run_cell(self) -> None:
         cell = pick()
-        with self.client.post("/execute", json={"code": cell.code}, name=f"/execute [{cell.name}]",
-                              catch_response=True) as response:
-            if response.status_code != 202:
-                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
-                return
-            request_id = response.json()["id"]
+        accepted = post_cell(self, "/execute", cell, 202)
+        if accepted is None:
+            return
+        request_id = accepted["id"]
         after, messages, status = 0, [], None
         deadline = time.monotonic() + 120
         while status is None:

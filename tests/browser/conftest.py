@@ -38,7 +38,9 @@ def _need_chromium() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+# closed after this folder: Playwright's sync API keeps an event loop running in the main
+# thread, where later tests call asyncio.run
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     _need_chromium()
     from playwright.sync_api import sync_playwright
