@@ -33,6 +33,7 @@ class Witness:
                     with witness.lock:
                         witness.seen[line.decode().strip()] += 1
 
+        socketserver.ThreadingTCPServer.request_queue_size = 256  # many cells call at once
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
