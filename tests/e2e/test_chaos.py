@@ -34,7 +34,7 @@ def test_killing_a_device_and_a_web_process_mid_run_loses_nothing(start_server: 
             tokens: dict[str, str] = {}
             for i in range(REQUESTS):
                 token = uuid.uuid4().hex
-                code = witness.code(token, LINES) + "import time\ntime.sleep(0.02)\n"
+                code = witness.code(token, LINES) + "import time\ntime.sleep(0.1)\n"  # keeps 500 in flight for seconds
                 tokens[clients[i % 2].execute(code)] = token  # 202: acknowledged, and so owed an answer
 
             survivor = clients[1]
