@@ -295,10 +295,7 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> tuple[st
         raise BadRequest("no code: give the Python to run as \"code\" (a non-empty string)")
     if "\x00" in code:
         raise BadRequest("the code contains a NUL character, which Python source cannot hold")
-    _check_encodable(code, "the code")
-    size = len(code.encode("utf-8"))
-    if size > config.max_code_size:
-        raise PayloadTooLarge(f"the code is {size} bytes; the limit is {config.max_code_size} bytes")
+    _check_code_size(code, config)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout:
         raise BadRequest("\"timeout\" must be a positive number of seconds")
     return code, decode_files(files, config), min(float(timeout), config.time_limit), kind == "text/plain"
@@ -338,6 +335,14 @@ def _parents(name: str) -> list[str]:
     """'a/b/c' → ['a', 'a/b']."""
     parts = name.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _check_code_size(code: str, config: Config) -> None:
+    """Code that is text and within ``--max-code-size``: for cells and for permalinks alike."""
+    _check_encodable(code, "the code")
+    size = len(code.encode("utf-8"))
+    if size > config.max_code_size:
+        raise PayloadTooLarge(f"the code is {size} bytes; the limit is {config.max_code_size} bytes")
 
 
 def _check_encodable(text: str, what: str) -> None:
@@ -455,10 +460,7 @@ class PermalinkHandler(BaseHandler):
             raise BadRequest("send a JSON object with one field, code, like {\"code\": \"print(1)\"}")
         if not isinstance(code, str) or not code.strip():
             raise BadRequest("no code: give the Python to share as \"code\" (a non-empty string)")
-        _check_encodable(code, "the code")
-        if len(code.encode("utf-8")) > config.max_code_size:
-            raise PayloadTooLarge(f"the code is {len(code.encode('utf-8'))} bytes; the limit is "
-                                  f"{config.max_code_size} bytes")
+        _check_code_size(code, config)
         self.send_json(self.describe(self.services.store.save_permalink(code)), status=201)
 
     def get(self, permalink_id: str) -> None:
