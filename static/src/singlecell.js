@@ -91,7 +91,13 @@ function readOptions(element, given) {
   return options;
 }
 
-class ClientError extends Error {} // an answer that retrying will not change
+/** An answer from the server that says what went wrong; retrying changes it only when ``transient``. */
+class ClientError extends Error {
+  constructor(message, transient = false) {
+    super(message);
+    this.transient = transient;
+  }
+}
 
 class SingleCellBlock {
   /**
@@ -290,7 +296,8 @@ class SingleCellBlock {
     try {
       answer = await response.json();
     } catch {
-      throw new ClientError(`the server answered ${response.status} without JSON`);
+      // not the server's own answer: a proxy's error page, say
+      throw new ClientError(`the server answered ${response.status} without JSON`, true);
     }
     if (!response.ok) {
       throw new ClientError(answer && answer.error ? answer.error.message : `HTTP ${response.status}`);
@@ -309,7 +316,7 @@ class SingleCellBlock {
         if (response.status >= 500) throw new Error(`HTTP ${response.status}`);
         page = await this._json(response);
       } catch (error) {
-        if (error instanceof ClientError && !/without JSON/.test(error.message)) throw error;
+        if (error instanceof ClientError && !error.transient) throw error;
         failures += 1;
         this.reconnecting = true;
         const wait = Math.min(250 * 2 ** failures, 5000);
