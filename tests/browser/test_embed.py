@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from tests.browser.conftest import HostSite, Watched, editor_code, run_and_wait, screenshot
+from tests.e2e.test_streaming import texts
 from tests.servers import Server
 
 
@@ -294,8 +295,7 @@ for i in range(30):
     assert afters == sorted(afters)
     with server.client() as client:
         stored = client.output(done["id"])["messages"]
-    shown = "".join(m["msg"]["content"]["text"] for m in stored if m["msg"]["msg_type"] == "stream")
-    assert shown == page.locator("#count .sc-stdout").inner_text()
+    assert texts(stored) == page.locator("#count .sc-stdout").inner_text()
     # the failed polls are expected (Chromium logs them); nothing else went wrong
     assert all("net::ERR_CONNECTION_RESET" in e or "Failed to load resource" in e for e in watched.errors), \
         watched.errors

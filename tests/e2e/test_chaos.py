@@ -16,6 +16,7 @@ import pytest
 
 from singlecell.client import Client, ClientError
 from tests.e2e.cluster import Witness, cluster
+from tests.e2e.test_streaming import texts
 from tests.servers import Server
 
 pytestmark = pytest.mark.postgres
@@ -88,7 +89,6 @@ def _check_complete(client: Client, request_id: str, token: str) -> None:
     assert page["done"] is True
     seqs = [m["seq"] for m in page["messages"]]
     assert seqs == list(range(1, len(seqs) + 1)), seqs
-    text = "".join(m["msg"]["content"]["text"] for m in page["messages"] if m["msg"]["msg_type"] == "stream")
-    assert text == "".join(f"{token} {i}\n" for i in range(LINES))
+    assert texts(page["messages"]) == "".join(f"{token} {i}\n" for i in range(LINES))
     kinds = [m["msg"]["msg_type"] for m in page["messages"]]
     assert kinds[0] == "status" and kinds[-1] == "status" and "execute_reply" in kinds

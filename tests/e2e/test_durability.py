@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from singlecell.client import Client
+from tests.e2e.test_streaming import texts
 from tests.servers import Server, Servers, describe, kernel_processes, outcome, pid_alive, wait_until
 
 LEASE = "2"  # seconds: a dead device's claims expire this soon
@@ -20,8 +21,7 @@ SLEEPER = ("import subprocess, time\n"
 
 
 def stream_text(client: Client, request_id: str) -> str:
-    page = client.output(request_id)
-    return "".join(m["msg"]["content"]["text"] for m in page["messages"] if m["msg"]["msg_type"] == "stream")
+    return texts(client.output(request_id)["messages"])
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from loadtests.overload import rss_mb
 from singlecell.client import Client, ClientError
 from tests.servers import Server
 
 MAX_QUEUE = 10
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
 
 
 def test_a_flood_past_the_queue_limit_is_refused_cleanly(start_server: Callable[..., Server]) -> None:
