@@ -135,13 +135,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def launch(command: str, data_dir: str, *flags: str) -> subprocess.Popen[bytes]:
+    """``singlecell COMMAND --data-dir DATA_DIR FLAGS…`` from this checkout, logging to DATA_DIR."""
+    log = open(os.path.join(data_dir, f"{command}-{os.urandom(3).hex()}.log"), "wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "singlecell", command, "--data-dir", data_dir, "--log-level", "warning", *flags],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 def start_server(data_dir: str, kernels: int, *flags: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    log = open(os.path.join(data_dir, "serve.log"), "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "singlecell", "serve", "--port", str(port), "--data-dir", data_dir,
-         "--kernels", str(kernels), "--log-level", "warning", *flags],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = launch("serve", data_dir, "--port", str(port), "--kernels", str(kernels), *flags)
     url = f"http://127.0.0.1:{port}"
     client = Client(url)
     client.wait_until_up(60)

@@ -25,24 +25,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.bench import TRIVIAL, Row, free_port, run_http  # noqa: E402
+from loadtests.bench import TRIVIAL, Row, free_port, launch, run_http  # noqa: E402
 from singlecell.client import Client  # noqa: E402
-
-
-def start(command: str, data_dir: str, *flags: str) -> subprocess.Popen[bytes]:
-    log = open(os.path.join(data_dir, f"{command}-{uuid.uuid4().hex[:6]}.log"), "wb")
-    return subprocess.Popen([sys.executable, "-m", "singlecell", command, "--data-dir", data_dir,
-                             "--log-level", "warning", *flags],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def deployment(store: str, devices: int, data_dir: str) -> tuple[list[subprocess.Popen[bytes]], str]:
     port = free_port()
     common = ["--db", store, "--files", store] if store.startswith("postgresql") else []
-    procs = [start("web", data_dir, "--port", str(port), *common)]
+    procs = [launch("web", data_dir, "--port", str(port), *common)]
     for i in range(devices):
         first = 240000 + 100 * i
-        procs.append(start("device", data_dir, *common, "--kernel-uids", f"{first}-{first + 99}"))
+        procs.append(launch("device", data_dir, *common, "--kernel-uids", f"{first}-{first + 99}"))
     url = f"http://127.0.0.1:{port}"
     client = Client(url)
     client.wait_until_up(60)
