@@ -33,6 +33,19 @@ class Wakeups(ABC):
         self.on_stop: Callable[[], None] | None = None
         self.on_progress: Callable[[str], None] | None = None
 
+    role: str  # "device" or "web": which end this is
+
+    def _dispatch(self, payload: str) -> None:
+        """Call the callbacks for one wake-up as every kind carries it: to a device ``q`` (queued)
+        or ``s`` (stop asked); to a web process request ids, space-separated."""
+        if self.role == "device":
+            callback = self.on_stop if payload == "s" else self.on_queued
+            if callback is not None:
+                callback()
+        elif self.on_progress is not None:
+            for request_id in payload.split():
+                self.on_progress(request_id)
+
     @abstractmethod
     async def start(self) -> None:
         """Connect; afterwards the callbacks are called on the loop as wake-ups arrive."""
@@ -104,13 +117,7 @@ class HostWakeups(Wakeups):
     async def _receive(self, sock: zmq.asyncio.Socket) -> None:
         while True:
             frames = await sock.recv_multipart()
-            if self.role == "device":
-                callback = self.on_stop if frames[0] == b"s" else self.on_queued
-                if callback is not None:
-                    callback()
-            elif self.on_progress is not None:
-                for request_id in frames[0].decode("ascii", "replace").split():
-                    self.on_progress(request_id)
+            self._dispatch(frames[0].decode("ascii", "replace"))
 
     def _post(self, payload: bytes) -> None:
         if self._send is None:
@@ -193,15 +200,6 @@ class PostgresWakeups(Wakeups):
                 log.warning("wake-ups: listening lost (%s); polling until it is back", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
-
-    def _dispatch(self, payload: str) -> None:
-        if self.role == "device":
-            callback = self.on_stop if payload == "s" else self.on_queued
-            if callback is not None:
-                callback()
-        elif self.on_progress is not None:
-            for request_id in payload.split():
-                self.on_progress(request_id)
 
     async def _send(self) -> None:
         import psycopg
