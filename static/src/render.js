@@ -31,7 +31,8 @@ function listen() {
   });
 }
 
-function el(tag, cls, text) {
+/** A new element; its text, if any, set as text (never parsed as HTML). */
+export function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
   if (text !== undefined) e.textContent = text;

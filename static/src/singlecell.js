@@ -10,7 +10,7 @@
 // output is ever evaluated in the host page.
 import CELL_CSS from "./cell.css";
 import { EDITORS, createEditor } from "./editor.js";
-import { Output } from "./render.js";
+import { Output, el } from "./render.js";
 
 const VERSION = "0.2.0";
 const HIDEABLE = ["editor", "evalButton", "stop", "permalink", "status", "output", "files"];
@@ -37,13 +37,6 @@ function adoptStyles(root) {
     style.textContent = CELL_CSS;
     root.append(style);
   }
-}
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
 }
 
 function button(cls, text, title) {
