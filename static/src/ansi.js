@@ -52,7 +52,7 @@ export function appendAnsi(parent, text) {
   for (const part of parts) {
     const sgr = /^\x1b\[([0-9;]*)m$/.exec(part);
     if (sgr) { applyCodes(sgr[1] === "" ? [0] : sgr[1].split(";").map(Number), state); continue; }
-    const clean = part.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b/g, "");
+    const clean = stripAnsi(part);
     if (!clean) continue;
     if (!state.fg && !state.bg && !state.bold && !state.italic && !state.underline) {
       parent.append(clean);
