@@ -19,6 +19,7 @@ from sqlalchemy import (
     create_engine,
     event,
     make_url,
+    func,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -47,6 +48,12 @@ _UPSERT_INSERTS: dict[str, Callable[[Table], sqlite.Insert | postgresql.Insert]]
     "sqlite": sqlite.insert,
     "postgresql": postgresql.insert,
 }
+
+#: The PostgreSQL advisory lock under which every table of this project is made or migrated:
+#: this filestore's and the store's (singlecell/store/schema.py takes the same key). Processes
+#: started at once on a new database then make tables one at a time; ``CREATE TABLE IF NOT
+#: EXISTS`` alone races in the system catalogue (pg_type's unique index).
+SCHEMA_LOCK_KEY = 0x5C_5C4E
 
 # Execution option marking a transaction that writes, so SQLite takes the write lock at BEGIN.
 _WRITE = "filestore_write"
@@ -97,6 +104,8 @@ class SqlFileStore(FileStore):
         if self.url.get_backend_name() == "sqlite" and database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         with self._writer.begin() as conn:
+            if conn.dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already serialises
+                conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
             _metadata.create_all(conn)  # checks first: idempotent, keeps existing rows
 
     def put(self, request_id: str, name: str, data: bytes) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from filestore.sql import SCHEMA_LOCK_KEY
 from singlecell.errors import ConfigError
 
 metadata = sa.MetaData()
@@ -80,7 +81,8 @@ permalink_table = sa.Table(
 
 version_table = sa.Table("singlecell_schema", sa.MetaData(), sa.Column("version", sa.Integer, nullable=False))
 
-_MIGRATION_LOCK = sa.select(sa.func.pg_advisory_xact_lock(0x5C_5C4E))  # PostgreSQL only; key arbitrary
+# PostgreSQL only; the one lock every table of the project is made under (the SQL filestore's too)
+_MIGRATION_LOCK = sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY))
 
 
 def _tables(*tables: sa.Table) -> Callable[[Connection], None]:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from singlecell.client import Client
+from tests import postgres
 from tests.e2e.cluster import Witness, cluster
 from tests.e2e.test_web_api import wait_done
 from tests.servers import Server
@@ -129,3 +130,24 @@ def test_the_wake_ups_go_through_postgres(start_server: Callable[..., Server]) -
             assert status == 202
             assert wait_done(client, request_id, timeout=10)["status"] == "aborted"
 
+
+
+def test_four_processes_started_at_once_on_a_new_database_all_come_up(start_server: Callable[..., Server]) -> None:
+    """A supervisor (systemd, compose, Kubernetes) starts every process at the same moment. Two
+    web processes and two devices on a new, empty database must all come up: every table of
+    the store and of the SQL filestore is made under one lock. Ten rounds, each on a new database."""
+    for _ in range(10):
+        with postgres.database("sc_start") as url:
+            flags = ["--db", url, "--files", url]
+            device_flags = [*flags, "--preload", "", "--kernels", "1", "--ready-kernels", "1"]
+            started = [start_server("web", *flags, ready=False), start_server("web", *flags, ready=False),
+                       start_server("device", *device_flags), start_server("device", *device_flags)]
+            for server in started:
+                if server.command == "web":
+                    server.wait_up()
+                else:
+                    server.wait_for_log(r"device \S+ running")
+            with started[0].client() as client:
+                assert client.eval("print(6 * 7)")["stdout"] == "42\n"
+            for server in started:
+                server.stop()
