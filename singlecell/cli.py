@@ -58,9 +58,9 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
     wakeups = open_wakeups(config.store_url, str(config.data_path), "web")
     await wakeups.start()
     app = make_app(config, store, files, wakeups)
-    # tornado's own limit sits above the handlers' (which answer 413 with a reason), so it only
-    # ever cuts off a body the handler already refused
-    server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=2 * config.max_body_size)
+    # routes that take a body stream it and set their own limit (BodyHandler, which answers 413
+    # with a reason); this one only bounds what tornado reads of a body sent where none belongs
+    server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=config.max_body_size)
     try:
         server.listen(config.port, config.host)
     except OSError as exc:

@@ -9,6 +9,7 @@ import json
 import urllib.parse
 from typing import Any
 
+import tornado.http1connection
 import tornado.web
 
 from filestore.base import FileStore, FileStoreError, check_name
@@ -31,6 +32,11 @@ REQUEST_ID = r"[0-9a-f]{32}"
 PERMALINK_ID = r"[a-z2-7]{8,52}"
 MAX_WAIT = 30.0  # seconds a long-poll may hold
 PAGE_SIZE = 500  # messages per /output answer
+#: A refused body is read (and thrown away) up to this many bytes past the limit, for at most
+#: this long: see BodyHandler. Past either the connection is closed.
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 15.0
+STOP_BODY_LIMIT = 64 * 1024  # POST /stop takes no body; a small one is tolerated
 ALLOWED_BODY_TYPES = ("application/json", "text/plain")
 
 
@@ -96,6 +102,11 @@ class Services:
         return self.store.get_request(request_id)
 
 
+def error_body(code: str, message: str) -> bytes:
+    """Every error's JSON: ``{"error": {"code", "message"}}``."""
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
 class BaseHandler(tornado.web.RequestHandler):
     services: Services
 
@@ -156,7 +167,7 @@ class BaseHandler(tornado.web.RequestHandler):
         else:
             code, message = "http", self._reason
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps({"error": {"code": code, "message": message}}))
+        self.finish(error_body(code, message))
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, SingleCellError):
@@ -175,7 +186,102 @@ class BaseHandler(tornado.web.RequestHandler):
 
 
 @tornado.web.stream_request_body
-class SubmitHandler(BaseHandler):
+class BodyHandler(BaseHandler):
+    """A route that takes a request body (``POST``), read as it streams in and kept only up to
+    :meth:`body_limit` bytes. Subclasses implement :meth:`accept`, which runs once the whole
+    body is in :attr:`body`.
+
+    A body past the limit is refused with 413 and its JSON as soon as the server knows (from
+    ``Content-Length``, or once that many bytes came), and then still read to its end and thrown
+    away: a client that sends its whole body before it reads (urllib, curl without ``Expect:
+    100-continue``) would otherwise see the connection reset instead of the answer. Draining
+    stops at :data:`DRAIN_BYTES` or :data:`DRAIN_SECONDS`, whichever comes first; then the
+    connection is closed. A client that asked ``Expect: 100-continue`` gets the 413 at once and
+    sends nothing."""
+
+    def initialize(self, services: Services) -> None:
+        super().initialize(services)
+        self.chunks: list[bytes] = []
+        self.received = 0
+        self.refused = False
+        self._drain_timer: asyncio.TimerHandle | None = None
+
+    def body_limit(self) -> int:
+        """Bytes of body this route reads."""
+        return self.services.config.max_body_size
+
+    def too_large(self, size: str) -> PayloadTooLarge:
+        return PayloadTooLarge(f"the request body is {size} bytes; at most {self.body_limit()} are accepted")
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self.request.method == "POST":
+            self.check_origin()
+        limit = self.body_limit()
+        connection = self.request.connection
+        if isinstance(connection, tornado.http1connection.HTTP1Connection):
+            # tornado's own cut-off (a bare 400 and a closed connection) lies past our drain
+            connection.set_max_body_size(limit + DRAIN_BYTES + (1 << 20))
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            expects = self.request.headers.get("Expect", "").lower() == "100-continue"
+            if expects or int(length) > limit + DRAIN_BYTES:
+                raise self.too_large(length)  # answered, and the connection closed: no body comes
+            self.refuse(self.too_large(length))
+
+    def refuse(self, error: SingleCellError) -> None:
+        """Answer ``error`` now, while the body still comes; the rest of it is thrown away."""
+        self.refused = True
+        self.chunks.clear()
+        answer = error_body(error.code, error.message)
+        self.set_status(error.status)
+        # a length, not chunked: the answer is whole before the body ends, for clients that
+        # read it while still sending
+        self.set_header("Content-Length", str(len(answer)))
+        self.write(answer)
+        self.flush()
+        self._drain_timer = asyncio.get_running_loop().call_later(DRAIN_SECONDS, self.give_up_draining)
+
+    def give_up_draining(self) -> None:
+        connection = self.request.connection
+        if isinstance(connection, tornado.http1connection.HTTP1Connection) and not self._finished:
+            connection.close()
+
+    def data_received(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if self.refused:
+            if self.received > self.body_limit() + DRAIN_BYTES:
+                self.give_up_draining()
+        elif self.received > self.body_limit():
+            self.refuse(self.too_large(f"over {self.body_limit()}"))
+        else:
+            self.chunks.append(chunk)
+
+    async def post(self, *args: str) -> None:
+        if self.refused:  # the answer went out already; the body has now been read to its end
+            self.finish()
+            return
+        await self.accept(*args)
+
+    async def accept(self, *args: str) -> None:
+        """Handle the request, its whole body in :attr:`body` (within the limit)."""
+        raise NotImplementedError
+
+    def on_finish(self) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+
+
+class SubmitHandler(BodyHandler):
     """``POST /execute`` queues a cell; ``POST /eval`` (``wait=True``) also waits for it."""
 
     wait = False
@@ -183,36 +289,14 @@ class SubmitHandler(BaseHandler):
     def initialize(self, services: Services, wait: bool = False) -> None:
         super().initialize(services)
         self.wait = wait
-        self.chunks: list[bytes] = []
-        self.received = 0
-        self.max_body = services.config.max_body_size
 
     def too_large(self, size: str) -> PayloadTooLarge:
-        return PayloadTooLarge(f"the request body is {size} bytes; at most {self.max_body} are accepted "
+        return PayloadTooLarge(f"the request body is {size} bytes; at most {self.body_limit()} are accepted "
                                f"(code up to {self.services.config.max_code_size} bytes)")
 
-    def prepare(self) -> None:
-        super().prepare()
-        if self.request.method == "POST":
-            self.check_origin()
-        length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            raise self.too_large(length)
-
-    def data_received(self, chunk: bytes) -> None:
-        # an error raised here would bypass the handler's error answer: keep nothing of a body
-        # that passed the limit, and refuse it in post() (tornado cuts off at twice the limit)
-        self.received += len(chunk)
-        if self.received <= self.max_body:
-            self.chunks.append(chunk)
-        else:
-            self.chunks.clear()
-
-    async def post(self) -> None:
-        if self.received > self.max_body:
-            raise self.too_large(f"over {self.max_body}")
+    async def accept(self, *args: str) -> None:
         config = self.services.config
-        body = b"".join(self.chunks)
+        body = self.body
         code, inputs, timeout, plain_body = parse_submission(self.request.headers.get("Content-Type", ""),
                                                              body, config)
         message = protocol.execute_request(code, client=self.request.remote_ip or "")
@@ -424,12 +508,16 @@ class FileHandler(BaseHandler):
         self.finish(data)
 
 
-class StopHandler(BaseHandler):
+class StopHandler(BodyHandler):
     """``POST /stop/<id>``: stop a request. A queued one ends at once; a running one as soon as
-    its device hears (a wake-up, or its next poll). Either way it ends ``aborted``."""
+    its device hears (a wake-up, or its next poll). Either way it ends ``aborted``. Any body is
+    ignored."""
 
-    def post(self, request_id: str) -> None:
-        self.check_origin()
+    def body_limit(self) -> int:
+        return STOP_BODY_LIMIT
+
+    async def accept(self, *args: str) -> None:
+        (request_id,) = args
         record = self.record(request_id)
         messages = [protocol.error_message(record.message, "CellStopped",
                                            "the cell was stopped at the client's request before it started"),
@@ -442,17 +530,13 @@ class StopHandler(BaseHandler):
         self.send_json({"id": request_id, "status": (status or record.status).value}, status=202)
 
 
-class PermalinkHandler(BaseHandler):
+class PermalinkHandler(BodyHandler):
     """``POST /permalink {"code"}`` saves code to share; ``GET /permalink/<id>`` reads it back."""
 
-    def post(self) -> None:
-        self.check_origin()
+    async def accept(self, *args: str) -> None:
         config = self.services.config
-        if len(self.request.body) > config.max_body_size:
-            raise PayloadTooLarge(f"the request body is {len(self.request.body)} bytes; the limit is "
-                                  f"{config.max_body_size}")
         try:
-            payload = json.loads(self.request.body.decode("utf-8"))
+            payload = json.loads(self.body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise BadRequest("send a JSON object like {\"code\": \"print(1)\"}, in UTF-8") from None
         code = payload.get("code") if isinstance(payload, dict) else None

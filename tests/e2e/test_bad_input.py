@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from singlecell.client import Client
 from singlecell.config import Config
+from singlecell.web.handlers import DRAIN_SECONDS
 from tests.servers import Server, raw_exchange, wait_until
 
 JSON = {"Content-Type": "application/json"}
@@ -175,6 +180,64 @@ def test_a_chunked_body_over_the_limit_is_413(server: Server) -> None:
     status, headers, body = raw_exchange(server.port or 0, head, parts)
     error = error_of(status, headers, body, 413)
     assert error["code"] == "too_large"
+
+
+BIG_BODY = json.dumps({"code": "#" * (10 * 1024 * 1024)}).encode()  # 10 MB: past the limit, under the drain
+
+
+def peak_rss_kb(pid: int) -> int:
+    """The most memory the process has ever held (VmHWM), in kB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.usefixtures("untouched_store")
+@pytest.mark.parametrize("path", ["/eval", "/execute", "/permalink"])
+def test_a_10_mb_body_from_urllib_gets_413_not_a_reset(server: Server, path: str) -> None:
+    """urllib sends the whole body before it reads a byte of the answer: a server that answers
+    and closes while the body is still coming resets the connection, and the client never
+    sees the answer. The server reads the rest of the body (keeping none of it) and answers."""
+    request = urllib.request.Request(server.url + path, data=BIG_BODY, headers=JSON, method="POST")
+    started = time.monotonic()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    took = time.monotonic() - started
+    error = error_of(refused.value.code, {k.lower(): v for k, v in refused.value.headers.items()},
+                     refused.value.read(), 413)
+    assert error["code"] == "too_large"
+    assert took < DRAIN_SECONDS / 2, f"{took:.1f} s: the answer waited for the drain's time limit"
+
+
+@pytest.mark.usefixtures("untouched_store")
+@pytest.mark.parametrize("expect", ["Expect:", "Expect: 100-continue"], ids=["no-expect", "expect-100"])
+def test_a_10_mb_body_from_curl_gets_413_not_a_reset(server: Server, tmp_path: Path, expect: str) -> None:
+    """curl asks ``Expect: 100-continue`` for big bodies unless told not to (``-H 'Expect:'``);
+    either way it gets the 413 and its JSON."""
+    body = tmp_path / "body.json"
+    body.write_bytes(BIG_BODY)
+    done = subprocess.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-H", "Content-Type: application/json",
+                           "-H", expect, "--data-binary", f"@{body}", server.url + "/eval"],
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    text, _, status = done.stdout.decode().rpartition("\n")
+    assert status == "413", done.stdout[:500]
+    assert json.loads(text)["error"]["code"] == "too_large"
+
+
+def test_refused_bodies_are_not_kept_in_memory(start_server: Any) -> None:
+    """The server reads a refused body to its end, but keeps none of it: its peak memory does not
+    grow by the bodies' size."""
+    server = start_server("web")
+    request = urllib.request.Request(server.url + "/eval", data=BIG_BODY * 3, headers=JSON, method="POST")
+    before = peak_rss_kb(server.pid)
+    for _ in range(3):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 413
+    grown_mb = (peak_rss_kb(server.pid) - before) / 1024
+    assert grown_mb < 8, f"the web process's peak memory grew by {grown_mb:.0f} MB for 30 MB bodies it refused"
 
 
 # -- 404 -----------------------------------------------------------------------------------
