@@ -69,11 +69,12 @@ from device.kernel import (
 )
 from device.sandbox.base import KernelPlace, LayerStatus, SandboxLayer
 from device.sandbox.identity import Identity
-from device.sandbox.libc import processes_by_uid, set_process_name
+from device.sandbox.libc import set_process_name
 from device.sandbox.registry import build_layers, layer_settings, report, require
+from device.uids import KernelUids
 from device.workspace import Workspace, enter_private_mounts
 from singlecell import config as settings
-from singlecell.errors import SandboxError, SingleCellError
+from singlecell.errors import KernelUnavailable, SandboxError, SingleCellError
 
 PROTOCOL_VERSION = "5.3"
 HISTORY_SESSION = 1  # one session per kernel process: its history is kept in memory only
@@ -600,17 +601,15 @@ def make_workspace(config: settings.Config, uid: int | None) -> Workspace:
 
 
 def kernel_uid(layers: list[SandboxLayer]) -> int | None:
-    """The uid this kernel drops to when the identity layer gives it one (as root): the highest
-    of the layer's range that no process runs as now."""
+    """The uid this kernel drops to when the identity layer gives it one (as root): claimed from
+    the top of the layer's range (a device claims from the bottom), and held until we exit."""
     identity = next((layer for layer in layers if isinstance(layer, Identity)), None)
     if identity is None or os.geteuid() != 0:
         return None
-    used = processes_by_uid()
-    # from the top down: a device on this host hands out the same range from the bottom up
-    for uid in range(identity.last_uid, identity.first_uid - 1, -1):
-        if uid not in used:
-            return uid
-    raise SandboxError(f"every kernel uid ({identity.first_uid}–{identity.last_uid}) is in use")
+    try:
+        return KernelUids(identity.first_uid, identity.last_uid, from_top=True).take()
+    except KernelUnavailable as exc:
+        raise SandboxError(exc.message) from None
 
 
 def start_cleaner(workspace: Workspace) -> int:

@@ -9,7 +9,6 @@ as it.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import logging
@@ -27,54 +26,15 @@ import zmq.asyncio
 from jupyter_client.session import Session
 
 from device.cgroup import KernelCgroups
-from device.sandbox.libc import become_subreaper, kill_children, processes_by_uid
+from device.sandbox.libc import become_subreaper, kill_children
+from device.uids import KernelUids
 from device.workspace import Workspace
-from singlecell.errors import ConfigError
+from singlecell.errors import KernelUnavailable
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_START_TIMEOUT = 60.0  # importing IPython, numpy and matplotlib on a cold disk
 KERNEL_START_TIMEOUT = 10.0
-
-
-class KernelUnavailable(RuntimeError):
-    """The template could not give a kernel (it died, or forks keep failing)."""
-
-
-class KernelUids:
-    """The uids of ``--kernel-uids``: one per live kernel, never two kernels at once."""
-
-    def __init__(self, first: int, last: int) -> None:
-        self.free = collections.deque(range(first, last + 1))
-        self.first, self.last = first, last
-
-    def user(self) -> tuple[int, str] | None:
-        """(uid, pid) of a process running as a uid of the range, if any."""
-        return next(((uid, pid) for uid, pid in processes_by_uid().items() if self.first <= uid <= self.last), None)
-
-    async def check_unused(self, patience: float = 5.0) -> None:
-        """Refuse a range some process already runs as: two devices (or a device and a Jupyter
-        kernel) on one host handing out the same uids would let their cells signal each other.
-        A device that just died gets ``patience`` seconds for its kernels to go."""
-        deadline = asyncio.get_running_loop().time() + patience
-        while (found := self.user()) is not None:
-            if asyncio.get_running_loop().time() > deadline:
-                uid, pid = found
-                raise ConfigError(f"kernel uid {uid} (of --kernel-uids {self.first}-{self.last}) is already used "
-                                  f"by process {pid}, perhaps another singlecell device on this host; give each "
-                                  "device its own --kernel-uids")
-            await asyncio.sleep(0.2)
-
-    def take(self) -> int:
-        if not self.free:
-            raise KernelUnavailable(f"every kernel uid ({self.first}–{self.last}) is in use; "
-                                    "widen --kernel-uids")
-        return self.free.popleft()
-
-    def give_back(self, uid: int) -> None:
-        # to the front: the few uids in use keep their control groups and network namespaces
-        # (safe: a uid comes back only once its kernel and everything it started are gone)
-        self.free.appendleft(uid)
 
 
 class Kernel:
@@ -207,8 +167,6 @@ class KernelPool:
     # -- life cycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self.uids is not None:
-            await self.uids.check_unused()
         # if the template dies, what its kernels started comes up to us, to be killed
         become_subreaper()
         self.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -262,6 +220,8 @@ class KernelPool:
         self._by_slot.clear()
         if self.cgroups is not None:
             self.cgroups.close()
+        if self.uids is not None:
+            self.uids.close()
         if self._control is not None:
             self._control.close(linger=0)
         shutil.rmtree(self.socket_dir, ignore_errors=True)

@@ -77,6 +77,14 @@ class UnknownBackend(ConfigError):
     """A store or filestore URL names a scheme no backend handles."""
 
 
+class KernelUnavailable(SingleCellError, RuntimeError):
+    """A device cannot get a kernel: its template died or forks keep failing, or every kernel
+    uid of its range is in use on the host."""
+
+    status = 503
+    code = "no_kernel"
+
+
 class SandboxError(SingleCellError, RuntimeError):
     """A sandbox layer could not be applied."""
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
-import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ from tests.security.hostile import (
     server_pids,
     start_victim,
 )
-from tests.servers import ROOT, Server, Servers, free_port, outcome
+from tests.servers import Server, Servers, outcome
 
 # -- daemons ---------------------------------------------------------------------------------
 
@@ -166,18 +166,16 @@ def test_killing_every_process_in_sight_kills_only_the_cell_itself(client: Clien
     assert_serves_normally(client)
 
 
-TWIN_FLAGS = ("--kernel-uids", "203000-203001", "--kernels", "1", "--ready-kernels", "1", "--time-limit", "15")
+TWIN_FLAGS = ("--kernel-uids", "203000-203003", "--kernels", "1", "--ready-kernels", "1", "--time-limit", "15")
 TWIN_VICTIM = "import os, time\nprint(os.getuid(), os.getpid(), flush=True)\ntime.sleep(8)\nprint('victim ok')"
 TWIN_ATTACK = """
-import os, signal
-if os.getuid() != {uid}:
-    print('another uid')
-else:
-    try:
-        os.kill({pid}, signal.SIGKILL)
-        print('killed')
-    except OSError as exc:
-        print('refused', exc.errno)
+import errno, os, signal
+print(os.getuid(), flush=True)
+try:
+    os.kill({pid}, signal.SIGKILL)
+    print('killed')
+except OSError as exc:
+    print('refused', errno.errorcode[exc.errno])
 """
 
 
@@ -186,30 +184,100 @@ def twin(module_servers: Servers) -> Server:
     return module_servers("serve", *TWIN_FLAGS, name="twin-a")
 
 
-def test_a_second_server_on_the_same_kernel_uids_refuses_to_start(twin: Server, tmp_path: Path,
-                                                                   active_layers: set[str]) -> None:
-    """Kernel uids are handed out per device: two servers on one host (staging beside
-    production, say, or both with the default range) would give the same uid to kernels of
-    both, and a uid is all the kernel's permission checks look at. So a device refuses uids
-    that some process already runs as."""
+def test_a_kernel_of_another_server_on_the_same_kernel_uids_cannot_be_signalled(
+        twin: Server, module_servers: Servers, active_layers: set[str]) -> None:
+    """Two servers on one host (staging beside production, say, or both with the default
+    range) share their --kernel-uids range, but never a uid: a uid is all the kernel's
+    permission checks look at. Each device claims a uid with a lock file before it uses it."""
     require_layers(active_layers, "identity")
+    if os.geteuid() != 0:
+        pytest.skip("kernels get uids of their own only when the server runs as root")
     client = twin.client()
+    other = module_servers("serve", *TWIN_FLAGS, name="twin-b")
+    other_client = other.client()
     try:
         victim = client.execute(TWIN_VICTIM)  # a kernel of the first server holds a uid of the range
         uid, pid = map(int, read_stdout_until(client, victim, "\n").split())
-        assert 203000 <= uid <= 203001
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SINGLECELL_")}
-        env["PYTHONPATH"] = str(ROOT)
-        second = subprocess.run([sys.executable, "-m", "singlecell", "serve", "--data-dir", str(tmp_path / "b"),
-                                 "--port", str(free_port()), *TWIN_FLAGS], capture_output=True, text=True,
-                                env=env, cwd=ROOT, timeout=60)
-        assert second.returncode == 78, second.stderr[-2000:]
-        assert "already used by process" in second.stderr and "--kernel-uids" in second.stderr
+        assert 203000 <= uid <= 203003
+        attack = outcome(other_client, TWIN_ATTACK.format(pid=pid), deadline=ENDED_WITHIN)
+        attacker_uid, verdict = attack["stdout"].split("\n", 1)
+        assert 203000 <= int(attacker_uid) <= 203003 and int(attacker_uid) != uid, attack["stdout"]
+        assert verdict == "refused EPERM\n", attack["stdout"]
         ended = follow(client, victim, deadline=20)
         assert ended["status"] == "done" and ended["stdout"] == f"{uid} {pid}\nvictim ok\n", ended
         assert_serves_normally(client)
+        assert_serves_normally(other_client)
     finally:
         client.close()
+        other_client.close()
+
+
+def _uid_and_parent(pid: int) -> tuple[int, int] | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return int(fields["Uid"].split()[1]), int(fields["PPid"])
+
+
+def kernels_by_uid(servers: dict[int, str], first: int, last: int) -> dict[int, set[str]]:
+    """Which servers (by their top process) have a process running as each uid of the range."""
+    processes = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (found := _uid_and_parent(int(entry))) is not None:
+            processes[int(entry)] = found
+    owners: dict[int, set[str]] = {}
+    for pid, (uid, _) in processes.items():
+        if not first <= uid <= last:
+            continue
+        ancestor, hops = pid, 0
+        while ancestor not in servers and ancestor in processes and hops < 32:
+            ancestor, hops = processes[ancestor][1], hops + 1
+        if ancestor in servers:
+            owners.setdefault(uid, set()).add(servers[ancestor])
+    return owners
+
+
+def test_two_servers_started_together_on_the_default_uids_never_share_one(start_server: Servers,
+                                                                          active_layers: set[str]) -> None:
+    """Two servers on one host, started at the same moment with the default --kernel-uids and
+    both under load: no uid ever runs kernels of both at once (sampled from /proc while they
+    run). A uid in use by one device's kernel is not free for the other's."""
+    require_layers(active_layers, "identity")
+    if os.geteuid() != 0:
+        pytest.skip("kernels get uids of their own only when the server runs as root")
+    flags = ("--kernel-uids", "200000-200999", "--kernels", "4", "--ready-kernels", "4")
+    both = [start_server("serve", *flags, ready=False), start_server("serve", *flags, ready=False)]
+    for server in both:
+        server.wait_up()
+    names = {server.pid: f"server {n}" for n, server in enumerate(both)}
+    stop = threading.Event()
+    answers: list[str] = []
+
+    def load(server: Server) -> None:
+        with server.client() as client:
+            while not stop.is_set():
+                answers.append(client.eval("import time; time.sleep(0.02); print('ok')")["stdout"])
+
+    workers = [threading.Thread(target=load, args=(server,)) for server in both for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    shared: dict[int, set[str]] = {}
+    samples = 0
+    try:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            owners = kernels_by_uid(names, 200000, 200999)
+            samples += bool(owners)
+            shared.update({uid: who for uid, who in owners.items() if len(who) > 1})
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(60)
+    assert not shared, f"uids that ran kernels of both servers at once: {shared}"
+    assert samples > 50 and len(answers) > 20 and set(answers) == {"ok\n"}, (samples, len(answers))
 
 
 SIGNAL_THE_VICTIM = """
