@@ -59,11 +59,11 @@ from jupyter_client.session import Session
 
 import device.kernel as kernel_module
 import singlecell
+from device.control import KernelSpec
 from device.kernel import (
     EXIT_SANDBOX_FAILED,
     Channel,
     Kernel,
-    KernelSpec,
     OutputBudget,
     make_shell,
 )
@@ -716,8 +716,8 @@ def main(argv: list[str] | None = None) -> int:
                                   username="kernel", session=session.session)
         interrupts = Interrupts()
         iopub = IOPubChannel(sockets["iopub"], session, interrupts)
-        spec = KernelSpec(slot="jupyter", endpoint=connection.url(connection.iopub_port), key=connection.key,
-                          home=seen.home, workdir=seen.workdir, tmpdir=seen.tmpdir,
+        spec = KernelSpec(slot="jupyter", endpoint=connection.url(connection.iopub_port),
+                          key=connection.key.decode("ascii"), home=seen.home, workdir=seen.workdir, tmpdir=seen.tmpdir,
                           output_limit=config.output_limit, uid=seen.uid)
         kernel = Kernel(shell, spec, iopub)
         kernel_module._kernel = kernel  # what the shell's display hooks publish through

@@ -37,6 +37,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from jupyter_client.session import Session
 from traitlets.config import Config as TraitletsConfig
 
+from device.control import KernelSpec
 from device.sandbox.base import KernelPlace, SandboxLayer
 from device.sandbox.libc import become_subreaper, set_parent_death_signal, set_process_name
 
@@ -68,27 +69,6 @@ def can_return_from_background() -> bool:
         resource.setrlimit(resource.RLIMIT_NICE, (20, hard))
         return True
     return False
-
-
-@dataclass(frozen=True)
-class KernelSpec:
-    """What the device tells the template about one kernel to fork."""
-
-    slot: str
-    endpoint: str  # ipc:// address the device bound for this kernel alone
-    key: bytes  # this kernel's own HMAC key: another kernel cannot sign as this one
-    home: str  # the kernel's own folder, holding workdir, tmpdir and the socket
-    workdir: str
-    tmpdir: str
-    output_limit: int
-    uid: int | None = None  # the uid of its slot, when the server runs as root
-    cgroups: tuple[str, ...] = ()  # the control groups of that uid
-
-    @property
-    def place(self) -> KernelPlace:
-        socket = self.endpoint.removeprefix("ipc://") if self.endpoint.startswith("ipc://") else ""
-        return KernelPlace(home=self.home, workdir=self.workdir, tmpdir=self.tmpdir, socket=socket,
-                           uid=self.uid, cgroups=self.cgroups)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -25,7 +24,9 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
+from device import control
 from device.cgroup import KernelCgroups
+from device.control import KernelSpec
 from device.sandbox.libc import become_subreaper, kill_children
 from device.uids import KernelUids
 from device.workspace import Workspace
@@ -158,7 +159,7 @@ class KernelPool:
         self._process: asyncio.subprocess.Process | None = None
         self._control: zmq.asyncio.Socket | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._template_ready: asyncio.Future[dict[str, Any]] | None = None
+        self._template_ready: asyncio.Future[control.Ready] | None = None
         self._reader: asyncio.Task[Any] | None = None
         self._closing = False
         self._restarting = False
@@ -192,14 +193,14 @@ class KernelPool:
         )
         self._reader = self._spawn(self._read_control(self._control))
         self._spawn(self._watch_template(self._process))
-        await self._control.send_json({"op": "configure", "preload": self.preload, "layers": self.layers})
+        await self._control.send(control.Configure(preload=self.preload, layers=self.layers).to_json())
         try:
             ready = await asyncio.wait_for(asyncio.shield(self._template_ready), TEMPLATE_START_TIMEOUT)
         except TimeoutError:
             raise KernelUnavailable("the kernel template did not start within "
                                     f"{TEMPLATE_START_TIMEOUT:.0f} s") from None
-        self.layer_report = [(str(n), bool(a), str(d)) for n, a, d in ready["layers"]]
-        log.info("kernel template %d ready", ready["pid"])
+        self.layer_report = list(ready.layers)
+        log.info("kernel template %d ready", ready.pid)
 
     async def close(self) -> None:
         self._closing = True
@@ -207,7 +208,7 @@ class KernelPool:
             kernel.kill()
         if self._control is not None and self._process is not None and self._process.returncode is None:
             with contextlib.suppress(zmq.ZMQError):
-                await self._control.send_json({"op": "exit"})
+                await self._control.send(control.Exit().to_json())
             try:
                 await asyncio.wait_for(self._process.wait(), 5)
             except TimeoutError:
@@ -267,12 +268,12 @@ class KernelPool:
         self._by_slot[kernel.slot] = kernel
         try:
             assert self._control is not None
-            await self._control.send_json({
-                "op": "fork", "slot": kernel.slot, "endpoint": kernel.endpoint, "key": kernel.key,
-                "home": str(kernel.workspace.home), "workdir": str(kernel.workdir),
-                "tmpdir": str(kernel.workspace.tmpdir), "uid": kernel.uid, "output_limit": self.output_limit,
-                "cgroups": self.cgroups.groups_for(kernel.uid) if self.cgroups and kernel.uid is not None else [],
-            })
+            await self._control.send(KernelSpec(
+                slot=kernel.slot, endpoint=kernel.endpoint, key=kernel.key, home=str(kernel.workspace.home),
+                workdir=str(kernel.workdir), tmpdir=str(kernel.workspace.tmpdir), uid=kernel.uid,
+                output_limit=self.output_limit,
+                cgroups=tuple(self.cgroups.groups_for(kernel.uid)) if self.cgroups and kernel.uid is not None else (),
+            ).to_json())
             hello: asyncio.Future[Any] = asyncio.ensure_future(kernel.receive())
             exited: asyncio.Future[Any] = kernel.exited
             done, _ = await asyncio.wait({hello, exited}, timeout=KERNEL_START_TIMEOUT,
@@ -299,31 +300,39 @@ class KernelPool:
 
     # -- the template's reports ---------------------------------------------------------
 
-    async def _read_control(self, control: zmq.asyncio.Socket) -> None:
+    async def _read_control(self, socket: zmq.asyncio.Socket) -> None:
         while True:
             # recv_multipart, not recv_json: a cancelled recv_json logs a spurious error
-            msg = json.loads((await control.recv_multipart())[0])
-            op = msg.get("op")
-            if op == "ready":
+            try:
+                msg = control.to_device((await socket.recv_multipart())[0])
+            except control.BadControlMessage as exc:
+                log.error("the kernel template sent a bad control message (%s); ignored", exc)
+                continue
+            if isinstance(msg, control.Ready):
                 assert self._template_ready is not None
                 if not self._template_ready.done():
                     self._template_ready.set_result(msg)
-            elif op == "forked":
-                kernel = self._by_slot.get(msg["slot"])
+            elif isinstance(msg, control.Forked):
+                kernel = self._by_slot.get(msg.slot)
                 if kernel is None:
                     continue
-                kernel.pid = int(msg["pid"])
+                kernel.pid = msg.pid
                 self._by_pid[kernel.pid] = kernel
                 kernel.forked.set_result(kernel.pid)
-            elif op == "exited":
-                kernel = self._by_pid.pop(int(msg["pid"]), None)
+            elif isinstance(msg, control.Exited):
+                kernel = self._by_pid.pop(msg.pid, None)
                 if kernel is not None and not kernel.exited.done():
-                    kernel.exited.set_result(int(msg["status"]))
-            elif op == "fork_failed":
-                kernel = self._by_slot.get(msg["slot"])
+                    kernel.exited.set_result(msg.status)
+            elif isinstance(msg, control.ForkFailed):
+                kernel = self._by_slot.get(msg.slot)
                 if kernel is not None and not kernel.exited.done():
-                    log.warning("fork failed: %s", msg.get("error"))
+                    log.warning("fork failed: %s", msg.error)
                     kernel.exited.set_result(-1)
+            else:
+                log.error("the kernel template refused a control message: %s", msg.error)
+                if self._template_ready is not None and not self._template_ready.done():
+                    self._template_ready.set_exception(KernelUnavailable(
+                        f"the kernel template could not be configured: {msg.error}"))
 
     async def _watch_template(self, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()

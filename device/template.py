@@ -1,15 +1,10 @@
 """The kernel template: a warm process that imports IPython and the preload modules once and
 forks one kernel per request.
 
-It is started by the device (``python -m device.template ENDPOINT``) and speaks JSON over a
-ZeroMQ PAIR socket to it:
-
-- device → template: ``{"op": "fork", "slot", "endpoint", "key", "workdir", "tmpdir",
-  "output_limit"}``, ``{"op": "exit"}``;
-  the first message is ``{"op": "configure", "preload": [...], "layers": {name: settings}}``.
-- template → device: ``{"op": "ready", "pid", "layers": [[name, active, detail], ...]}`` once
-  configured, ``{"op": "forked", "slot", "pid"}``, ``{"op": "fork_failed", "slot", "error"}``,
-  ``{"op": "exited", "pid", "status"}`` (a raw wait status) for every kernel it reaps.
+It is started by the device (``python -P -m device.template ENDPOINT PARENT_PID``) and speaks
+the control messages of :mod:`device.control` with it over a ZeroMQ PAIR socket. A message it
+cannot take is answered (``fork_failed`` or ``refused``), never a reason to exit: the template
+holds every ready kernel.
 
 It is single-threaded and never runs user code itself, so every fork copies a clean shell.
 """
@@ -25,8 +20,9 @@ from typing import Any
 
 import zmq
 
+from device import control
+from device.control import BadControlMessage, KernelSpec
 from device.kernel import (
-    KernelSpec,
     become_subreaper,
     can_return_from_background,
     make_session,
@@ -59,23 +55,24 @@ class Template:
     def _terminate(self, *_: Any) -> None:
         self.terminating = True
 
-    def configure(self, msg: dict[str, Any]) -> None:
-        self.shell = make_shell(list(msg.get("preload", [])))
-        layers = build_layers(msg.get("layers", {}))
+    def send(self, message: control.ToDevice) -> None:
+        self.control.send(message.to_json())
+
+    def configure(self, msg: control.Configure) -> None:
+        if self.shell is not None:
+            raise BadControlMessage("the template is configured already")
+        self.shell = make_shell(msg.preload)
+        layers = build_layers(msg.layers)
         statuses = [layer.check() for layer in layers]
         # as the layer contract says: one that cannot work here is reported, not applied
         self.layers = [layer for layer, status in zip(layers, statuses, strict=True) if status.active]
-        self.control.send_json({"op": "ready", "pid": os.getpid(),
-                                "layers": [[s.name, s.active, s.detail] for s in statuses]})
+        self.send(control.Ready(pid=os.getpid(), layers=[(s.name, s.active, s.detail) for s in statuses]))
 
-    def fork(self, msg: dict[str, Any]) -> None:
-        uid = msg.get("uid")
-        spec = KernelSpec(slot=msg["slot"], endpoint=msg["endpoint"], key=msg["key"].encode("ascii"),
-                          home=msg["home"], workdir=msg["workdir"], tmpdir=msg["tmpdir"],
-                          output_limit=int(msg["output_limit"]), uid=None if uid is None else int(uid),
-                          cgroups=tuple(msg.get("cgroups", ())))
+    def fork(self, spec: KernelSpec) -> None:
+        if self.shell is None:
+            raise BadControlMessage("a fork before the template was configured", spec.slot)
         # keyed here, not in the child: the traitlets machinery behind it then stays shared
-        self.session.key = spec.key
+        self.session.key = spec.key_bytes
         self.session.session = uuid.uuid4().hex
         try:
             place = spec.place
@@ -83,12 +80,31 @@ class Template:
                 place = layer.before_fork(place)
             pid = os.fork()
         except (OSError, SingleCellError) as exc:
-            self.control.send_json({"op": "fork_failed", "slot": spec.slot, "error": str(exc)})
+            self.send(control.ForkFailed(slot=spec.slot, error=str(exc)))
             return
         if pid == 0:
             run_child(self.shell, self.session, spec, self.layers, _close_fds_above_stdio, place)  # never returns
         self.kernels.add(pid)
-        self.control.send_json({"op": "forked", "slot": spec.slot, "pid": pid})
+        self.send(control.Forked(slot=spec.slot, pid=pid))
+
+    def handle(self, raw: bytes) -> bool:
+        """Carry out one message from the device; False once told to exit. A message that
+        cannot be carried out is answered, saying why, and the template goes on."""
+        try:
+            msg = control.to_template(raw)
+            if isinstance(msg, control.Exit):
+                return False
+            if isinstance(msg, control.Configure):
+                self.configure(msg)
+            else:
+                self.fork(msg)
+        except Exception as exc:  # a bad message, or a bug: either way not worth every ready kernel
+            slot = exc.slot if isinstance(exc, BadControlMessage) else None
+            error = str(exc) if isinstance(exc, BadControlMessage) else f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(OSError):
+                os.write(2, f"kernel template: refused a control message: {error}\n".encode())
+            self.send(control.ForkFailed(slot=slot, error=error) if slot is not None else control.Refused(error=error))
+        return True
 
     def reap(self) -> None:
         while True:
@@ -101,7 +117,7 @@ class Template:
             if pid in self.kernels:
                 self.kernels.discard(pid)
                 self.kill_orphans()  # first: "exited" promises the device that all of it is gone
-                self.control.send_json({"op": "exited", "pid": pid, "status": status})
+                self.send(control.Exited(pid=pid, status=status))
             # anything else was an orphan of a finished kernel, killed by kill_orphans
 
     def kill_orphans(self) -> None:
@@ -134,14 +150,7 @@ class Template:
                     pass
             self.reap()
             while self.control.poll(0):
-                msg = self.control.recv_json()
-                assert isinstance(msg, dict)
-                op = msg.get("op")
-                if op == "fork":
-                    self.fork(msg)
-                elif op == "configure":
-                    self.configure(msg)
-                elif op == "exit":
+                if not self.handle(self.control.recv()):
                     self.shutdown()
                     return
             if self.terminating:
