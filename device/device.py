@@ -23,19 +23,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from device.base import KernelLauncher, RunningKernel
 from device.kernel import EXIT_CHANNEL_FAILED, EXIT_SANDBOX_FAILED
-from device.pool import Kernel, KernelPool
 from device.sweep import is_empty, sweep
 from filestore.base import FileStore
 from singlecell import protocol
 from singlecell.config import Config
 from singlecell.errors import SingleCellError
+from singlecell.limits import BY_KEY, KERNEL_NAMED, Limit
 from singlecell.store.base import FileRecord, RequestRecord, Status, Store, StoredMessage
 from singlecell.wakeup import Wakeups
 
 log = logging.getLogger(__name__)
 
 EXIT_GRACE = 2.0  # seconds a kernel gets to exit after it said idle before it is killed
+#: seconds between tries of a terminal status the store refused (it may be restarting): about
+#: half a default lease in all, while the request's lease is still renewed
+FINISH_RETRIES = (0.1, 0.3, 1.0, 2.0, 4.0)
 # Mid-cell output waits this long for more before it is stored: a quick cell's messages then
 # go to the store in its one finishing transaction, and a printing loop's in few batches.
 COALESCE = 0.010
@@ -63,7 +67,7 @@ class Outcome:
 
 
 class Device:
-    def __init__(self, config: Config, store: Store, filestore: FileStore, pool: KernelPool,
+    def __init__(self, config: Config, store: Store, filestore: FileStore, pool: KernelLauncher,
                  wakeups: Wakeups | None = None, name: str | None = None) -> None:
         self.config = config
         self.store = store
@@ -72,15 +76,7 @@ class Device:
         self.wakeups = wakeups
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.running: dict[str, asyncio.Task[None]] = {}
-        #: the errors a kernel names when a cell runs into one of its limits: (limit, value)
-        self.kernel_limits: dict[str, tuple[str, float]] = {
-            "MemoryLimitExceeded": ("memory", config.memory_limit),
-            "OutputLimitExceeded": ("output", config.output_limit),
-            "FileSizeLimitExceeded": ("file_size", config.file_size_limit),
-            "ProcessLimitExceeded": ("processes", config.process_limit),
-            "DiskLimitExceeded": ("disk", config.disk_limit),
-            "OpenFilesLimitExceeded": ("open_files", config.open_files_limit),
-        }
+        self.finish_retries = FINISH_RETRIES
         self._wake = asyncio.Event()
         self._stops: dict[str, asyncio.Future[None]] = {}  # resolved when a client asks to stop the request
         self._stops_due = False  # a wake-up said a stop was asked
@@ -169,7 +165,9 @@ class Device:
         while True:
             await asyncio.sleep(interval)
             try:
-                self.store.renew_lease(self.name, self.config.lease_seconds)
+                # only what is still being worked on: a request this device gave up on (its
+                # store kept refusing its ending) runs out, and ends lost
+                self.store.renew_lease(self.name, self.config.lease_seconds, list(self.running))
                 lost = self.store.expire_leases()
                 if lost:
                     log.warning("declared %d requests of vanished devices lost", len(lost))
@@ -192,8 +190,7 @@ class Device:
         except asyncio.CancelledError:
             self.store.release(self.name, [record.id])
             raise
-        if self.pool.cgroups is not None and kernel.uid is not None:
-            outcome.oom_kills = self.pool.cgroups.oom_kills(kernel.uid)
+        outcome.oom_kills = self.pool.oom_kills(kernel)
         stop = self._stops[record.id] = asyncio.get_running_loop().create_future()
         try:
             try:
@@ -205,31 +202,28 @@ class Device:
                     request, "CellStopped", "the cell was stopped at the client's request"))
             except TimeoutError:
                 kernel.kill()
-                outcome.status = Status.TIMEOUT
-                self._note_limit(outcome, request, "time", limit, "TimeLimitExceeded",
-                                 f"the cell ran longer than its limit of {limit:g} seconds and was stopped")
+                self._note_limit(outcome, request, BY_KEY["time"], limit)
             except asyncio.CancelledError:
                 kernel.kill()
                 outcome.status = Status.ABORTED
                 outcome.extra.append(protocol.error_message(
                     request, "ServerStopped", "the server was stopped while this cell ran"))
-                await self._finish(kernel, record, outcome)
+                await self._end(kernel, record, outcome)
                 raise
             except _Lost:
                 kernel.kill()
                 return
-            try:
-                await self._finish(kernel, record, outcome)
-            except Exception as exc:
-                # nothing acknowledged may stay "running": end it, saying the server failed
-                log.exception("request %s: finishing failed", record.id)
+            except Exception as exc:  # a bug here, or a message we could not handle: the cell stops
+                log.exception("request %s: the device failed while the cell ran", record.id)
                 kernel.kill()
-                self._finish_broken(record, outcome, exc)
+                outcome.status = Status.ABORTED
+                outcome.extra.append(_server_error(request, exc, "while this cell ran"))
+            await self._end(kernel, record, outcome)
         finally:
             del self._stops[record.id]
             self._retire(kernel)
 
-    async def _converse_until_stopped(self, kernel: Kernel, record: RequestRecord, outcome: Outcome,
+    async def _converse_until_stopped(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome,
                                       stop: asyncio.Future[None]) -> None:
         """:meth:`_converse`, unless ``stop`` resolves first: then raise :class:`_Stopped`."""
         conversation = asyncio.ensure_future(self._converse(kernel, record, outcome))
@@ -245,7 +239,7 @@ class Device:
             return
         raise _Stopped()
 
-    async def _converse(self, kernel: Kernel, record: RequestRecord, outcome: Outcome) -> None:
+    async def _converse(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome) -> None:
         """Send the request; store what comes back until the kernel says idle or dies."""
         request = record.message
         names = list(record.inputs)
@@ -270,24 +264,24 @@ class Device:
             if batch is None:  # it exited, and everything it sent has been read
                 return
             if isinstance(batch, ValueError):  # a bad signature: nothing it says can be believed
-                kernel.kill()
-                outcome.status = Status.ABORTED
-                outcome.extra.append(protocol.error_message(
-                    request, "KernelProtocolError", "the kernel sent a message that was not signed "
-                    "with its key; the cell was stopped"))
+                self._protocol_error(kernel, outcome, request, "a message that was not signed with its key")
                 return
             for msg, size in batch:
                 output_bytes += size
                 if msg["msg_type"] not in FROM_KERNELS:
                     continue  # extensions (files, limits) are the device's word alone: a cell cannot forge them
-                clean = {key: protocol.json_safe(msg.get(key, {})) for key in STANDARD_KEYS}
+                try:
+                    clean = {key: protocol.json_safe(msg.get(key, {})) for key in STANDARD_KEYS}
+                except ValueError as exc:
+                    self._protocol_error(kernel, outcome, request, str(exc))
+                    return
                 clean["parent_header"] = dict(request["header"])
-                if clean["msg_type"] == "error" and clean["content"].get("ename") in self.kernel_limits:
+                if clean["msg_type"] == "error" and clean["content"].get("ename") in KERNEL_NAMED:
                     # a limit the kernel ran into (it names it): the cell was stopped by it
-                    limit, value = self.kernel_limits[clean["content"]["ename"]]
-                    outcome.status = Status.ABORTED
-                    outcome.extra.append(protocol.limit_message(
-                        request, limit, value, clean["content"]["ename"], str(clean["content"].get("evalue", ""))))
+                    named = KERNEL_NAMED[clean["content"]["ename"]]
+                    outcome.status = Status(named.status)
+                    outcome.extra.append(protocol.limit_message(request, named.key, self._value(named), named.ename,
+                                                                str(clean["content"].get("evalue", ""))))
                 if clean["msg_type"] == "execute_reply":
                     outcome.reply_status = str(clean["content"].get("status", "error"))
                 if clean["msg_type"] == "status" and clean["content"].get("execution_state") == "idle":
@@ -297,10 +291,8 @@ class Device:
                 outcome.pending.append(StoredMessage(outcome.seq, clean))
             if output_bytes > hard_cap:
                 kernel.kill()
-                outcome.status = Status.ABORTED
-                self._note_limit(outcome, request, "output", self.config.output_limit,
-                                 "OutputLimitExceeded", "the cell sent far more output than its limit "
-                                 f"of {self.config.output_limit} bytes and was stopped")
+                output = BY_KEY["output"]
+                self._note_limit(outcome, request, output, self._value(output))
                 return
             if outcome.pending and flush_at == math.inf:
                 flush_at = loop.time() + COALESCE
@@ -312,25 +304,82 @@ class Device:
         outcome.pending = []
         self._progressed([record.id])
 
-    def _note_limit(self, outcome: Outcome, request: dict[str, Any], limit: str, value: float,
-                    ename: str, evalue: str) -> None:
-        outcome.extra.append(protocol.error_message(request, ename, evalue))
-        outcome.extra.append(protocol.limit_message(request, limit, value, ename, evalue))
+    def _protocol_error(self, kernel: RunningKernel, outcome: Outcome, request: dict[str, Any], what: str) -> None:
+        """The kernel broke the protocol: nothing more it says is believed, and the cell stops."""
+        kernel.kill()
+        outcome.status = Status.ABORTED
+        outcome.extra.append(protocol.error_message(
+            request, "KernelProtocolError", f"the kernel sent {what}; the cell was stopped"))
 
-    async def _finish(self, kernel: Kernel, record: RequestRecord, outcome: Outcome) -> None:
+    def _value(self, limit: Limit) -> float:
+        value: float = getattr(self.config, limit.setting)
+        return value
+
+    def _note_limit(self, outcome: Outcome, request: dict[str, Any], limit: Limit, value: float) -> None:
+        """The cell was stopped by ``limit``: its error, its extension, and its status."""
+        evalue = limit.evalue(value)
+        outcome.status = Status(limit.status)
+        outcome.extra.append(protocol.error_message(request, limit.ename, evalue))
+        outcome.extra.append(protocol.limit_message(request, limit.key, value, limit.ename, evalue))
+
+    async def _end(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome) -> None:
+        """Give the request its one terminal status, whatever it takes.
+
+        First the whole ending: the files, the messages and the status. If making it fails, a
+        ``ServerError`` after the output so far instead. A store that refuses is retried
+        (:attr:`finish_retries`, seconds apart), then asked for the smallest ending (``ServerError`` alone). If
+        even that fails the store is out of reach: the request is left out of this device's
+        lease renewals, so once the store is back its lease runs out and any process of the
+        deployment ends it ``lost``, readable by its client."""
+        try:
+            status, messages, files = await self._conclude(kernel, record, outcome)
+        except Exception as exc:  # a bug, or a filestore that failed: the output so far, and why
+            log.exception("request %s: collecting its ending failed; it ends with a ServerError", record.id)
+            kernel.kill()
+            status, messages, files = Status.ABORTED, self._broken(record, outcome, exc, outcome.pending), []
+        stored = await self._store_finish(record, status, messages, files)
+        if stored is None and (status is not Status.ABORTED or outcome.pending or files):
+            log.error("request %s: the store refused its ending %d times; ending it with a ServerError alone",
+                      record.id, len(self.finish_retries) + 1)
+            problem = RuntimeError("the store refused the cell's last output")
+            stored = await self._store_finish(record, Status.ABORTED, self._broken(record, outcome, problem, []), [])
+        if stored is None:
+            log.error("request %s: the store refused every ending; it is no longer renewed, and ends lost "
+                      "once its lease of %.0f s runs out", record.id, self.config.lease_seconds)
+        elif not stored:
+            log.warning("request %s was declared lost before it finished here", record.id)
+        self._progressed([record.id])
+
+    async def _store_finish(self, record: RequestRecord, status: Status, messages: list[StoredMessage],
+                            files: list[FileRecord]) -> bool | None:
+        """``Store.finish``, tried again while it raises; None when every try raised."""
+        for delay in (*self.finish_retries, None):
+            try:
+                return self.store.finish(record.id, self.name, status, messages, files)
+            except Exception as exc:
+                if delay is None:
+                    log.error("request %s: storing its ending failed (%s: %s); giving up", record.id,
+                              type(exc).__name__, exc)
+                    return None
+                log.error("request %s: storing its ending failed (%s: %s); trying again in %.1f s", record.id,
+                          type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+        return None
+
+    async def _conclude(self, kernel: RunningKernel, record: RequestRecord,
+                        outcome: Outcome) -> tuple[Status, list[StoredMessage], list[FileRecord]]:
+        """The request's terminal status, its last messages (idle last) and its files."""
         request = record.message
         if outcome.status is None and outcome.idle is None:
             # it died before finishing the cell
             wait_status = await kernel.exited
             outcome.status = Status.ABORTED
             signalled = os.WTERMSIG(wait_status) if wait_status >= 0 and os.WIFSIGNALED(wait_status) else None
-            if signalled == signal.SIGKILL and self._killed_for_memory(kernel, outcome):
-                self._note_limit(outcome, request, "memory", self.config.memory_limit, "MemoryLimitExceeded",
-                                 f"the cell's processes together used more than its limit of "
-                                 f"{self.config.memory_limit} MB of memory, and the kernel was stopped")
+            if signalled == signal.SIGKILL and self.pool.oom_kills(kernel) > outcome.oom_kills:
+                # its control group's memory limit (the OOM killer) killed it
+                self._note_limit(outcome, request, BY_KEY["memory"], self.config.memory_limit)
             elif signalled == signal.SIGXCPU:
-                self._note_limit(outcome, request, "cpu", self.config.cpu_limit, "CPUTimeLimitExceeded",
-                                 self._cpu_evalue())
+                self._note_limit(outcome, request, BY_KEY["cpu"], self.config.cpu_limit)
             else:
                 outcome.extra.append(self._death_message(request, wait_status))
         files: list[FileRecord] = []
@@ -346,22 +395,18 @@ class Device:
                 {"name": f.name, "size": f.size, "content_type": f.content_type,
                  "url": file_url(record.id, f.name)} for f in files]}))
         final.append(outcome.idle or protocol.message("status", {"execution_state": "idle"}, request))
-        messages = [*outcome.pending, *(StoredMessage(outcome.seq + i + 1, m) for i, m in enumerate(final))]
-        if not self.store.finish(record.id, self.name, status, messages, files):
-            log.warning("request %s was declared lost before it finished here", record.id)
-        self._progressed([record.id])
+        return status, [*outcome.pending, *_numbered(outcome.seq, final)], files
 
-    def _finish_broken(self, record: RequestRecord, outcome: Outcome, exc: Exception) -> None:
-        request = record.message
-        final = [protocol.error_message(request, "ServerError", "the server failed while finishing this "
-                                        f"cell ({type(exc).__name__}); its output may be incomplete"),
-                 protocol.message("status", {"execution_state": "idle"}, request)]
-        messages = [*outcome.pending, *(StoredMessage(outcome.seq + i + 1, m) for i, m in enumerate(final))]
-        with contextlib.suppress(Exception):
-            self.store.finish(record.id, self.name, Status.ABORTED, messages, [])
-        self._progressed([record.id])
+    def _broken(self, record: RequestRecord, outcome: Outcome, exc: Exception,
+                pending: list[StoredMessage]) -> list[StoredMessage]:
+        """The ending of a request the device failed to finish: ``pending``, then a ServerError."""
+        # outcome.pending are the messages not yet stored, numbered up to outcome.seq
+        seq = outcome.seq - len(outcome.pending) + len(pending)
+        final = [_server_error(record.message, exc, "while finishing this cell; its output may be incomplete"),
+                 protocol.message("status", {"execution_state": "idle"}, record.message)]
+        return [*pending, *_numbered(seq, final)]
 
-    async def _await_exit(self, kernel: Kernel) -> None:
+    async def _await_exit(self, kernel: RunningKernel) -> None:
         try:
             await asyncio.wait_for(asyncio.shield(kernel.exited), EXIT_GRACE)
         except TimeoutError:
@@ -370,7 +415,7 @@ class Device:
                 await asyncio.wait_for(asyncio.shield(kernel.exited), 5)
         kernel.kill_leftovers()
 
-    def _collect(self, kernel: Kernel, record: RequestRecord, outcome: Outcome) -> list[FileRecord]:
+    def _collect(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome) -> list[FileRecord]:
         result = sweep(str(kernel.workdir), record.inputs, self.config.max_output_files,
                        self.config.max_output_file_size, self.config.disk_limit * 1024 * 1024)
         files = []
@@ -399,18 +444,17 @@ class Device:
         return protocol.error_message(request, "KernelDied", "the kernel running this cell "
                                       f"{protocol.describe_exit(status)} before the cell finished")
 
-    def _killed_for_memory(self, kernel: Kernel, outcome: Outcome) -> bool:
-        """Whether the kernel's SIGKILL came from its control group's memory limit (the OOM killer)."""
-        return (self.pool.cgroups is not None and kernel.uid is not None
-                and self.pool.cgroups.oom_kills(kernel.uid) > outcome.oom_kills)
-
-    def _cpu_evalue(self) -> str:
-        seconds = self.config.cpu_limit
-        return f"the cell used more than its limit of {seconds} CPU second{'s' * (seconds != 1)} and was stopped"
-
-    def _retire(self, kernel: Kernel) -> None:
+    def _retire(self, kernel: RunningKernel) -> None:
         kernel.kill_leftovers() if kernel.exited.done() else kernel.kill()
         self.pool.release(kernel)
+
+
+def _numbered(after: int, messages: list[dict[str, Any]]) -> list[StoredMessage]:
+    return [StoredMessage(after + i + 1, m) for i, m in enumerate(messages)]
+
+
+def _server_error(request: dict[str, Any], exc: BaseException, when: str) -> dict[str, Any]:
+    return protocol.error_message(request, "ServerError", f"the server failed {when} ({type(exc).__name__})")
 
 
 class _Stopped(Exception):
@@ -421,7 +465,7 @@ class _Lost(Exception):
     """The store says this device no longer owns the request."""
 
 
-async def _next_batch(kernel: Kernel, timeout: float) -> list[tuple[dict[str, Any], int]] | ValueError | None:
+async def _next_batch(kernel: RunningKernel, timeout: float) -> list[tuple[dict[str, Any], int]] | ValueError | None:
     """The kernel's next messages; ``[]`` when none came within ``timeout`` seconds; after it
     exited, what it sent before dying, then ``None``."""
     receiving: asyncio.Future[Any] = asyncio.ensure_future(kernel.receive())

@@ -40,6 +40,7 @@ from traitlets.config import Config as TraitletsConfig
 from device.control import KernelSpec
 from device.sandbox.base import KernelPlace, SandboxLayer
 from device.sandbox.libc import become_subreaper, set_parent_death_signal, set_process_name
+from singlecell.limits import BY_KEY
 
 FLUSH_INTERVAL = 0.05  # seconds a stream write may wait before it is sent: coalesces print loops
 EXIT_SANDBOX_FAILED = 71  # the device reads this exit code as "the sandbox could not be applied"
@@ -101,28 +102,31 @@ class Limits:
 
     def name(self, error: BaseException) -> tuple[str, str] | None:
         """(ename, evalue) of the limit behind ``error``, or None if it is not a limit's."""
+        key, value = self._behind(error)
+        if key is None:
+            return None
+        limit = BY_KEY[key]
+        return limit.ename, limit.evalue(value)
+
+    def _behind(self, error: BaseException) -> tuple[str | None, int]:
+        """The key of the limit ``error`` comes from, and its value."""
         code = getattr(error, "errno", None)
         if isinstance(error, OutputLimitExceeded):
-            return "OutputLimitExceeded", str(error)
+            return "output", self.output
         if isinstance(error, MemoryError) and self.memory_mb:
-            return "MemoryLimitExceeded", (f"the cell tried to use more than its limit of {self.memory_mb} MB "
-                                           "of memory")
+            return "memory", self.memory_mb
         if code == errno.EFBIG and self.file_size:
-            return "FileSizeLimitExceeded", (f"the cell tried to write a file larger than its limit of "
-                                             f"{self.file_size} bytes")
+            return "file_size", self.file_size
         if code == errno.ENOSPC and self.disk_mb:
-            return "DiskLimitExceeded", (f"the cell's files passed its limit of {self.disk_mb} MB "
-                                         "(its folder and /tmp together)")
+            return "disk", self.disk_mb
         if code == errno.EMFILE and self.open_files:
-            return "OpenFilesLimitExceeded", (f"the cell tried to keep more than {self.open_files} files "
-                                              "open at once")
+            return "open_files", self.open_files
         if self.processes and (
             (isinstance(error, RuntimeError) and "can't start new thread" in str(error))
             or (code == errno.EAGAIN and _tasks_of_my_uid() >= self.processes)
         ):
-            return "ProcessLimitExceeded", (f"the cell tried to run more than {self.processes} processes "
-                                            "and threads at once")
-        return None
+            return "processes", self.processes
+        return None, 0
 
 
 def _tasks_of_my_uid() -> int:
@@ -442,8 +446,7 @@ class Kernel:
 
     def output_exceeded(self) -> OutputLimitExceeded:
         self.output_raised = True
-        return OutputLimitExceeded(f"the cell's output passed its limit of {self.budget.limit} bytes, "
-                                   "so the cell was stopped")
+        return OutputLimitExceeded(BY_KEY["output"].evalue(self.budget.limit))
 
     def capture_fds(self) -> None:
         """Send what subprocesses and C code write to fds 1 and 2 as stream output too, and

@@ -25,6 +25,7 @@ import zmq.asyncio
 from jupyter_client.session import Session
 
 from device import control
+from device.base import KernelLauncher, RunningKernel
 from device.cgroup import KernelCgroups
 from device.control import KernelSpec
 from device.sandbox.libc import become_subreaper, kill_children
@@ -38,7 +39,7 @@ TEMPLATE_START_TIMEOUT = 60.0  # importing IPython, numpy and matplotlib on a co
 KERNEL_START_TIMEOUT = 10.0
 
 
-class Kernel:
+class Kernel(RunningKernel):
     """One forked kernel, from the device's side."""
 
     def __init__(self, pool: KernelPool, slot: str) -> None:
@@ -76,17 +77,11 @@ class Kernel:
             self.pool.uids.give_back(self.uid)
             self.uid_held = False
 
-    @property
-    def alive(self) -> bool:
-        return not self.exited.done()
-
     async def send(self, msg: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
         frames = self.session.serialize(msg)
         await self.socket.send_multipart([*frames, *buffers])
 
     async def receive(self) -> list[tuple[dict[str, Any], int]]:
-        """Wait for the next message; return it with every other one already queued, each
-        with its size in bytes. Raises ``ValueError`` for a message with a bad signature."""
         batch = [await self.socket.recv_multipart()]
         while len(batch) < 256:
             try:
@@ -109,13 +104,13 @@ class Kernel:
         return out
 
     def kill(self) -> None:
-        """SIGKILL the kernel's process group: the kernel and what it started in its session."""
+        # its process group: the kernel and what it started in its session (the template
+        # kills what left the group once the kernel is gone)
         if self.pid is not None and self.alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
 
     def kill_leftovers(self) -> None:
-        """After the kernel exited: kill what it left running in its process group."""
         if self.pid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
@@ -125,7 +120,9 @@ class Kernel:
         self.workspace.remove()
 
 
-class KernelPool:
+class KernelPool(KernelLauncher):
+    """A kernel template process and the sandboxed kernels it forks, ``ready`` kept waiting."""
+
     def __init__(self, *, work_root: Path, ready: int, preload: Sequence[str],
                  layers: dict[str, dict[str, Any]], output_limit: int,
                  context: zmq.asyncio.Context | None = None, own_mounts: bool = False) -> None:
@@ -230,8 +227,8 @@ class KernelPool:
     # -- kernels -------------------------------------------------------------------------
 
     async def acquire(self) -> Kernel:
-        """A ready kernel, waiting for one if needed. Its replacement is forked when it is
-        released: forking now would take CPU from the request that has just begun."""
+        # its replacement is forked when it is released: forking now would take CPU from the
+        # request that has just begun
         while True:
             self.fill()
             kernel = await self._ready.get()
@@ -239,8 +236,8 @@ class KernelPool:
                 return kernel
             self.release(kernel)
 
-    def release(self, kernel: Kernel) -> None:
-        """Forget a kernel that has exited (or is being thrown away) and free its files."""
+    def release(self, kernel: RunningKernel) -> None:
+        assert isinstance(kernel, Kernel)
         kernel.kill()
         self._by_slot.pop(kernel.slot, None)
         if kernel.pid is not None and kernel.exited.done():
@@ -297,6 +294,9 @@ class KernelPool:
         self._failures += 1
         log.warning("%s (%s); %d failures in a row", what, exc, self._failures)
         await asyncio.sleep(min(5.0, 0.05 * 2 ** min(self._failures, 7)))
+
+    def oom_kills(self, kernel: RunningKernel) -> int:
+        return self.cgroups.oom_kills(kernel.uid) if self.cgroups is not None and kernel.uid is not None else 0
 
     # -- the template's reports ---------------------------------------------------------
 

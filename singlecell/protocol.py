@@ -94,12 +94,20 @@ def lost_error_message(parent: Mapping[str, Any]) -> JsonDict:
     )
 
 
-def json_safe(value: Any) -> Any:
-    """Dates to ISO strings, bytes dropped to None, containers walked; for messages from kernels."""
+#: how deep a kernel's message may nest: far past any real message, and far short of the
+#: recursion limit that walking it would otherwise hit
+MAX_NESTING = 100
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """Dates to ISO strings, bytes dropped to None, containers walked; for messages from kernels.
+    Raises ``ValueError`` for containers nested deeper than :data:`MAX_NESTING`."""
+    if depth > MAX_NESTING:
+        raise ValueError(f"a message nested deeper than {MAX_NESTING} levels")
     if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
+        return [json_safe(v, depth + 1) for v in value]
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=datetime.UTC)

@@ -189,9 +189,11 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def renew_lease(self, device: str, lease_seconds: float) -> int:
-        """Extend the lease of every request ``device`` holds ``running``; returns how many.
-        A lease that ran out but was not yet declared lost is revived: its device is alive."""
+    def renew_lease(self, device: str, lease_seconds: float, request_ids: Sequence[str]) -> int:
+        """Extend the lease of the requests of ``request_ids`` that ``device`` holds ``running``;
+        returns how many. A lease that ran out but was not yet declared lost is revived: its
+        device is alive. A request the device holds but leaves out runs out: the device gave up
+        on it, and it will end ``lost``."""
 
     @abstractmethod
     def add_messages(self, request_id: str, device: str, messages: Sequence[StoredMessage]) -> bool:

@@ -174,7 +174,7 @@ _CLAIM = (
 )
 _RENEW = (
     request_table.update()
-    .where(_req.status == _RUNNING, _req.device == _dev)
+    .where(_req.status == _RUNNING, _req.device == _dev, _req.id.in_(sa.bindparam("ids", expanding=True)))
     .values(lease_until=sa.bindparam("until"))
 )
 _HELD_LAST_SEQ = sa.select(_req.last_seq).where(*_HELD)
@@ -363,9 +363,12 @@ class SqlStore(Store):
         # RETURNING gives rows in no promised order.
         return sorted(records, key=lambda r: (r.created, r.id))
 
-    def renew_lease(self, device: str, lease_seconds: float) -> int:
+    def renew_lease(self, device: str, lease_seconds: float, request_ids: Sequence[str]) -> int:
+        if not request_ids:
+            return 0
         with self._writer.begin() as conn:
-            return conn.execute(_RENEW, {"dev": device, "until": time.time() + lease_seconds}).rowcount
+            return conn.execute(_RENEW, {"dev": device, "until": time.time() + lease_seconds,
+                                         "ids": list(request_ids)}).rowcount
 
     def _append(
         self, conn: Connection, request_id: str, device: str, msgs: Sequence[StoredMessage],

@@ -419,7 +419,7 @@ def test_renew_lease_extends_only_that_devices_running_requests(store: Store) ->
     assert store.finish("a2", "dev-a", Status.DONE)
     a2_done = store.get_request("a2")
     before = time.time()
-    assert store.renew_lease("dev-a", 1000.0) == 1
+    assert store.renew_lease("dev-a", 1000.0, ["a1", "a2", "b1", "nonesuch"]) == 1
     renewed = store.get_request("a1")
     assert renewed is not None and renewed.lease_until is not None
     assert before + 1000.0 <= renewed.lease_until <= time.time() + 1000.0
@@ -427,7 +427,18 @@ def test_renew_lease_extends_only_that_devices_running_requests(store: Store) ->
     assert store.get_request("a2") == a2_done
     assert a1.lease_until is not None
     assert store.expire_leases(a1.lease_until + 1) == ["b1"]
-    assert store.renew_lease("dev-c", 1000.0) == 0
+    assert store.renew_lease("dev-c", 1000.0, ["a1", "b1"]) == 0
+    assert store.renew_lease("dev-a", 1000.0, []) == 0
+
+
+def test_renew_lease_leaves_out_what_the_device_gave_up(store: Store) -> None:
+    kept = claim_one(store, "kept", device="dev-a", lease=10.0)
+    claim_one(store, "given-up", device="dev-a", lease=10.0)
+    assert store.renew_lease("dev-a", 1000.0, ["kept"]) == 1
+    assert kept.lease_until is not None
+    assert store.expire_leases(kept.lease_until + 1) == ["given-up"]
+    given_up = store.get_request("given-up")
+    assert given_up is not None and given_up.status is Status.LOST
 
 
 def test_release_requeues_only_unstarted_claims_of_that_device(store: Store) -> None:

@@ -132,6 +132,7 @@ def test_a_message_not_signed_with_the_kernels_key_stops_only_that_cell(client: 
 
 
 MALFORMED = """
+import functools
 frames = {{
     'header-without-msg-id': [{{'msg_type': 'stream'}}, {{}}, {{}}, {{'name': 'stdout', 'text': 'x'}}],
     'header-a-list': [['stream'], {{}}, {{}}, {{'name': 'stdout', 'text': 'x'}}],
@@ -139,6 +140,9 @@ frames = {{
     'content-a-list': [header('execute_reply'), {{}}, {{}}, ['ok']],
     'content-a-string': [header('status'), {{}}, {{}}, 'idle'],
     'not-json': [b'\\xff\\xfe', {{}}, {{}}, {{}}],
+    # deeper than the device walks: it stops the cell, where it once crashed and left it running
+    'nested-too-deep': [header('display_data'), {{}}, {{}},
+                        {{'data': functools.reduce(lambda inner, _: {{'a': inner}}, range(900), {{}})}}],
 }}[{how!r}]
 send_frames([f if isinstance(f, bytes) else json.dumps(f).encode() for f in frames])
 import time
@@ -148,7 +152,7 @@ print('not stopped')
 
 
 @pytest.mark.parametrize("how", ["header-without-msg-id", "header-a-list", "too-few-frames", "content-a-list",
-                                 "content-a-string", "not-json"])
+                                 "content-a-string", "not-json", "nested-too-deep"])
 def test_a_signed_but_malformed_message_still_ends_the_request(client: Client, hostile: Server, how: str) -> None:
     """Every request reaches a terminal status, whatever its kernel sends, signed or not."""
     before = server_pids(hostile)
