@@ -59,6 +59,7 @@ from jupyter_client.session import Session
 
 import device.kernel as kernel_module
 import singlecell
+from device.confinement import ConfinementFailed, confine
 from device.control import KernelSpec
 from device.kernel import (
     EXIT_SANDBOX_FAILED,
@@ -691,47 +692,49 @@ def main(argv: list[str] | None = None) -> int:
     sockets: dict[str, zmq.Socket[bytes]] = {}
     server: JupyterKernel | None = None
     iopub: IOPubChannel | None = None
+    control_session: Session | None = None
+    interrupts = Interrupts()
     try:
-        os.chdir(place.workdir)
-        os.environ.update({"HOME": place.workdir, "TMPDIR": place.tmpdir, "PWD": place.workdir})
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
-        try:
-            fds = listen_early(connection)
-        except OSError as exc:
-            log.error("cannot listen on the connection file's ports: %s", exc)
-            return EXIT_CONFIG_FAILED
-        seen = place  # the kernel's places as it sees them: the filesystem layer moves them
-        try:  # phase 1: namespaces and mounts, while we are single-threaded and privileged
-            for layer in active:
-                seen = layer.isolate(seen) or seen
-        except Exception as exc:
-            log.error("the sandbox could not be applied (%s: %s), so the kernel does not start", layer.name, exc)
-            return EXIT_SANDBOX_FAILED
-        context = zmq.Context()
-        sockets = zmq_sockets(context, connection, fds)
-        session = Session(key=connection.key, signature_scheme=connection.signature_scheme, username="kernel")
-        control_session = Session(key=connection.key, signature_scheme=connection.signature_scheme,
-                                  username="kernel", session=session.session)
-        interrupts = Interrupts()
-        iopub = IOPubChannel(sockets["iopub"], session, interrupts)
+        fds: dict[str, int] = {}
+
+        def before_isolate() -> None:
+            # plain listening sockets, made before the isolate phase takes the kernel out of the
+            # client's network and filesystem (ZeroMQ adopts them after it)
+            try:
+                fds.update(listen_early(connection))
+            except OSError as exc:
+                raise ConfinementFailed(EXIT_CONFIG_FAILED, f"cannot listen on the connection file's ports: "
+                                                            f"{exc}") from exc
+
+        def open_channel(seen: KernelSpec) -> IOPubChannel:
+            nonlocal context, iopub, control_session
+            context = zmq.Context()
+            sockets.update(zmq_sockets(context, connection, fds))
+            session = Session(key=connection.key, signature_scheme=connection.signature_scheme, username="kernel")
+            control_session = Session(key=connection.key, signature_scheme=connection.signature_scheme,
+                                      username="kernel", session=session.session)
+            iopub = IOPubChannel(sockets["iopub"], session, interrupts)
+            return iopub
+
+        def before_apply(kernel: Kernel) -> None:
+            # its heartbeat and control threads start before the limits, which then count them
+            # as the kernel's own, not as the cells'
+            nonlocal server
+            assert iopub is not None and control_session is not None
+            server = JupyterKernel(shell, kernel, iopub, sockets, control_session, interrupts, config.output_limit,
+                                   report(config, statuses))
+            server.start_threads()
+
         spec = KernelSpec(slot="jupyter", endpoint=connection.url(connection.iopub_port),
-                          key=connection.key.decode("ascii"), home=seen.home, workdir=seen.workdir, tmpdir=seen.tmpdir,
-                          output_limit=config.output_limit, uid=seen.uid)
-        kernel = Kernel(shell, spec, iopub)
-        kernel_module._kernel = kernel  # what the shell's display hooks publish through
-        kernel.capture_fds()  # subprocess and C output arrive as stream messages too
-        sys.stdout, sys.stderr, sys.stdin = kernel.stdout, kernel.stderr, NoStdin()
-        server = JupyterKernel(shell, kernel, iopub, sockets, control_session, interrupts, config.output_limit,
-                               report(config, statuses))
-        server.start_threads()
-        try:  # phase 2: the uid, limits and the system-call filter, the last thing before user code
-            for layer in active:
-                layer.apply(seen)
-        except Exception as exc:
-            log.error("the sandbox could not be applied (%s: %s), so the kernel does not start", layer.name, exc)
-            return EXIT_SANDBOX_FAILED
+                          key=connection.key.decode("ascii"), home=place.home, workdir=place.workdir,
+                          tmpdir=place.tmpdir, output_limit=config.output_limit, uid=uid)
+        try:
+            kernel = confine(shell, spec, active, place, open_channel=open_channel, stdin=NoStdin(),
+                             before_isolate=before_isolate, before_apply=before_apply)
+        except ConfinementFailed as exc:
+            log.error("%s, so the kernel does not start", exc.message)
+            return exc.exit_code
+        assert server is not None
 
         def terminate(signum: int, frame: FrameType | None) -> None:
             assert server is not None

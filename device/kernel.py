@@ -14,9 +14,9 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
-import dataclasses
 import errno
 import gc
+import importlib
 import io
 import os
 import resource
@@ -25,7 +25,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -38,13 +37,13 @@ from jupyter_client.session import Session
 from traitlets.config import Config as TraitletsConfig
 
 from device.control import KernelSpec
-from device.sandbox.base import KernelPlace, SandboxLayer
-from device.sandbox.libc import become_subreaper, set_parent_death_signal, set_process_name
+from device.sandbox.base import SandboxLayer
 from singlecell.limits import BY_KEY
 
 FLUSH_INTERVAL = 0.05  # seconds a stream write may wait before it is sent: coalesces print loops
 EXIT_SANDBOX_FAILED = 71  # the device reads this exit code as "the sandbox could not be applied"
-EXIT_CHANNEL_FAILED = 72
+EXIT_CHANNEL_FAILED = 72  # … as "the kernel could not open its channel to the device"
+EXIT_KERNEL_FAILED = 70  # … as "the kernel failed" (its traceback is in the device's log)
 
 
 def set_background(background: bool) -> None:
@@ -294,7 +293,7 @@ def make_shell(preload: list[str]) -> InteractiveShell:
     if "matplotlib" in preload:
         # inline: plt.show() and figures left open become image/png display_data
         shell.enable_matplotlib("inline")
-    _warm_up(shell, WARM_UP_CELLS + ((WARM_UP_PLOT,) if "matplotlib" in preload else ()))
+    warm_up(shell, WARM_UP_CELLS + ((WARM_UP_PLOT,) if "matplotlib" in preload else ()))
     gc.collect()
     gc.freeze()  # keeps the collector from touching (and so copying) the template's objects
     return shell
@@ -314,7 +313,7 @@ CHILD_WARM_UP_CELLS = ("1 + 1", "print(1)")
 WARM_UP_PLOT = "import matplotlib.pyplot as _plt\n_plt.plot([1, 2]); _plt.show(); _plt.close('all')"
 
 
-def _warm_up(shell: InteractiveShell, cells: tuple[str, ...]) -> None:
+def warm_up(shell: InteractiveShell, cells: tuple[str, ...]) -> None:
     """Run a few cells of our own in the template, so what IPython builds lazily (formatters,
     the traceback machinery, matplotlib's fonts and PNG writer) is built once, before forking,
     instead of in every kernel. The namespace is put back as it was afterwards."""
@@ -344,6 +343,12 @@ _kernel: Kernel | None = None
 def current_kernel() -> Kernel:
     assert _kernel is not None, "display hooks ran outside a forked kernel"
     return _kernel
+
+
+def set_current_kernel(kernel: Kernel) -> None:
+    """The kernel the shell's display hooks publish through (one per process)."""
+    global _kernel
+    _kernel = kernel
 
 
 class Kernel:
@@ -546,6 +551,8 @@ class Kernel:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as fh:
                 fh.write(bytes(buffer))
+        if names:
+            importlib.invalidate_caches()  # an uploaded module imports even if its folder was looked in
 
 
 def _flush_c_stdio() -> None:
@@ -555,7 +562,7 @@ def _flush_c_stdio() -> None:
         pass
 
 
-def _exit_after_delivery(kernel: Kernel, pid: int,
+def exit_after_delivery(kernel: Kernel, pid: int,
                          real_exit: Callable[[int], NoReturn]) -> Callable[[int], NoReturn]:
     """``os._exit`` for the cell: what it printed first still reaches the device. ZeroMQ sends
     from a thread of its own, and only a closing socket waits for it; a send cannot."""
@@ -573,81 +580,3 @@ def _exit_after_delivery(kernel: Kernel, pid: int,
 def make_session() -> Session:
     """The Session every kernel re-keys; built in the template, before forking."""
     return Session(key=b"unset", signature_scheme="hmac-sha256", username="kernel")
-
-
-def _confine(layers: list[SandboxLayer], place: KernelPlace, phase: str, log_fd: int) -> KernelPlace:
-    """Run one phase of every layer; a layer that fails ends the kernel before any user code.
-    Returns the kernel's places as the layers left them."""
-    for layer in layers:
-        try:
-            moved = layer.isolate(place) if phase == "isolate" else layer.apply(place)
-        except Exception as exc:
-            with contextlib.suppress(OSError):
-                os.write(log_fd, f"kernel: sandbox layer {layer.name} failed ({phase}): {exc}\n".encode())
-            os._exit(EXIT_SANDBOX_FAILED)
-        place = moved or place
-    return place
-
-
-def run_child(shell: InteractiveShell, session: Session, spec: KernelSpec, layers: list[SandboxLayer],
-              close_fds: Callable[[], None], place: KernelPlace | None = None) -> None:
-    """The whole life of a forked kernel (``place``: as the layers prepared it before the fork,
-    else the spec's). Never returns."""
-    global _kernel
-    code = 0
-    log_fd = 2
-    try:
-        os.setsid()  # its own session and process group: the device kills the group
-        set_process_name(b"sc-kernel")
-        set_parent_death_signal()
-        become_subreaper()  # what the cell detaches stays ours, and so the template's after us
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        close_fds()  # nothing of the template's (its control socket) stays reachable
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
-        os.chdir(spec.workdir)
-        os.environ.update({"HOME": spec.workdir, "TMPDIR": spec.tmpdir, "PWD": spec.workdir})
-        # Take the copy-on-write faults of the common path (~800 pages) now, while the request
-        # is not yet waiting, and before ZeroMQ and the pump start threads: in a process with
-        # threads on other CPUs every such fault also costs a TLB shoot-down.
-        _warm_up(shell, CHILD_WARM_UP_CELLS)
-        _, frames = session.feed_identities(session.serialize(session.msg("status", {})))
-        session.deserialize(frames)
-        place = _confine(layers, place or spec.place, "isolate", log_fd)  # namespaces: while we have one thread
-        set_background(False)  # forked in the idle class; ZeroMQ's threads inherit this
-        if place.socket:
-            spec = dataclasses.replace(spec, endpoint=f"ipc://{place.socket}", workdir=place.workdir,
-                                       tmpdir=place.tmpdir, home=place.home)
-        try:
-            channel = Channel(spec, session)
-        except Exception:
-            os._exit(EXIT_CHANNEL_FAILED)
-        kernel = _kernel = Kernel(shell, spec, channel, Limits.of(layers, spec))
-        log_fd = os.dup(2)  # the device's log, for our own failures; user code never writes here
-        os.set_inheritable(log_fd, False)
-        kernel.capture_fds()
-        sys.stdout = kernel.stdout
-        sys.stderr = kernel.stderr
-        sys.stdin = io.StringIO("")
-        _confine(layers, place, "apply", log_fd)  # the uid, limits, and the syscall filter last
-        channel.send("status", {"execution_state": "starting"})  # "ready", to the device
-        request = channel.receive()
-        # the server's log is no place for a cell to write into: from here on our own failures
-        # go to the cell's stderr
-        os.close(log_fd)
-        log_fd = 2
-        # for the cell's code; replacing a module function is the point here
-        os._exit = _exit_after_delivery(kernel, os.getpid(), os._exit)  # type: ignore[assignment]
-        kernel.run(request)
-        set_background(True)  # the answer is out: tearing down can wait for a free core
-        channel.close()
-    except BaseException:
-        code = 70
-        with contextlib.suppress(Exception):  # fd 2 may be gone: best effort, for the device's log
-            os.write(log_fd, f"kernel {spec.slot} failed:\n{traceback.format_exc()}".encode())
-    finally:
-        os._exit(code)

@@ -12,26 +12,34 @@ It is single-threaded and never runs user code itself, so every fork copies a cl
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import sys
+import traceback
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 import zmq
+from IPython.core.interactiveshell import InteractiveShell
+from jupyter_client.session import Session
 
 from device import control
+from device.confinement import ConfinementFailed, confine
 from device.control import BadControlMessage, KernelSpec
 from device.kernel import (
-    become_subreaper,
+    CHILD_WARM_UP_CELLS,
+    EXIT_KERNEL_FAILED,
+    Channel,
     can_return_from_background,
+    exit_after_delivery,
     make_session,
     make_shell,
-    run_child,
     set_background,
+    warm_up,
 )
-from device.sandbox.base import SandboxLayer
-from device.sandbox.libc import kill_children, set_parent_death_signal, set_process_name
+from device.sandbox.base import KernelPlace, SandboxLayer
+from device.sandbox.libc import become_subreaper, kill_children, set_parent_death_signal, set_process_name
 from device.sandbox.registry import build_layers
 from singlecell.errors import SingleCellError
 
@@ -83,7 +91,7 @@ class Template:
             self.send(control.ForkFailed(slot=spec.slot, error=str(exc)))
             return
         if pid == 0:
-            run_child(self.shell, self.session, spec, self.layers, _close_fds_above_stdio, place)  # never returns
+            run_forked_kernel(self.shell, self.session, spec, self.layers, place)  # never returns
         self.kernels.add(pid)
         self.send(control.Forked(slot=spec.slot, pid=pid))
 
@@ -167,6 +175,64 @@ class Template:
                 os.waitpid(pid, 0)
         self.kernels.clear()
         self.kill_orphans()
+
+
+def run_forked_kernel(shell: InteractiveShell, session: Session, spec: KernelSpec, layers: list[SandboxLayer],
+                      place: KernelPlace) -> NoReturn:
+    """The whole life of a one-shot kernel, in the child the template just forked (``place``:
+    as the layers prepared it before the fork): confine itself, say it is ready, run the one
+    request it is sent, exit."""
+    code = 0
+    log_fd = 2
+    try:
+        os.setsid()  # its own session and process group: the device kills the group
+        set_process_name(b"sc-kernel")
+        set_parent_death_signal()
+        become_subreaper()  # what the cell detaches stays ours, and so the template's after us
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _close_fds_above_stdio()  # nothing of the template's (its control socket) stays reachable
+        log_fd = os.dup(2)  # the device's log, for our own failures; closed before user code runs
+        os.set_inheritable(log_fd, False)
+
+        def before_isolate() -> None:
+            # Take the copy-on-write faults of the common path (~800 pages) now, while the
+            # request is not yet waiting, and before ZeroMQ and the pump start threads: in a
+            # process with threads on other CPUs every such fault also costs a TLB shoot-down.
+            warm_up(shell, CHILD_WARM_UP_CELLS)
+            _, frames = session.feed_identities(session.serialize(session.msg("status", {})))
+            session.deserialize(frames)
+
+        def open_channel(seen: KernelSpec) -> Channel:
+            set_background(False)  # forked in the idle class; ZeroMQ's threads inherit this
+            return Channel(seen, session)
+
+        try:
+            kernel = confine(shell, spec, layers, place, open_channel=open_channel, stdin=io.StringIO(""),
+                             before_isolate=before_isolate)
+        except ConfinementFailed as exc:
+            with contextlib.suppress(OSError):
+                os.write(log_fd, f"kernel {spec.slot}: {exc.message}\n".encode())
+            os._exit(exc.exit_code)
+        kernel.channel.send("status", {"execution_state": "starting"})  # "ready", to the device
+        request = kernel.channel.receive()
+        # the server's log is no place for a cell to write into: from here on our own failures
+        # go to the cell's stderr
+        os.close(log_fd)
+        log_fd = 2
+        # for the cell's code; replacing a module function is the point here
+        os._exit = exit_after_delivery(kernel, os.getpid(), os._exit)  # type: ignore[assignment]
+        kernel.run(request)
+        set_background(True)  # the answer is out: tearing down can wait for a free core
+        kernel.channel.close()
+    except BaseException:
+        code = EXIT_KERNEL_FAILED
+        with contextlib.suppress(Exception):  # fd 2 may be gone: best effort, for the device's log
+            os.write(log_fd, f"kernel {spec.slot} failed:\n{traceback.format_exc()}".encode())
+    finally:
+        os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,36 +8,17 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from singlecell import config as settings
 from singlecell.config import Config
 from singlecell.errors import ConfigError, SandboxError, SingleCellError
-
-if TYPE_CHECKING:
-    from device.sandbox.base import LayerStatus
-    from filestore.base import FileStore
-    from singlecell.store.base import Store
+from singlecell.storage import open_storage
 
 log = logging.getLogger("singlecell")
-
-
-def _open_storage(config: Config) -> tuple[Store, FileStore]:
-    from filestore import open_filestore
-    from singlecell.store import open_store
-
-    config.data_path.mkdir(parents=True, exist_ok=True)
-    store = open_store(config.store_url)
-    store.create_schema()
-    files = open_filestore(config.files_url)
-    files.create()
-    return store, files
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -54,7 +35,7 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
     from singlecell.wakeup import open_wakeups
     from singlecell.web.app import expire_leases_forever, make_app
 
-    store, files = _open_storage(config)
+    store, files = open_storage(config)
     wakeups = open_wakeups(config.store_url, str(config.data_path), "web")
     await wakeups.start()
     app = make_app(config, store, files, wakeups)
@@ -87,45 +68,9 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
 # -- device -----------------------------------------------------------------------------
 
 async def run_device(config: Config, stop: asyncio.Event) -> None:
-    from device.device import Device
-    from device.pool import KernelPool
-    from device.sandbox.base import LayerStatus
-    from device.sandbox.registry import layer_settings, report, require
-    from device.workspace import enter_private_mounts
-    from singlecell.wakeup import open_wakeups
+    from device import service  # only here: the web tier never loads device/
 
-    # first, while this process has one thread: kernels' tmpfs folders then vanish with us
-    own_mounts = enter_private_mounts()
-    store, files = _open_storage(config)
-    own_work_dir = not config.work_dir
-    work_root = Path(config.work_dir or tempfile.mkdtemp(prefix="singlecell-kernels-"))
-    work_root.chmod(0o711)
-    pool = KernelPool(work_root=work_root, ready=min(config.ready_kernels, config.kernels),
-                      preload=config.preload_modules,
-                      layers=layer_settings(config, str(work_root.absolute())),
-                      output_limit=config.output_limit, own_mounts=own_mounts)
-    wakeups = open_wakeups(config.store_url, str(config.data_path), "device")
-    try:
-        await pool.start()
-        statuses = report(config, [LayerStatus(*status) for status in pool.layer_report])
-        for status in statuses:
-            log.log(logging.INFO if status.active else logging.WARNING, "sandbox %s: %s (%s)",
-                    status.name, "on" if status.active else "OFF", status.detail)
-        require(config, statuses)
-        await wakeups.start()
-        device = Device(config, store, files, pool, wakeups)
-        log.info("device %s running %d kernels at once", device.name, config.kernels)
-        running = asyncio.ensure_future(device.run())
-        await asyncio.wait({running, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
-        await device.stop(config.shutdown_grace)
-        await running
-    finally:
-        await pool.close()
-        wakeups.close()
-        store.close()
-        files.close()
-        if own_work_dir:
-            shutil.rmtree(work_root, ignore_errors=True)
+    await service.run(config, stop)
 
 
 # -- serve: both, one command -------------------------------------------------------------
@@ -138,42 +83,20 @@ def config_environment(config: Config) -> dict[str, str]:
     return env
 
 
-def check_sandbox(config: Config) -> list[LayerStatus]:
-    """Every layer's status on this host for ``config``; probes fork, so call it while the
-    process has one thread."""
-    from device.sandbox.registry import build_layers, layer_settings, report
-
-    layers = build_layers(layer_settings(config, config.work_dir))
-    return report(config, [layer.check() for layer in layers])
-
-
 def run_doctor(config: Config) -> int:
-    from device.sandbox.registry import require
+    from device import service
 
-    statuses = check_sandbox(config)
-    width = max(len(s.name) for s in statuses)
-    print(f"singlecell sandbox on this host (uid {os.geteuid()}):")
-    for status in statuses:
-        print(f"  {status.name:<{width}}  {'on ' if status.active else 'OFF'}  {status.detail}")
-    try:
-        require(config, statuses)
-    except SingleCellError as exc:
-        print(f"\n{exc.message}")
-        return 1
-    off = [s.name for s in statuses if not s.active]
-    print(f"\nrequired: {', '.join(config.required_layers) or 'none'}; "
-          + (f"off: {', '.join(off)}" if off else "every layer is on"))
-    return 0
+    return service.doctor(config)
 
 
 EXIT_CONFIG = 78  # a device that exits so is not restarted: its settings cannot work here
 
 
 async def run_serve(config: Config, stop: asyncio.Event) -> None:
-    from device.sandbox.registry import require
+    from device import service
 
-    require(config, check_sandbox(config))  # refuse at once, before anything listens
-    _open_storage(config)  # create the schema once, before two processes race to
+    service.require_sandbox(config)  # refuse at once, before anything listens
+    open_storage(config)  # create the schema once, before two processes race to
     web_ready = asyncio.Event()
     web = asyncio.ensure_future(run_web(config, stop, web_ready))
     device: asyncio.subprocess.Process | None = None

@@ -72,6 +72,6 @@ def module_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers
 def active_layers() -> set[str]:
     """The sandbox layers a server started by the tests has on this host (as `doctor` says)."""
     from singlecell import config
-    from singlecell.cli import check_sandbox
+    from device.service import check_sandbox
 
     return {status.name for status in check_sandbox(config.load(environ={})) if status.active}

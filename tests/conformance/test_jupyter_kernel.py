@@ -273,6 +273,13 @@ def test_the_kernel_works_in_a_private_folder_of_its_own(kc: BlockingKernelClien
     assert result_text(outputs) == "(True, True, True)"
 
 
+def test_a_module_in_the_kernels_folder_imports(kc: BlockingKernelClient) -> None:
+    """As in ipykernel, the working folder is first on sys.path."""
+    run(kc, "with open('mine.py', 'w') as fh:\n    fh.write('VALUE = 5')")
+    _, outputs = run(kc, "import os, sys, mine\nmine.VALUE, sys.path[0] == os.getcwd()")
+    assert result_text(outputs) == "(5, True)"
+
+
 def test_identity_layer_drops_root(kc: BlockingKernelClient, active_layers: set[str]) -> None:
     if "identity" not in active_layers or os.geteuid() != 0:
         pytest.skip("the identity layer gives kernels a uid of their own only when run as root")

@@ -83,6 +83,34 @@ def test_uploads_are_in_the_working_folder_before_the_code_runs(client: Client) 
     assert answer["stdout"] == f"héllo\n{hashlib.sha256(BINARY).hexdigest()}\n['input.txt', 'sub']\n"
 
 
+def test_an_uploaded_module_and_package_can_be_imported(client: Client) -> None:
+    """As in Jupyter, the cell's own folder is first on sys.path: uploads import."""
+    uploads = {"helper.py": b"def twice(x):\n    return 2 * x\n", "pkg/__init__.py": b"",
+               "pkg/tools.py": b"NAME = 'tools'\n"}
+    answer = client.eval("import helper\nfrom pkg.tools import NAME\nprint(helper.twice(21), NAME)", files=uploads)
+    assert answer["status"] == "ok", answer
+    assert answer["stdout"] == "42 tools\n"
+
+
+def test_the_cells_folder_is_first_on_sys_path_and_the_servers_folders_are_not(client: Client,
+                                                                             server: Server) -> None:
+    code = textwrap.dedent("""
+        import json, os, sys
+        print(json.dumps({"first": sys.path[0], "cwd": os.getcwd(), "path": sys.path}))
+        open('written.py', 'w').write('VALUE = 7')
+        import written
+        print(written.VALUE)
+    """)
+    answer = client.eval(code)
+    assert answer["status"] == "ok", answer
+    seen, written = answer["stdout"].splitlines()
+    paths = json.loads(seen)
+    assert paths["first"] == paths["cwd"] and paths["path"].count(paths["cwd"]) == 1
+    assert "" not in paths["path"] and "." not in paths["path"]  # no folder that moves with chdir
+    assert not [p for p in paths["path"] if p.startswith(str(server.data_dir))], paths["path"]
+    assert written == "7"  # a module the cell writes imports too
+
+
 def test_unchanged_uploads_are_not_listed_but_changed_and_new_files_are(client: Client) -> None:
     uploads = {"keep.txt": b"same", "change.txt": b"old", "dir/keep2.txt": b"same too"}
     code = "_ = open('change.txt', 'w').write('new')\n_ = open('made.txt', 'w').write('fresh')"

@@ -1,0 +1,96 @@
+"""The device process as the CLI starts it (``singlecell device``, and the device half of
+``singlecell serve``), and the sandbox report of ``singlecell doctor``.
+
+This is the one module of ``device/`` the CLI (``singlecell/cli.py``) imports, and only inside
+its command functions: the web tier never loads ``device``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from device.device import Device
+from device.pool import KernelPool
+from device.sandbox.base import LayerStatus
+from device.sandbox.registry import build_layers, layer_settings, report, require
+from device.workspace import enter_private_mounts
+from singlecell.config import Config
+from singlecell.errors import SingleCellError
+from singlecell.storage import open_storage
+from singlecell.wakeup import open_wakeups
+
+log = logging.getLogger("singlecell")
+
+
+async def run(config: Config, stop: asyncio.Event) -> None:
+    """Run a device until ``stop`` is set: claim requests, run them on a kernel pool, then
+    drain (running cells get ``--shutdown-grace`` seconds)."""
+    # first, while this process has one thread: kernels' tmpfs folders then vanish with us
+    own_mounts = enter_private_mounts()
+    store, files = open_storage(config)
+    own_work_dir = not config.work_dir
+    work_root = Path(config.work_dir or tempfile.mkdtemp(prefix="singlecell-kernels-"))
+    work_root.chmod(0o711)
+    pool = KernelPool(work_root=work_root, ready=min(config.ready_kernels, config.kernels),
+                      preload=config.preload_modules,
+                      layers=layer_settings(config, str(work_root.absolute())),
+                      output_limit=config.output_limit, own_mounts=own_mounts)
+    wakeups = open_wakeups(config.store_url, str(config.data_path), "device")
+    try:
+        await pool.start()
+        statuses = report(config, [LayerStatus(*status) for status in pool.layer_report])
+        for status in statuses:
+            log.log(logging.INFO if status.active else logging.WARNING, "sandbox %s: %s (%s)",
+                    status.name, "on" if status.active else "OFF", status.detail)
+        require(config, statuses)
+        await wakeups.start()
+        device = Device(config, store, files, pool, wakeups)
+        log.info("device %s running %d kernels at once", device.name, config.kernels)
+        running = asyncio.ensure_future(device.run())
+        await asyncio.wait({running, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        await device.stop(config.shutdown_grace)
+        await running
+    finally:
+        await pool.close()
+        wakeups.close()
+        store.close()
+        files.close()
+        if own_work_dir:
+            shutil.rmtree(work_root, ignore_errors=True)
+
+
+def check_sandbox(config: Config) -> list[LayerStatus]:
+    """Every layer's status on this host for ``config``; probes fork, so call it while the
+    process has one thread."""
+    layers = build_layers(layer_settings(config, config.work_dir))
+    return report(config, [layer.check() for layer in layers])
+
+
+def require_sandbox(config: Config) -> None:
+    """Raise :class:`~singlecell.errors.SandboxError` unless every layer ``--sandbox-required``
+    names is active here."""
+    require(config, check_sandbox(config))
+
+
+def doctor(config: Config) -> int:
+    """Print which sandbox layers are active on this host, and why any is off; 1 when a
+    required one is not."""
+    statuses = check_sandbox(config)
+    width = max(len(s.name) for s in statuses)
+    print(f"singlecell sandbox on this host (uid {os.geteuid()}):")
+    for status in statuses:
+        print(f"  {status.name:<{width}}  {'on ' if status.active else 'OFF'}  {status.detail}")
+    try:
+        require(config, statuses)
+    except SingleCellError as exc:
+        print(f"\n{exc.message}")
+        return 1
+    off = [s.name for s in statuses if not s.active]
+    print(f"\nrequired: {', '.join(config.required_layers) or 'none'}; "
+          + (f"off: {', '.join(off)}" if off else "every layer is on"))
+    return 0
