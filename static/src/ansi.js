@@ -38,14 +38,49 @@ function applyCodes(codes, state) {
   }
 }
 
-function colour(span, prop, value) {
+// The lightest background a light cell shows coloured text on, and the lightest a dark one does
+// (its error boxes): a colour given as RGB (256-colour and 24-bit codes, as IPython's syntax
+// highlighting in tracebacks sends) is darkened, or lightened, until it keeps a contrast of 4.5:1
+// on it, as terminals' "minimum contrast" does. The 16 named colours are the theme's own.
+const BACKDROPS = { light: [255, 245, 244], dark: [45, 31, 31] };
+const MIN_CONTRAST = 4.6;
+
+function luminance([r, g, b]) {
+  const channel = (v) => {
+    const c = v / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+}
+
+function contrast(a, b) {
+  const la = luminance(a) + 0.05;
+  const lb = luminance(b) + 0.05;
+  return Math.max(la, lb) / Math.min(la, lb);
+}
+
+/** `rgb(…)` made readable on the theme's backdrop: mixed towards black (light) or white (dark). */
+export function readable(value, theme) {
+  const m = /rgb\((\d+),\s*(\d+),\s*(\d+)\)/.exec(value);
+  if (!m) return value;
+  const backdrop = BACKDROPS[theme === "dark" ? "dark" : "light"];
+  const target = theme === "dark" ? 255 : 0;
+  let rgb = [Number(m[1]), Number(m[2]), Number(m[3])];
+  for (let step = 0; step < 20 && contrast(rgb, backdrop) < MIN_CONTRAST; step++) {
+    rgb = rgb.map((v) => Math.round(v + (target - v) * 0.15));
+  }
+  return `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
+}
+
+function colour(span, prop, value, theme) {
   if (!value) return;
-  if (value.startsWith("rgb")) span.style[prop] = value;
+  if (value.startsWith("rgb")) span.style[prop] = prop === "color" ? readable(value, theme) : value;
   else span.classList.add(`sc-ansi-${prop === "color" ? "fg" : "bg"}-${value}`);
 }
 
-/** Append `text`, its ANSI colours as spans, to `parent`. */
-export function appendAnsi(parent, text) {
+/** Append `text`, its ANSI colours as spans, to `parent`; RGB colours are kept readable in
+ * the cell's `theme` ("light" or "dark"). */
+export function appendAnsi(parent, text, theme) {
   const state = { fg: null, bg: null, bold: false, italic: false, underline: false };
   // SGR sequences are kept; any other escape sequence is dropped.
   const parts = text.split(/(\x1b\[[0-9;]*m)/);
@@ -60,8 +95,8 @@ export function appendAnsi(parent, text) {
     }
     const span = document.createElement("span");
     span.textContent = clean;
-    colour(span, "color", state.fg);
-    colour(span, "background", state.bg);
+    colour(span, "color", state.fg, theme);
+    colour(span, "background", state.bg, theme);
     if (state.bold) span.classList.add("sc-ansi-bold");
     if (state.italic) span.style.fontStyle = "italic";
     if (state.underline) span.style.textDecoration = "underline";

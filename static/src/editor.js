@@ -6,10 +6,11 @@ import { python } from "@codemirror/lang-python";
 import { indentUnit } from "@codemirror/language";
 import { EditorState, Prec } from "@codemirror/state";
 import { keymap } from "@codemirror/view";
+import { oneDark } from "@codemirror/theme-one-dark";
 
 export const EDITORS = ["codemirror", "textarea", "readonly"];
 
-function codemirror(parent, root, code, onRun, readonly) {
+function codemirror(parent, root, code, onRun, readonly, theme) {
   const view = new EditorView({
     parent,
     root,
@@ -24,6 +25,7 @@ function codemirror(parent, root, code, onRun, readonly) {
         Prec.highest(keymap.of([{ key: "Shift-Enter", run: () => { onRun(); return true; } }])),
         EditorView.contentAttributes.of({ "aria-label": "Python code" }),
         ...(readonly ? [EditorState.readOnly.of(true), EditorView.editable.of(false)] : []),
+        ...(theme === "dark" ? [oneDark] : []),
       ],
     }),
   });
@@ -58,7 +60,7 @@ function textarea(parent, code, onRun) {
   };
 }
 
-export function createEditor(kind, parent, root, code, onRun) {
+export function createEditor(kind, parent, root, code, onRun, theme) {
   if (kind === "textarea") return textarea(parent, code, onRun);
-  return codemirror(parent, root, code, onRun, kind === "readonly");
+  return codemirror(parent, root, code, onRun, kind === "readonly", theme);
 }

@@ -46,10 +46,11 @@ const asText = (value) => (Array.isArray(value) ? value.join("") : String(value)
 const FRAME_RUNTIME = `/static/singlecell-frame.js?v=${__BUILD__}`;
 const MATHJAX = `/static/mathjax/tex-svg-full.js?v=${__MATHJAX_VERSION__}`;
 
-function frameDocument(kind, payload, server) {
+function frameDocument(kind, payload, server, theme) {
   const runtime = `<script src="${attr(server + FRAME_RUNTIME)}" data-kind="${kind}" ` +
     `data-mathjax="${attr(server + MATHJAX)}"></script>`;
-  const head = `<!doctype html><html><head><meta charset="utf-8"><base target="_blank"><style>${FRAME_CSS}</style>`;
+  const head = `<!doctype html><html data-theme="${theme === "dark" ? "dark" : "light"}"><head><meta charset="utf-8">` +
+    `<base target="_blank"><style>${FRAME_CSS}</style>`;
   if (kind === "html") return `${head}${runtime}</head><body>${payload}</body></html>`;
   if (kind === "javascript") {
     // as in Jupyter, the code gets `element`, here the frame's body
@@ -60,14 +61,14 @@ function frameDocument(kind, payload, server) {
   return `${head}<script type="application/json" id="sc-data">${data}</script>${runtime}</head><body></body></html>`;
 }
 
-function frame(kind, payload, server) {
+function frame(kind, payload, server, theme) {
   listen();
   const f = el("iframe", `sc-frame sc-frame-${kind}`);
   // scripts, but no allow-same-origin: the frame's origin is opaque, so it cannot reach this page
   f.setAttribute("sandbox", "allow-scripts allow-popups allow-popups-to-escape-sandbox");
   f.setAttribute("referrerpolicy", "no-referrer");
   f.setAttribute("title", `${kind === "html" ? "HTML" : kind === "latex" ? "LaTeX" : kind} output`);
-  f.srcdoc = frameDocument(kind, payload, server);
+  f.srcdoc = frameDocument(kind, payload, server, theme);
   return f;
 }
 
@@ -83,21 +84,22 @@ function image(mime, data, metadata) {
   return img;
 }
 
-/** One element for a MIME bundle (execute_result / display_data), or null when it has no type we show. */
-export function renderBundle(data, metadata, server) {
+/** One element for a MIME bundle (execute_result / display_data), or null when it has no type we
+ * show; frames take the cell's theme ("light" or "dark"). */
+export function renderBundle(data, metadata, server, theme) {
   const mime = MIME_ORDER.find((m) => data && data[m] !== undefined && data[m] !== null);
   if (!mime) return null;
   const value = data[mime];
   let node;
-  if (mime === "text/html") node = frame("html", asText(value), server);
-  else if (mime === "text/markdown") node = frame("markdown", asText(value), server);
-  else if (mime === "text/latex") node = frame("latex", asText(value), server);
-  else if (mime === "application/javascript") node = frame("javascript", asText(value), server);
+  if (mime === "text/html") node = frame("html", asText(value), server, theme);
+  else if (mime === "text/markdown") node = frame("markdown", asText(value), server, theme);
+  else if (mime === "text/latex") node = frame("latex", asText(value), server, theme);
+  else if (mime === "application/javascript") node = frame("javascript", asText(value), server, theme);
   else if (mime.startsWith("image/")) node = image(mime, value, metadata);
   else if (mime === "application/json") node = el("pre", "sc-json", JSON.stringify(value, null, 2));
   else {
     node = el("pre", "sc-text");
-    appendAnsi(node, asText(value));
+    appendAnsi(node, asText(value), theme);
   }
   const box = el("div", "sc-display");
   box.setAttribute("data-mime", mime);
@@ -113,10 +115,11 @@ function formatSize(bytes) {
 
 /** The output area of one run: messages in, DOM out. */
 export class Output {
-  constructor(area, filesArea, server) {
+  constructor(area, filesArea, server, theme) {
     this.area = area;
     this.filesArea = filesArea;
     this.server = server;
+    this.theme = theme;
     this.clear();
   }
 
@@ -170,11 +173,11 @@ export class Output {
       this.append(pre);
       this.lastStream = { name, pre };
     }
-    appendAnsi(this.lastStream.pre, text);
+    appendAnsi(this.lastStream.pre, text, this.theme);
   }
 
   display(content) {
-    const node = renderBundle(content.data || {}, content.metadata || {}, this.server);
+    const node = renderBundle(content.data || {}, content.metadata || {}, this.server, this.theme);
     if (!node) return;
     const id = content.transient && content.transient.display_id;
     if (id) {
@@ -188,7 +191,7 @@ export class Output {
   update(content) {
     const id = content.transient && content.transient.display_id;
     for (const old of (id && this.displays.get(id)) || []) {
-      const node = renderBundle(content.data || {}, content.metadata || {}, this.server);
+      const node = renderBundle(content.data || {}, content.metadata || {}, this.server, this.theme);
       if (!node) continue;
       node.setAttribute("data-display-id", id);
       this.track(node, old);
@@ -202,7 +205,7 @@ export class Output {
     const pre = el("pre", "sc-error");
     pre.setAttribute("role", "alert");
     const traceback = Array.isArray(c.traceback) && c.traceback.length ? c.traceback.join("\n") : "";
-    if (traceback) appendAnsi(pre, traceback);
+    if (traceback) appendAnsi(pre, traceback, this.theme);
     else pre.textContent = `${c.ename}: ${c.evalue}`;
     this.append(pre);
     this.lastError = { ename: c.ename, pre };

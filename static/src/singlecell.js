@@ -11,6 +11,7 @@
 import CELL_CSS from "./cell.css";
 import { EDITORS, createEditor } from "./editor.js";
 import { Output, el } from "./render.js";
+import { THEMES, blendsIn, resolveTheme } from "./theme.js";
 
 const VERSION = "0.2.0";
 const HIDEABLE = ["editor", "evalButton", "stop", "permalink", "status", "output", "files"];
@@ -46,6 +47,14 @@ function button(cls, text, title) {
   return b;
 }
 
+/** The cell's root (or its output box) in `theme`, with an edge of its own unless its
+ * background is the page's own behind `where`. */
+function themed(root, theme, where) {
+  root.dataset.theme = theme;
+  if (blendsIn(theme, where)) root.classList.add("sc-flush");
+  return root;
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Strip the blank lines around code and the indentation all its lines share. */
@@ -79,6 +88,7 @@ function readOptions(element, given) {
     hide: d.hide,
     outputLocation: d.outputLocation,
     timeout: d.timeout !== undefined ? Number(d.timeout) : undefined,
+    theme: d.theme,
   };
   for (const [key, value] of Object.entries(given || {})) if (value !== undefined) options[key] = value;
   return options;
@@ -98,7 +108,8 @@ class SingleCellBlock {
    *   <script type="text/x-python"> is replaced by a <div> holding the cell
    * @param {object} [options] server, code, editor ("codemirror" | "textarea" | "readonly"),
    *   evalButtonText, autoeval, hide (["editor", "evalButton", "stop", "permalink", "status",
-   *   "output", "files"]), outputLocation (element or selector), timeout (seconds), and the
+   *   "output", "files"]), outputLocation (element or selector), timeout (seconds), theme ("auto",
+   *   the default: from the page's background behind the cell; "light"; "dark"), and the
    *   callbacks onStarted({id}), onOutput(msg, seq), onDone({id, status, seconds, error})
    */
   constructor(element, options) {
@@ -109,6 +120,8 @@ class SingleCellBlock {
     const o = readOptions(element, options);
     const editorKind = o.editor || "codemirror";
     if (!EDITORS.includes(editorKind)) throw new TypeError(`editor must be one of ${EDITORS.join(", ")}, not ${JSON.stringify(editorKind)}`);
+    const themeOption = o.theme || "auto";
+    if (!THEMES.includes(themeOption)) throw new TypeError(`theme must be one of ${THEMES.join(", ")}, not ${JSON.stringify(o.theme)}`);
     const hide = new Set(listOf(o.hide).map((h) => (h === "share" ? "permalink" : h)));
     for (const h of hide) {
       if (!HIDEABLE.includes(h)) throw new TypeError(`hide takes ${HIDEABLE.join(", ")}, not ${JSON.stringify(h)}`);
@@ -124,7 +137,8 @@ class SingleCellBlock {
     element.textContent = "";
     const root = element.attachShadow({ mode: "open" });
     adoptStyles(root);
-    const cell = el("div", "sc");
+    this.theme = resolveTheme(themeOption, element);
+    const cell = themed(el("div", "sc"), this.theme, element);
     cell.setAttribute("part", "cell");
     cell.setAttribute("role", "group");
     cell.setAttribute("aria-label", "Python cell");
@@ -146,16 +160,18 @@ class SingleCellBlock {
     const outputArea = el("div", "sc-output");
     const filesArea = el("div", "sc-files");
     const outside = typeof o.outputLocation === "string" ? document.querySelector(o.outputLocation) : o.outputLocation;
+    let outputTheme = this.theme;
     if (outside) {
       const outRoot = outside.shadowRoot || outside.attachShadow({ mode: "open" });
       adoptStyles(outRoot);
-      const box = el("div", "sc");
+      outputTheme = resolveTheme(themeOption, outside); // it may sit on another background
+      const box = themed(el("div", "sc"), outputTheme, outside);
       box.append(outputArea, filesArea);
       outRoot.append(box);
     } else {
       cell.append(outputArea, filesArea);
     }
-    this.output = new Output(outputArea, filesArea, this.server);
+    this.output = new Output(outputArea, filesArea, this.server, outputTheme);
     if (hide.has("editor")) editorBox.classList.add("sc-hidden");
     if (hide.has("evalButton")) this.runButton.classList.add("sc-hidden");
     if (hide.has("permalink")) this.shareButton.classList.add("sc-hidden");
@@ -163,7 +179,7 @@ class SingleCellBlock {
     if (hide.has("output")) outputArea.classList.add("sc-hidden");
     if (hide.has("files")) filesArea.classList.add("sc-hidden");
 
-    this.editor = createEditor(editorKind, editorBox, root, code, () => this.run());
+    this.editor = createEditor(editorKind, editorBox, root, code, () => this.run(), this.theme);
     this.runButton.addEventListener("click", () => this.run());
     this.stopButton.addEventListener("click", () => this.stop());
     this.shareButton.addEventListener("click", () => this.share().catch(() => {}));

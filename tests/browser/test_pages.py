@@ -51,8 +51,10 @@ def test_the_embedding_page_examples_all_run(watched: Watched, server: Server) -
     page = watched.page
     page.goto(server.url + "/embedding")
     assert page.title() == PAGES[1][1]
-    for example in ("#example-basic", "#example-script", "#example-rich"):
+    for example in ("#example-basic", "#example-script", "#example-rich", "#example-dark"):
         assert run_and_wait(page, example)["status"] == "done", example
+    assert page.locator("#example-dark .sc").first.get_attribute("data-theme") == "dark"
+    assert page.locator("#example-basic .sc").first.get_attribute("data-theme") == "light"
     assert page.locator("#example-script .sc-stdout").inner_text() == "[0 1 0 1 0]\n"
     page.frame_locator("#example-rich .sc-frame-latex").locator("mjx-container svg").first.wait_for()
     page.frame_locator("#example-rich .sc-frame-markdown").locator("strong", has_text="Markdown").wait_for()
