@@ -251,12 +251,22 @@ class Device:
         if not sending.done():
             sending.cancel()
             return
+        inbox = _Inbox(kernel)
+        try:
+            await self._read_replies(kernel, inbox, record, outcome)
+        finally:
+            inbox.close()
+
+    async def _read_replies(self, kernel: RunningKernel, inbox: _Inbox, record: RequestRecord,
+                            outcome: Outcome) -> None:
+        """Store what the kernel sends until it says idle, dies, or breaks a rule."""
+        request = record.message
         output_bytes = 0
         hard_cap = 2 * self.config.output_limit + (1 << 20)  # the kernel truncates; this is the backstop
         loop = asyncio.get_running_loop()
         flush_at = math.inf
         while outcome.idle is None:
-            batch = await _next_batch(kernel, flush_at - loop.time())
+            batch = await inbox.next(flush_at - loop.time())
             if batch == []:  # nothing more within the coalescing window: store what we have
                 self._store_pending(record, outcome)
                 flush_at = math.inf
@@ -465,23 +475,42 @@ class _Lost(Exception):
     """The store says this device no longer owns the request."""
 
 
-async def _next_batch(kernel: RunningKernel, timeout: float) -> list[tuple[dict[str, Any], int]] | ValueError | None:
-    """The kernel's next messages; ``[]`` when none came within ``timeout`` seconds; after it
-    exited, what it sent before dying, then ``None``."""
-    receiving: asyncio.Future[Any] = asyncio.ensure_future(kernel.receive())
-    exited: asyncio.Future[Any] = kernel.exited
-    try:
+class _Inbox:
+    """A kernel's messages as the device reads them.
+
+    One receive is outstanding at a time, and it is not cancelled while the conversation goes
+    on: a receive that has taken a message off the socket must hand it over, even when the wait
+    for it ended first (the coalescing window closed in the same turn of the loop). Cancelling it
+    then would drop that message."""
+
+    def __init__(self, kernel: RunningKernel) -> None:
+        self.kernel = kernel
+        self.receiving: asyncio.Future[list[tuple[dict[str, Any], int]]] | None = None
+
+    async def next(self, timeout: float) -> list[tuple[dict[str, Any], int]] | ValueError | None:
+        """The kernel's next messages; ``[]`` when none came within ``timeout`` seconds; after
+        it exited, what it sent before dying, then ``None``; a ``ValueError`` for a message that
+        cannot be believed."""
+        if self.receiving is None:
+            self.receiving = asyncio.ensure_future(self.kernel.receive())
+        receiving = self.receiving
+        exited: asyncio.Future[Any] = self.kernel.exited
         done, _ = await asyncio.wait({receiving, exited}, timeout=None if timeout == math.inf else max(timeout, 0),
                                      return_when=asyncio.FIRST_COMPLETED)
         if not done:
-            return []
+            return []  # the receive stays outstanding, for the next call
         if receiving not in done:
             # ZeroMQ may still be handing over what it wrote just before it died
             done, _ = await asyncio.wait({receiving}, timeout=0.1)
             if not done:
                 return None
-        return receiving.result()
-    except ValueError as exc:
-        return exc
-    finally:
-        receiving.cancel()
+        self.receiving = None
+        try:
+            return receiving.result()
+        except ValueError as exc:
+            return exc
+
+    def close(self) -> None:
+        """The conversation is over: nothing more it sends is read."""
+        if self.receiving is not None:
+            self.receiving.cancel()

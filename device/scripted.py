@@ -135,7 +135,10 @@ class ScriptedKernel(RunningKernel):
         self.received: list[tuple[dict[str, Any], list[bytes]]] = []  # what the device sent
         self.killed = False
         self.oom_kills = 0
-        self._outbox: asyncio.Queue[tuple[dict[str, Any], int] | Forge] = asyncio.Queue()
+        # as a ZeroMQ socket does: a message handed to a waiting receive is gone from the socket,
+        # even if that receive is then cancelled before it returns
+        self._outbox: deque[tuple[dict[str, Any], int] | Forge] = deque()
+        self._waiter: asyncio.Future[tuple[dict[str, Any], int] | Forge] | None = None
         self._player: asyncio.Task[None] | None = None
 
     async def send(self, msg: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
@@ -147,7 +150,7 @@ class ScriptedKernel(RunningKernel):
         for step in self.script.steps:
             if isinstance(step, Say):
                 msg = step.message()
-                self._outbox.put_nowait((msg, step.size or _wire_size(msg)))
+                self._deliver((msg, step.size or _wire_size(msg)))
                 await asyncio.sleep(0)
             elif isinstance(step, Pause):
                 await asyncio.sleep(step.seconds)
@@ -160,15 +163,27 @@ class ScriptedKernel(RunningKernel):
                 self._exit(step.status)
                 return
             elif isinstance(step, Forge):
-                self._outbox.put_nowait(step)
+                self._deliver(step)
             else:  # Hang
                 return
         self._exit(0)
 
+    def _deliver(self, item: tuple[dict[str, Any], int] | Forge) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(item)
+            self._waiter = None
+        else:
+            self._outbox.append(item)
+
     async def receive(self) -> list[tuple[dict[str, Any], int]]:
-        batch = [await self._outbox.get()]
-        while not self._outbox.empty():
-            batch.append(self._outbox.get_nowait())
+        if self._outbox:
+            first = self._outbox.popleft()
+        else:
+            self._waiter = asyncio.get_running_loop().create_future()
+            first = await self._waiter
+        batch = [first]
+        while self._outbox:
+            batch.append(self._outbox.popleft())
         if any(isinstance(item, Forge) for item in batch):
             raise ValueError("Invalid Signature")
         return [item for item in batch if not isinstance(item, Forge)]

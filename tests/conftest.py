@@ -71,7 +71,7 @@ def module_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers
 @pytest.fixture(scope="session")
 def active_layers() -> set[str]:
     """The sandbox layers a server started by the tests has on this host (as `doctor` says)."""
-    from singlecell import config
     from device.service import check_sandbox
+    from singlecell import config
 
     return {status.name for status in check_sandbox(config.load(environ={})) if status.active}

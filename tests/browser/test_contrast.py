@@ -33,7 +33,10 @@ PAGES = {
 # the first mostly opaque background behind it, walking up through shadow hosts; null when the
 # walk reaches the top of its document without one.
 TEXTS = """(root) => {
-    const opaque = (c) => { const m = c.match(/[\\d.]+/g); return m && (m.length < 4 || Number(m[3]) >= 0.99) ? c : null; };
+    const opaque = (c) => {
+        const m = c.match(/[\\d.]+/g);
+        return m && (m.length < 4 || Number(m[3]) >= 0.99) ? c : null;
+    };
     const behind = (e) => {
         for (; e; e = e.parentElement || (e.getRootNode().host || null)) {
             const bg = opaque(getComputedStyle(e).backgroundColor);

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -19,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from device.device import Device
+from device.device import COALESCE, Device
 from device.kernel import EXIT_CHANNEL_FAILED, EXIT_SANDBOX_FAILED
-from device.scripted import Die, Forge, Hang, Pause, Say, Script, ScriptedLauncher, Write
+from device.scripted import Die, Forge, Hang, Pause, Say, Script, ScriptedLauncher, Step, Write
 from filestore.base import FileStore
 from filestore.sql import SqlFileStore
 from singlecell import protocol
@@ -425,3 +426,19 @@ def test_anything_the_device_fails_on_while_a_cell_runs_ends_it_with_a_server_er
     assert [e["ename"] for e in errors(messages)] == ["ServerError"]
     assert "while this cell ran (RuntimeError)" in errors(messages)[0]["evalue"]
     assert launcher.given[0].killed
+
+
+def test_no_message_is_lost_when_the_coalescing_window_ends_as_it_arrives(parts: Parts) -> None:
+    """The device waits for a kernel's next message at most until its coalescing window ends.
+    A message that arrives just as the window ends must not be dropped with the wait: a receive
+    that took it off the socket must still hand it over. Hundreds of messages, each at a random
+    moment around the window's end."""
+    rng = random.Random(7)
+    steps: list[Step] = []
+    for i in range(300):
+        steps += [Say.stream("stdout", f"{i}\n"), Pause(rng.uniform(0.0, 2 * COALESCE))]
+    request_id, _ = parts.run(Script.cell(*steps), timeout=30)
+    record, messages = parts.ended(request_id)
+    assert record.status is Status.DONE
+    printed = "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream").split()
+    assert printed == [str(i) for i in range(300)]
