@@ -14,7 +14,7 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +83,23 @@ class Parts:
         self.files.close()
 
 
-def drive(device: Device, within: float = 15.0) -> None:
-    """Run the device in burst mode: until the queue is empty and every request has ended."""
-    asyncio.run(asyncio.wait_for(device.run(burst=True), within))
+def drive(device: Device, within: float = 15.0, meanwhile: Callable[[], Awaitable[None]] | None = None,
+          burst: bool = True) -> None:
+    """Run the device while ``meanwhile`` does what the test does to it: in burst mode, until the
+    queue is empty and every request has ended; else until ``meanwhile`` stops it."""
+
+    async def both() -> None:
+        run = asyncio.ensure_future(device.run(burst=burst))
+        if meanwhile is not None:
+            await meanwhile()
+        await run
+
+    asyncio.run(asyncio.wait_for(both(), within))
+
+
+async def first_output(parts: Parts, request_id: str) -> None:
+    while not parts.store.get_messages(request_id):
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -160,12 +174,10 @@ def test_output_is_stored_while_the_cell_still_runs(parts: Parts) -> None:
     seen_mid_cell: list[list[str]] = []
 
     async def watch() -> None:
-        run = asyncio.ensure_future(device.run(burst=True))
         await asyncio.sleep(0.3)
         seen_mid_cell.append([m.message["msg_type"] for m in parts.store.get_messages(request_id)])
-        await asyncio.wait_for(run, 10)
 
-    asyncio.run(watch())
+    drive(device, meanwhile=watch)
     assert seen_mid_cell == [["status", "execute_input", "stream"]]
     assert parts.ended(request_id)[0].status is Status.DONE
 
@@ -267,13 +279,10 @@ def test_a_stop_kills_the_kernel_and_ends_the_request_aborted(parts: Parts) -> N
     device = parts.device(launcher)
 
     async def stop_it() -> None:
-        run = asyncio.ensure_future(device.run(burst=True))
-        while not parts.store.get_messages(request_id):
-            await asyncio.sleep(0.01)
-        assert parts.store.request_stop(request_id, []) is Status.RUNNING
-        await asyncio.wait_for(run, 10)  # the device reads stops at least once a poll interval
+        await first_output(parts, request_id)
+        assert parts.store.request_stop(request_id, []) is Status.RUNNING  # read within a poll interval
 
-    asyncio.run(stop_it())
+    drive(device, meanwhile=stop_it)
     record, messages = parts.ended(request_id)
     assert record.status is Status.ABORTED
     assert [e["ename"] for e in errors(messages)] == ["CellStopped"]
@@ -287,12 +296,10 @@ def test_a_request_declared_lost_mid_cell_is_left_lost_and_its_kernel_killed(par
     device = parts.device(launcher)
 
     async def lose_it() -> None:
-        run = asyncio.ensure_future(device.run(burst=True))
         await asyncio.sleep(0.15)  # "a" is stored; the lease is not renewed before it runs out
         assert parts.store.expire_leases(time.time() + 1000) == [request_id]
-        await asyncio.wait_for(run, 10)
 
-    asyncio.run(lose_it())
+    drive(device, meanwhile=lose_it)
     record, messages = parts.ended(request_id)
     assert record.status is Status.LOST
     assert kinds(messages) == ["status", "execute_input", "stream", "error"]  # "b" was not stored
@@ -305,13 +312,10 @@ def test_a_device_stopped_while_a_cell_runs_ends_it_aborted(parts: Parts) -> Non
     device = parts.device(ScriptedLauncher([Script([Say.status("busy"), Hang()])], folder=str(parts.folder)))
 
     async def shut_down() -> None:
-        run = asyncio.ensure_future(device.run())
-        while not parts.store.get_messages(request_id):
-            await asyncio.sleep(0.01)
-        await device.stop(grace=0.05)
-        await asyncio.wait_for(run, 5)
+        await first_output(parts, request_id)
+        await device.stop(grace=0.05)  # the burst run ends: the request ended
 
-    asyncio.run(shut_down())
+    drive(device, meanwhile=shut_down)
     record, messages = parts.ended(request_id)
     assert record.status is Status.ABORTED and errors(messages)[0]["ename"] == "ServerStopped"
 
@@ -362,15 +366,13 @@ def test_a_store_that_keeps_refusing_the_ending_leaves_the_request_to_end_lost(
         device = parts.device(ScriptedLauncher([Script.cell()], folder=str(parts.folder)), lease_seconds=0.3)
         device.finish_retries = (0.01, 0.01)
 
-        async def run_until_lost() -> None:
-            run = asyncio.ensure_future(device.run())
+        async def until_lost() -> None:
             while (record := store.get_request(request_id)) is not None and not record.status.terminal:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # the device gave up on it; its lease runs out
             await device.stop(0)
-            await run
 
         with caplog.at_level(logging.ERROR, logger="device.device"):
-            asyncio.run(asyncio.wait_for(run_until_lost(), 10))
+            drive(device, meanwhile=until_lost, burst=False)  # its lease keeper must go on
         record, messages = parts.ended(request_id)
         assert record.status is Status.LOST and errors(messages)[-1]["ename"] == "DeviceLost"
         assert store.finishes == [Status.DONE] * 3 + [Status.ABORTED] * 3  # the ending, then the smallest one
