@@ -5,7 +5,8 @@ Every kind of kernel starts through :func:`confine`: the one-shot kernels the te
 (:mod:`device.jupyter_kernel`). So a fix to the sandbox's order cannot land in one and miss the
 other. The steps, in order:
 
-1. its working folder, environment (``HOME``, ``TMPDIR``, ``PWD``) and an empty stdin, while the
+1. its working folder, environment (``HOME``, ``TMPDIR``, ``PWD``; no bytecode written, so
+   importing an upload leaves no ``__pycache__`` to collect) and an empty stdin, while the
    process is still privileged and has one thread;
 2. every layer's ``isolate``: namespaces and mounts (they need a single-threaded process);
 3. its channel (ZeroMQ starts threads here), opened by the caller;
@@ -57,7 +58,10 @@ def confine(shell: InteractiveShell, spec: KernelSpec, layers: list[SandboxLayer
     os.dup2(devnull, 0)
     os.close(devnull)
     os.chdir(place.workdir)
-    os.environ.update({"HOME": place.workdir, "TMPDIR": place.tmpdir, "PWD": place.workdir})
+    # no __pycache__ beside an uploaded module: it would come back as a file the cell wrote
+    os.environ.update({"HOME": place.workdir, "TMPDIR": place.tmpdir, "PWD": place.workdir,
+                       "PYTHONDONTWRITEBYTECODE": "1"})
+    sys.dont_write_bytecode = True
     before_isolate()
     place = _phase(layers, place, "isolate")  # namespaces: while we have one thread
     # where it lives as it sees it now: the filesystem layer moves its folders and socket

@@ -90,6 +90,7 @@ def test_an_uploaded_module_and_package_can_be_imported(client: Client) -> None:
     answer = client.eval("import helper\nfrom pkg.tools import NAME\nprint(helper.twice(21), NAME)", files=uploads)
     assert answer["status"] == "ok", answer
     assert answer["stdout"] == "42 tools\n"
+    assert answer["files"] == []  # importing them wrote no __pycache__ to collect
 
 
 def test_the_cells_folder_is_first_on_sys_path_and_the_servers_folders_are_not(client: Client,
