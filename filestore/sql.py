@@ -18,8 +18,8 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
-    make_url,
     func,
+    make_url,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
