@@ -79,6 +79,143 @@ permalink_table = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
 )
 
+# -- version 3: accounts, and the snippet library (singlecell/accounts, singlecell/library) -----
+
+user_table = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),  # as its owner typed it
+    sa.Column("name_key", sa.Text, nullable=False, unique=True),  # NFKC, case-folded: one account a name
+    sa.Column("password_hash", sa.Text, nullable=False),  # Argon2id, PHC string
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+login_session_table = sa.Table(
+    "login_sessions",
+    metadata,
+    sa.Column("token_hash", sa.Text, primary_key=True),  # SHA-256 of the cookie's token: the token is never stored
+    sa.Column("user_id", sa.Text, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("csrf", sa.Text, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+)
+
+api_token_table = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("user_id", sa.Text, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("revoked", sa.Float),
+)
+
+rate_table = sa.Table(  # rate limits shared by every web process: hits per key per window
+    "rate_hits",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("window", sa.BigInteger, primary_key=True),
+    sa.Column("hits", sa.Integer, nullable=False),
+)
+
+revision_table = sa.Table(  # immutable: the id is the hash of the content
+    "revisions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("blurb", sa.Text, nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),  # JSON list
+    sa.Column("command", sa.Text, nullable=False),  # the suggested cell
+    sa.Column("files", sa.Text, nullable=False),  # JSON {path: {sha256, size}}; bytes in the FileStore
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+snippet_table = sa.Table(  # a mutable pointer to its head revision
+    "snippets",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("owner_id", sa.Text, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("head", sa.Text, sa.ForeignKey("revisions.id"), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),  # the head's, for lists
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+    sa.Column("forked_from", sa.Text),
+    sa.Column("forked_revision", sa.Text),
+    sa.Column("example", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("deleted", sa.Float),
+    sa.Column("thumbnail", sa.Text),  # JSON {request, name}: an image a run of it wrote
+    sa.Column("rating_sum", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rating_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("snippets_newest", "deleted", "updated"),
+)
+
+history_table = sa.Table(
+    "snippet_history",
+    metadata,
+    sa.Column("snippet_id", sa.Text, sa.ForeignKey("snippets.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("revision_id", sa.Text, sa.ForeignKey("revisions.id"), nullable=False, index=True),
+    sa.Column("author_id", sa.Text, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+tag_table = sa.Table(  # the head's tags, for browsing
+    "snippet_tags",
+    metadata,
+    sa.Column("snippet_id", sa.Text, sa.ForeignKey("snippets.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tag", sa.Text, primary_key=True),
+    sa.Index("snippet_tags_by_tag", "tag"),
+)
+
+comment_table = sa.Table(
+    "comments",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("snippet_id", sa.Text, sa.ForeignKey("snippets.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("author_id", sa.Text, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("revision_id", sa.Text),  # a line comment: pinned to (revision, path, line)
+    sa.Column("path", sa.Text),
+    sa.Column("line", sa.Integer),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+rating_table = sa.Table(
+    "ratings",
+    metadata,
+    sa.Column("snippet_id", sa.Text, sa.ForeignKey("snippets.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.Text, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("stars", sa.Integer, nullable=False),
+)
+
+related_table = sa.Table(
+    "related_snippets",
+    metadata,
+    sa.Column("snippet_id", sa.Text, sa.ForeignKey("snippets.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("other_id", sa.Text, sa.ForeignKey("snippets.id", ondelete="CASCADE"), primary_key=True),
+)
+
+LIBRARY_TABLES = (user_table, login_session_table, api_token_table, rate_table, revision_table, snippet_table,
+                  history_table, tag_table, comment_table, rating_table, related_table)
+
+# The full-text index of snippets' heads: per database, so written out (see singlecell/library/search/)
+_SEARCH_DDL = {
+    "sqlite": ["""CREATE VIRTUAL TABLE IF NOT EXISTS snippet_search USING fts5(
+        snippet_id UNINDEXED, title, tags, blurb, code, tokenize="unicode61 tokenchars '_'")"""],
+    "postgresql": ["CREATE TABLE IF NOT EXISTS snippet_search (snippet_id TEXT PRIMARY KEY "
+                   "REFERENCES snippets(id) ON DELETE CASCADE, document TSVECTOR NOT NULL)",
+                   "CREATE INDEX IF NOT EXISTS snippet_search_document ON snippet_search USING GIN (document)"],
+}
+
+
+def _library(conn: Connection) -> None:
+    metadata.create_all(conn, tables=list(LIBRARY_TABLES))
+    for statement in _SEARCH_DDL[conn.dialect.name]:
+        conn.exec_driver_sql(statement)
+
+
 version_table = sa.Table("singlecell_schema", sa.MetaData(), sa.Column("version", sa.Integer, nullable=False))
 
 # PostgreSQL only; the one lock every table of the project is made under (the SQL filestore's too)
@@ -95,6 +232,7 @@ def _tables(*tables: sa.Table) -> Callable[[Connection], None]:
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _tables(request_table, message_table, file_table),  # 1: singlecell 0.1
     _tables(stop_table, permalink_table),  # 2: stop requests and permalinks
+    _library,  # 3: accounts and the snippet library
 ]
 LATEST = len(MIGRATIONS)
 

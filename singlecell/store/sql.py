@@ -11,16 +11,15 @@ import functools
 import itertools
 import json
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Row
 
-from singlecell.errors import DuplicateRequest, QueueFull, UnknownBackend
+from singlecell.errors import DuplicateRequest, QueueFull
 from singlecell.protocol import lost_error_message
 from singlecell.store.base import (
     FileRecord,
@@ -33,6 +32,7 @@ from singlecell.store.base import (
     StoredMessage,
     permalink_ids,
 )
+from singlecell.store.database import Database
 from singlecell.store.schema import (
     file_table,
     message_table,
@@ -44,61 +44,6 @@ from singlecell.store.schema import (
 
 _QUEUED, _RUNNING, _LOST = Status.QUEUED.value, Status.RUNNING.value, Status.LOST.value
 _MAX_SEQ = 2**31 - 1
-
-_BEGIN = "singlecell_begin"  # execution option: what the SQLite "begin" hook emits ("" = nothing)
-
-
-def _sqlite_engine(url: sa.URL) -> Engine:
-    """SQLite shared by several processes: WAL, and writers that lock up front.
-
-    SQLAlchemy's default pool for a file (QueuePool) keeps connections open between calls, so
-    the PRAGMAs below run once per connection, and a caller on one event loop reuses one.
-    """
-    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
-
-    @sa.event.listens_for(engine, "connect")
-    def _configure(dbapi_conn: Any, _connection_record: Any) -> None:
-        # isolation_level=None stops sqlite3 from emitting its own (deferred) BEGIN: we emit ours
-        # in _begin. This is SQLAlchemy's documented pysqlite recipe ("Transactions with SQLite").
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        # busy_timeout first, so switching to WAL waits out another process's lock.
-        for pragma in ("busy_timeout = 10000", "journal_mode = WAL", "synchronous = NORMAL",
-                       "foreign_keys = ON"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # Writers take the write lock at BEGIN: a deferred transaction that reads and then
-        # writes can fail with SQLITE_BUSY at once (no busy wait) when another process wrote
-        # in between. Readers run single statements, which SQLite makes atomic by itself, so
-        # they skip BEGIN/COMMIT altogether.
-        statement = conn.get_execution_options().get(_BEGIN, "BEGIN")
-        if statement:
-            conn.exec_driver_sql(statement)
-
-    return engine
-
-
-def _postgresql_engine(url: sa.URL) -> Engine:
-    """PostgreSQL through psycopg 3 (``postgresql://`` means it, not SQLAlchemy's default psycopg2).
-
-    READ COMMITTED, the default, is enough: claims lock rows (FOR UPDATE SKIP LOCKED), every
-    other write is one UPDATE whose WHERE is re-checked on the locked row, and submits take an
-    advisory lock (``_lock_queue``). pool_pre_ping: a connection the server dropped (a restart,
-    an idle timeout) is replaced instead of failing a request.
-    """
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
-
-
-# SQLAlchemy dialect name → engine builder.
-_ENGINES: dict[str, Callable[[sa.URL], Engine]] = {"sqlite": _sqlite_engine, "postgresql": _postgresql_engine}
-
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
@@ -248,20 +193,8 @@ class SqlStore(Store):
     """A :class:`Store` on any database ``_ENGINES`` knows, e.g. ``sqlite:////srv/singlecell.db``."""
 
     def __init__(self, url: str) -> None:
-        parsed = sa.make_url(url)
-        build = _ENGINES.get(parsed.get_backend_name())
-        if build is None:
-            raise UnknownBackend(
-                f"SqlStore does not handle {parsed.get_backend_name()!r} databases; "
-                f"it handles: {', '.join(sorted(_ENGINES))}"
-            )
-        self._engine = build(parsed)
-        # Two views of one pool. SQLite: the options steer its begin hook. PostgreSQL: readers run
-        # single statements, each atomic by itself, so they skip BEGIN and ROLLBACK (two round
-        # trips of the three a read took).
-        self._writer = self._engine.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"})
-        self._reader = self._engine.execution_options(
-            **({_BEGIN: ""} if self._engine.dialect.name == "sqlite" else {"isolation_level": "AUTOCOMMIT"}))
+        self._db = Database(url)
+        self._engine, self._writer, self._reader = self._db.engine, self._db.writer, self._db.reader
 
     def create_schema(self) -> None:
         # Inside a write transaction, so processes starting together migrate once.
