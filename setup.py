@@ -14,6 +14,9 @@ setup(
         "singlecell",
         "singlecell.store",
         "singlecell.web",
+        "singlecell.accounts",
+        "singlecell.library",
+        "singlecell.library.search",
         "device",
         "device.sandbox",
         "filestore",
@@ -37,6 +40,10 @@ setup(
         "ipython>=8",
         "numpy",
         "matplotlib",
+        "argon2-cffi>=23",  # passwords (Argon2id)
+        "markdown-it-py>=3",  # blurbs and comments, raw HTML off…
+        "nh3>=0.2",  # …then sanitised
+        "pygments>=2.15",  # code highlighted on the server
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy", "jupyter-kernel-test", "playwright>=1.40",

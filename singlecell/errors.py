@@ -36,6 +36,20 @@ class Forbidden(SingleCellError):
     code = "origin_not_allowed"
 
 
+class Unauthorized(SingleCellError):
+    """The request needs an account: log in, or send ``Authorization: Bearer <token>``."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class NotAllowed(SingleCellError, PermissionError):
+    """The account may not do this (another owner's snippet, say)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(SingleCellError, KeyError):
     status = 404
     code = "not_found"
@@ -53,6 +67,24 @@ class QueueFull(SingleCellError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TooManyRequests(SingleCellError):
+    """A rate limit (sign-ups, logins, comments); retry after ``retry_after`` s."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Conflict(SingleCellError):
+    """What the request would make exists already (a user name, say)."""
+
+    status = 409
+    code = "conflict"
 
 
 class DuplicateRequest(SingleCellError):
