@@ -128,8 +128,16 @@ revision_table = sa.Table(  # immutable: the id is the hash of the content
     sa.Column("blurb", sa.Text, nullable=False),
     sa.Column("tags", sa.Text, nullable=False),  # JSON list
     sa.Column("command", sa.Text, nullable=False),  # the suggested cell
-    sa.Column("files", sa.Text, nullable=False),  # JSON {path: {sha256, size}}; bytes in the FileStore
     sa.Column("created", sa.Float, nullable=False),
+)
+
+revision_file_table = sa.Table(  # a revision's files; their bytes are in the FileStore, by SHA-256
+    "revision_files",
+    metadata,
+    sa.Column("revision_id", sa.Text, sa.ForeignKey("revisions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("sha256", sa.Text, nullable=False, index=True),
+    sa.Column("size", sa.Integer, nullable=False),
 )
 
 snippet_table = sa.Table(  # a mutable pointer to its head revision
@@ -197,15 +205,16 @@ related_table = sa.Table(
     sa.Column("other_id", sa.Text, sa.ForeignKey("snippets.id", ondelete="CASCADE"), primary_key=True),
 )
 
-LIBRARY_TABLES = (user_table, login_session_table, api_token_table, rate_table, revision_table, snippet_table,
+LIBRARY_TABLES = (user_table, login_session_table, api_token_table, rate_table, revision_table, revision_file_table,
+                  snippet_table,
                   history_table, tag_table, comment_table, rating_table, related_table)
 
 # The full-text index of snippets' heads: per database, so written out (see singlecell/library/search/)
 _SEARCH_DDL = {
     "sqlite": ["""CREATE VIRTUAL TABLE IF NOT EXISTS snippet_search USING fts5(
         snippet_id UNINDEXED, title, tags, blurb, code, tokenize="unicode61 tokenchars '_'")"""],
-    "postgresql": ["CREATE TABLE IF NOT EXISTS snippet_search (snippet_id TEXT PRIMARY KEY "
-                   "REFERENCES snippets(id) ON DELETE CASCADE, document TSVECTOR NOT NULL)",
+    "postgresql": ["CREATE TABLE IF NOT EXISTS snippet_search (snippet_id TEXT PRIMARY KEY, "
+                   "document TSVECTOR NOT NULL)",
                    "CREATE INDEX IF NOT EXISTS snippet_search_document ON snippet_search USING GIN (document)"],
 }
 

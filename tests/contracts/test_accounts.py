@@ -123,7 +123,7 @@ def _hit(url: str, n: int, out: multiprocessing.Queue[int]) -> None:
 
 
 def test_throttle_is_atomic_across_processes(accounts: Accounts, url: str) -> None:
-    """Hits from several processes at once are all counted: 4 × 25 hits against a limit of 90."""
+    """Hits from several processes at once are all counted: 4 times 25 hits, and the next one over."""
     context = multiprocessing.get_context("spawn")
     out: multiprocessing.Queue[int] = context.Queue()
     processes = [context.Process(target=_hit, args=(url, 25, out)) for _ in range(4)]

@@ -1,0 +1,98 @@
+"""The SearchIndex contract (singlecell/library/search/base.py), on SQLite (FTS5) and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Connection
+
+from singlecell.library.search import Document, SearchIndex, search_index
+from singlecell.store import open_store
+from singlecell.store.database import Database
+from tests import postgres
+
+
+@pytest.fixture(params=[pytest.param("sqlite", id="sqlite"),
+                        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    def made(url: str) -> Iterator[Database]:
+        store = open_store(url)
+        store.create_schema()
+        store.close()
+        db = Database(url)
+        yield db
+        db.close()
+
+    if request.param == "postgresql":
+        with postgres.database() as url:
+            yield from made(url)
+    else:
+        yield from made(f"sqlite:///{tmp_path / 'store.db'}")
+
+
+DOCUMENTS = [
+    Document("tangent", "Tangent lines", "calculus plotting/2d", "Draw the tangent line of a curve.",
+             "main.py\ndef tangent_line(f, x0):\n    return f(x0)\n"),
+    Document("prose", "A line and a tangent", "geometry", "Some words about a line that is a tangent.", "x = 1"),
+    Document("plot3d", "Surfaces", "plotting/3d", "A surface plot with matplotlib.",
+             "import matplotlib.pyplot as plt\nax = plt.figure().add_subplot(projection='3d')"),
+    Document("numbers", "Primes", "math", "The primes below a hundred, with numpy.", "import numpy as np"),
+]
+
+
+@pytest.fixture
+def index(database: Database) -> Iterator[tuple[SearchIndex, Connection]]:
+    made = search_index(database.dialect)
+    with database.writer.begin() as conn:
+        for document in DOCUMENTS:
+            made.write(conn, document)
+    with database.reader.connect() as conn:
+        yield made, conn
+
+
+def test_a_word_finds_the_documents_that_hold_it(index: tuple[SearchIndex, Connection]) -> None:
+    search, conn = index
+    assert set(search.search(conn, "numpy")) == {"numbers"}
+    assert set(search.search(conn, "plot")) >= {"plot3d"}
+    assert set(search.search(conn, "surface matplotlib")) == {"plot3d"}  # every word
+
+
+def test_a_title_word_ranks_above_a_code_word(index: tuple[SearchIndex, Connection]) -> None:
+    search, conn = index
+    assert search.search(conn, "tangent")[0] in {"tangent", "prose"}
+    assert search.search(conn, "surfaces")[:1] == ["plot3d"]
+
+
+def test_an_identifier_is_kept_whole(index: tuple[SearchIndex, Connection]) -> None:
+    search, conn = index
+    assert search.search(conn, "tangent_line") == ["tangent"]  # not the prose about a line and a tangent
+
+
+HOSTILE_QUERIES = ["", "   ", '"', "'", "(", ")", "*", "-", "OR", "AND NOT", "NEAR(", "a:b", "title:x",
+                   '"unterminated', "x' OR '1'='1", "\\", "%_", "<script>", "😀", "\x00", "tangent\x00line",
+                   "\ud800", "a\ud800b", "a" * 10_000, "^", "{}[]", "&|!<->", "tangent -line", "-- ;"]
+
+
+@pytest.mark.parametrize("query", HOSTILE_QUERIES)
+def test_any_input_is_a_valid_query(index: tuple[SearchIndex, Connection], query: str) -> None:
+    search, conn = index
+    found = search.search(conn, query)
+    assert isinstance(found, list)
+    assert set(found) <= {d.snippet_id for d in DOCUMENTS}
+
+
+def test_a_query_without_words_matches_nothing(index: tuple[SearchIndex, Connection]) -> None:
+    search, conn = index
+    assert search.matches("  -- ( ) ") is None and search.search(conn, "!!!") == []
+
+
+def test_rewriting_and_deleting_documents(database: Database, index: tuple[SearchIndex, Connection]) -> None:
+    search, _ = index
+    with database.writer.begin() as writer:
+        search.write(writer, Document("numbers", "Fibonacci", "math", "Rabbits.", "a, b = b, a + b"))
+        search.delete(writer, "plot3d")
+    with database.reader.connect() as reader:
+        assert search.search(reader, "primes") == [] and search.search(reader, "fibonacci") == ["numbers"]
+        assert search.search(reader, "surface") == []
