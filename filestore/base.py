@@ -92,6 +92,11 @@ class FileStore(ABC):
         Raises :class:`InvalidFileName` for a bad name or request id."""
 
     @abstractmethod
+    def delete_file(self, request_id: str, name: str) -> bool:
+        """Remove the one file kept under ``(request_id, name)``; ``False`` when there was none.
+        Raises :class:`InvalidFileName` for a bad name or request id."""
+
+    @abstractmethod
     def delete(self, request_id: str) -> int:
         """Remove every file of ``request_id``; returns how many were removed. Raises
         :class:`InvalidFileName` for a bad request id."""

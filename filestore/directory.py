@@ -134,6 +134,24 @@ class DirectoryFileStore(FileStore):
         finally:
             os.close(fd)
 
+    def delete_file(self, request_id: str, name: str) -> bool:
+        parts = [check_request_id(request_id), *check_name(name).split("/")]
+        try:
+            dir_fd = self._open_folder(parts[:-1], make=False)
+        except OSError as exc:
+            if exc.errno in _ABSENT:
+                return False
+            raise
+        try:
+            os.unlink(parts[-1], dir_fd=dir_fd)  # never follows a link: it removes the entry itself
+            return True
+        except OSError as exc:
+            if exc.errno in (*_ABSENT, errno.EISDIR, errno.EPERM):
+                return False
+            raise
+        finally:
+            os.close(dir_fd)
+
     def delete(self, request_id: str) -> int:
         check_request_id(request_id)
         try:

@@ -128,6 +128,13 @@ class SqlFileStore(FileStore):
             data: bytes | None = conn.execute(query).scalar_one_or_none()  # LargeBinary yields bytes
         return data
 
+    def delete_file(self, request_id: str, name: str) -> bool:
+        check_request_id(request_id)
+        check_name(name)
+        with self._writer.begin() as conn:
+            gone = conn.execute(_blobs.delete().where(_blobs.c.request_id == request_id, _blobs.c.name == name))
+        return bool(gone.rowcount)
+
     def delete(self, request_id: str) -> int:
         check_request_id(request_id)
         with self._writer.begin() as conn:

@@ -1,1 +1,16 @@
-"""placeholder"""
+"""The snippet library: runnable snippets with revisions, forks, tags, search, comments and
+ratings. :func:`open_library` opens the one in the Store's database."""
+
+from __future__ import annotations
+
+from filestore.base import FileStore
+from singlecell.library.base import Library
+from singlecell.library.sql import SqlLibrary
+
+__all__ = ["Library", "open_library"]
+
+
+def open_library(url: str, files: FileStore) -> Library:
+    """The library in the database ``url`` names (the Store's; its schema is the Store's), its
+    files' bytes in ``files``."""
+    return SqlLibrary(url, files)

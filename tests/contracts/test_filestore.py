@@ -153,6 +153,19 @@ def test_delete_removes_every_file_of_one_request_only_and_counts_them(store: Fi
     assert store.delete("req1") == 0
 
 
+def test_delete_file_removes_that_file_only(store: FileStore) -> None:
+    store.put("req1", "a", b"x")
+    store.put("req1", "nested/b", b"y")
+    store.put("req2", "a", b"kept")
+    assert store.delete_file("req1", "a") is True
+    assert store.get("req1", "a") is None and store.get("req1", "nested/b") == b"y"
+    assert store.get("req2", "a") == b"kept"
+    assert store.delete_file("req1", "a") is False
+    assert store.delete_file("never-seen", "a") is False
+    with pytest.raises(InvalidFileName):
+        store.delete_file("req1", "../a")
+
+
 def test_delete_of_unknown_request_returns_zero(store: FileStore) -> None:
     assert store.delete("never-seen") == 0
 
@@ -308,6 +321,15 @@ def test_dir_delete_removes_links_never_their_targets(dir_store: DirectoryFileSt
     assert dir_store.delete("req1") == 1
     assert dir_store.delete("req2") == 0
     assert not (dir_store.root / "req1").exists() and not (dir_store.root / "req2").is_symlink()
+    assert _snapshot(outside) == {"secret.txt": b"secret"}
+
+
+def test_dir_delete_file_removes_a_link_never_its_target(dir_store: DirectoryFileStore, outside: Path) -> None:
+    dir_store.put("req1", "f", b"x")
+    (dir_store.root / "req1" / "to-file").symlink_to(outside / "secret.txt")
+    (dir_store.root / "req1" / "to-dir").symlink_to(outside)
+    assert dir_store.delete_file("req1", "to-file") is True
+    assert dir_store.delete_file("req1", "to-dir/secret.txt") is False  # never through a link
     assert _snapshot(outside) == {"secret.txt": b"secret"}
 
 

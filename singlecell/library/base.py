@@ -1,0 +1,117 @@
+"""The snippet library's Store-side interface: snippets, their revisions, tags, search, comments,
+ratings and related snippets (the records are in :mod:`singlecell.library.model`).
+
+One ``Library`` is shared by every web process of a deployment; its metadata lives in the
+Store's database and its file bytes in the FileStore. Calls are synchronous and short (a
+transaction, plus FileStore writes for new file contents). Who may do what is checked here, so
+every caller (the API, the pages, the CLI) keeps the same rules: only a snippet's owner changes,
+deletes or links it; anyone with an account forks, comments and rates. Errors: ``NotFound`` for
+an unknown (or deleted) snippet, ``NotAllowed`` for someone else's, ``BadRequest`` for content
+the rules refuse.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from singlecell.library.model import Comment, Draft, HistoryEntry, Page, Revision, Snippet, Summary
+
+SORTS = ("new", "rating", "relevance")
+
+
+class Library(ABC):
+    def close(self) -> None:
+        """Release the connections."""
+
+    # -- snippets and revisions -----------------------------------------------------------------
+
+    @abstractmethod
+    def create(self, owner_id: str, draft: Draft, *, example: bool = False) -> Snippet:
+        """A new snippet of ``owner_id`` whose first revision is ``draft``."""
+
+    @abstractmethod
+    def save(self, snippet_id: str, author_id: str, draft: Draft) -> Snippet:
+        """A new head revision, by the owner. Content equal to the head's changes nothing."""
+
+    @abstractmethod
+    def fork(self, snippet_id: str, user_id: str, revision_id: str | None = None) -> Snippet:
+        """A copy owned by ``user_id`` of the snippet's head (or of a revision of its history),
+        crediting the original. Shares every revision and file with it: it costs no bytes."""
+
+    @abstractmethod
+    def snippet(self, snippet_id: str, *, deleted: bool = False) -> Snippet | None:
+        """A snippet with its head; ``None`` when unknown, or deleted unless ``deleted``."""
+
+    @abstractmethod
+    def revision(self, revision_id: str) -> Revision | None:
+        """A revision, whichever snippets have it (a deleted snippet's too, until purged)."""
+
+    @abstractmethod
+    def in_history(self, snippet_id: str, revision_id: str) -> bool:
+        """Whether the snippet (deleted or not) has had that revision."""
+
+    @abstractmethod
+    def history(self, snippet_id: str) -> list[HistoryEntry]:
+        """The snippet's revisions, newest first."""
+
+    @abstractmethod
+    def file(self, revision: Revision, path: str) -> str | None:
+        """The text of one file of a revision; ``None`` when it has no such file."""
+
+    @abstractmethod
+    def files(self, revision: Revision) -> dict[str, str]:
+        """Every file of a revision: path → text, in path order."""
+
+    @abstractmethod
+    def delete(self, snippet_id: str, user_id: str) -> None:
+        """Take the owner's snippet out of the library; its revisions stay reachable by id."""
+
+    @abstractmethod
+    def purge(self, snippet_id: str, user_id: str) -> None:
+        """Delete the owner's snippet and every revision and file no other snippet shares."""
+
+    # -- finding --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def browse(self, query: str = "", tag: str | None = None, sort: str = "new", offset: int = 0,
+               limit: int = 20, owner: str | None = None) -> Page:
+        """Live snippets matching ``query`` (full text: title, tags, blurb, code), under ``tag``
+        (``plotting`` includes ``plotting/3d``), of ``owner`` (a user name); sorted ``new``,
+        ``rating`` or ``relevance`` (best match first; ``new`` without a query)."""
+
+    @abstractmethod
+    def tags(self, prefix: str = "", limit: int = 20) -> list[tuple[str, int]]:
+        """Tags of live snippets starting with ``prefix``, each with how many snippets have it,
+        most used first."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """How many snippets there are, deleted ones included (an empty library gets the examples)."""
+
+    # -- people's words -------------------------------------------------------------------------
+
+    @abstractmethod
+    def add_comment(self, snippet_id: str, author_id: str, body: str, revision_id: str | None = None,
+                    path: str | None = None, line: int | None = None) -> Comment:
+        """A comment on the snippet, or on one line (1-based) of one file of one revision of its
+        history."""
+
+    @abstractmethod
+    def comments(self, snippet_id: str) -> list[Comment]:
+        """Its comments, oldest first."""
+
+    @abstractmethod
+    def rate(self, snippet_id: str, user_id: str, stars: int) -> tuple[float, int]:
+        """Rate 1 to 5 stars, once per person (rating again replaces it); the new (mean, count)."""
+
+    @abstractmethod
+    def relate(self, snippet_id: str, user_id: str, other_id: str, related: bool = True) -> None:
+        """The owner links (or unlinks) a related snippet."""
+
+    @abstractmethod
+    def related(self, snippet_id: str) -> list[Summary]:
+        """The live snippets the owner linked."""
+
+    @abstractmethod
+    def set_thumbnail(self, snippet_id: str, user_id: str, request_id: str, name: str) -> None:
+        """The owner chooses an image a run wrote (``/files/<request_id>/<name>``) as the thumbnail."""
