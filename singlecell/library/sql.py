@@ -100,8 +100,8 @@ class SqlLibrary(Library):
         revision_id = draft.revision_id()
         inserted = conn.execute(self._insert(revision_table).values(
             id=revision_id, title=draft.title, blurb=draft.blurb, tags=json.dumps(list(draft.tags)),
-            command=draft.command, created=now).on_conflict_do_nothing()).rowcount
-        if inserted:
+            command=draft.command, created=now).on_conflict_do_nothing().returning(_r.id)).first()
+        if inserted is not None:  # new content: its files' rows too
             conn.execute(revision_file_table.insert(), [
                 {"revision_id": revision_id, "path": path, "sha256": hashes[path],
                  "size": len(text.encode("utf-8"))} for path, text in draft.files.items()])
