@@ -526,22 +526,36 @@ class Kernel:
         self.channel.send("execute_input", {"code": code, "execution_count": 1})
         self.write_inputs(request)
         self.running = True
-        result = self.shell.run_cell(code, store_history=True, silent=False)
+        first = request.get("metadata", {}).get("singlecell_run_first")
+        failure: BaseException | None = None
+        if isinstance(first, str) and first:
+            failure = self.run_file(first)  # a one-file snippet: its file, then the cell, in one namespace
+        if failure is None:
+            result = self.shell.run_cell(code, store_history=True, silent=False)
+            failure = None if result.success else (result.error_in_exec or result.error_before_exec)
         _flush_c_stdio()
         self.flush_streams()
-        if result.success:
+        if failure is None:
             reply: dict[str, Any] = {"status": "ok", "execution_count": 1, "user_expressions": {},
                                      "payload": []}
         else:
-            err = self.error_content or {
-                "ename": type(result.error_in_exec or result.error_before_exec).__name__,
-                "evalue": str(result.error_in_exec or result.error_before_exec),
-                "traceback": [],
-            }
+            err = self.error_content or {"ename": type(failure).__name__, "evalue": str(failure), "traceback": []}
             reply = {"status": "error", "execution_count": 1, **err}
         self.running = False
         self.channel.send("execute_reply", reply, metadata={"status": reply["status"]})
         self.channel.send("status", {"execution_state": "idle"})
+
+    def run_file(self, name: str) -> BaseException | None:
+        """Run an uploaded file in the cell's namespace, as ``%run`` would (``__name__`` is
+        ``"__main__"``); the exception it raised, after its traceback went out, else None."""
+        try:
+            with open(os.path.join(self.spec.workdir, name), encoding="utf-8") as fh:
+                source = fh.read()
+            exec(compile(source, name, "exec"), self.shell.user_ns)
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the cell must not run
+            self.shell.showtraceback(tb_offset=1)  # not this frame: the traceback starts in the file
+            return exc
+        return None
 
     def write_inputs(self, request: dict[str, Any]) -> None:
         """The uploaded files arrive as buffers, named in the request's metadata."""

@@ -32,13 +32,20 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
     import tornado.httpserver
 
+    from singlecell.accounts import open_accounts
+    from singlecell.library import open_library
+    from singlecell.library.examples import load_examples
     from singlecell.wakeup import open_wakeups
     from singlecell.web.app import expire_leases_forever, make_app
 
     store, files = open_storage(config)
+    accounts = open_accounts(config.store_url)
+    library = open_library(config.store_url, files)
+    if config.examples:
+        load_examples(library)
     wakeups = open_wakeups(config.store_url, str(config.data_path), "web")
     await wakeups.start()
-    app = make_app(config, store, files, wakeups)
+    app = make_app(config, store, files, wakeups, accounts, library)
     # routes that take a body stream it and set their own limit (BodyHandler, which answers 413
     # with a reason); this one only bounds what tornado reads of a body sent where none belongs
     server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=config.max_body_size)
@@ -61,6 +68,8 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(server.close_all_connections(), 2)
         wakeups.close()
+        library.close()
+        accounts.close()
         store.close()
         files.close()
 
@@ -173,6 +182,47 @@ def run_eval(source: str, server: str) -> int:
         client.close()
 
 
+# -- user, token: accounts --------------------------------------------------------------
+
+def run_accounts(args: argparse.Namespace, config: Config) -> int:
+    from singlecell.accounts import open_accounts
+
+    store, files = open_storage(config)  # the accounts' tables are the store's: made or migrated here
+    accounts = open_accounts(config.store_url)
+    try:
+        if args.command == "user":
+            password = _read_password()
+            user = accounts.create_user(args.name, password)
+            print(f"created the account {user.name}")
+            return 0
+        found = accounts.user_named(args.user_name)
+        if found is None:
+            print(f"singlecell: no account is called {args.user_name!r}", file=sys.stderr)
+            return 1
+        token, _ = accounts.create_token(found.id, args.label)
+        print(token)
+        return 0
+    except SingleCellError as exc:
+        print(f"singlecell: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        accounts.close()
+        store.close()
+        files.close()
+
+
+def _read_password() -> str:
+    """The first line of standard input; at a terminal, asked for twice without echo."""
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise SingleCellError("the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 # -- kernelspec: the sandboxed kernel for Jupyter clients ----------------------------------
 
 def run_kernelspec(args: argparse.Namespace) -> int:
@@ -233,6 +283,18 @@ def build_parser() -> argparse.ArgumentParser:
         ("doctor", "print which sandbox layers are active on this host, and why any is off"),
     ):
         settings.add_arguments(commands.add_parser(name, help=text, description=text), name)
+    user = commands.add_parser("user", help="manage accounts of the snippet library",
+                               description="create an account; the password is read from standard input")
+    user_actions = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    create = user_actions.add_parser("create", help="create an account (password on stdin, or asked for)")
+    create.add_argument("name", help="the account's name")
+    settings.add_arguments(create, "user")
+    token = commands.add_parser("token", help="make API tokens for scripts")
+    token_actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    make = token_actions.add_parser("create", help="print a new API token for an account")
+    make.add_argument("--user", required=True, dest="user_name", help="the account's name")
+    make.add_argument("--label", default="command line", help="what the token is for")
+    settings.add_arguments(make, "token")
     ev = commands.add_parser("eval", help="run a file of Python on a server and print what it produced")
     ev.add_argument("source", metavar="FILE", help="the code to run; - reads standard input")
     ev.add_argument("-s", "--server", default=os.environ.get("SINGLECELL_SERVER", "http://127.0.0.1:8888"),
@@ -254,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "doctor":
         return run_doctor(config)
+    if args.command in ("user", "token"):
+        return run_accounts(args, config)
     logging.basicConfig(level=config.log_level.upper(),
                         format=f"%(asctime)s {args.command}[%(process)d] %(levelname)s %(name)s: %(message)s")
     runner = {"serve": run_serve, "web": run_web, "device": run_device}[args.command]

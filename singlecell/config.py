@@ -35,6 +35,7 @@ DOCTOR = "doctor"
 SERVERS = (SERVE, WEB)
 STORES = (SERVE, WEB, DEVICE)
 KERNEL_HOSTS = (SERVE, DEVICE, DOCTOR)
+ADMIN = ("user", "token")  # the commands that manage accounts in the store
 #: the isolation layers ``--sandbox`` may name (device/sandbox/registry.py builds them)
 SANDBOX_LAYERS = ("identity", "network", "filesystem", "syscalls")
 
@@ -47,10 +48,13 @@ class Config:
     cors_origins: str = _setting("*", "origins (scheme://host[:port], comma-separated) whose pages may call "
                                  "the API; * for any, without credentials", commands=SERVERS)
     data_dir: str = _setting("./singlecell-data", "folder for the SQLite store, the filestore and "
-                             "the run sockets", commands=(*STORES, DOCTOR))
-    db: str = _setting("", "store URL (default: sqlite:///DATA_DIR/singlecell.db)", commands=STORES)
+                             "the run sockets", commands=(*STORES, DOCTOR, *ADMIN))
+    db: str = _setting("", "store URL (default: sqlite:///DATA_DIR/singlecell.db)", commands=(*STORES, *ADMIN))
     files: str = _setting("", "filestore URL: sqlite:///…, dir:/path (default: "
                           "sqlite:///DATA_DIR/files.db)", commands=STORES)
+    examples: bool = _setting(True, "load the example snippets into an empty library at start", commands=SERVERS)
+    public_url: str = _setting("", "the site's public URL, like https://cells.example.org (cookies are Secure when "
+                               "it is https)", commands=SERVERS)
     accel_redirect: str = _setting("", "behind nginx with a dir: filestore: the internal location (like /_files/) "
                                    "that serves the filestore's folder; /files/… then answers with "
                                    "X-Accel-Redirect and nginx sends the bytes", commands=SERVERS)
@@ -194,6 +198,8 @@ class Config:
             if unknown or (len(names) > 1 and {"all", "none"} & set(names)):
                 problems.append(f"{setting} takes layer names from {', '.join(allowed)} (got "
                                 f"{getattr(self, setting)!r})")
+        if self.public_url and not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", self.public_url):
+            problems.append(f"public_url is a URL like https://cells.example.org (got {self.public_url!r})")
         if self.accel_redirect and not (self.accel_redirect.startswith("/") and self.accel_redirect.endswith("/")):
             problems.append(f"accel_redirect is a location path that starts and ends with /, like /_files/ "
                             f"(got {self.accel_redirect!r})")

@@ -32,7 +32,6 @@ class User:
 @dataclass(frozen=True)
 class LoginSession:
     user: User
-    csrf: str  # the token every cookie-authenticated form and write must carry
     expires: float
 
 

@@ -100,21 +100,21 @@ class SqlAccounts(Accounts):
     # -- login sessions ---------------------------------------------------------------------
 
     def start_session(self, user_id: str, seconds: float = 30 * 24 * 3600) -> tuple[str, LoginSession]:
-        token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time()
+        token, now = secrets.token_urlsafe(32), time.time()
         with self._db.writer.begin() as conn:
             conn.execute(login_session_table.delete().where(_sessions.expires < now))  # the stale ones
             conn.execute(login_session_table.insert(), {"token_hash": _digest(token), "user_id": user_id,
-                                                        "csrf": csrf, "created": now, "expires": now + seconds})
+                                                        "created": now, "expires": now + seconds})
             row = conn.execute(sa.select(user_table).where(_users.id == user_id)).one()
-        return token, LoginSession(_user(row), csrf, now + seconds)
+        return token, LoginSession(_user(row), now + seconds)
 
     def session(self, token: str) -> LoginSession | None:
-        query = (sa.select(user_table, _sessions.csrf, _sessions.expires)
+        query = (sa.select(user_table, _sessions.expires)
                  .join(login_session_table, _sessions.user_id == _users.id)
                  .where(_sessions.token_hash == _digest(token), _sessions.expires > time.time()))
         with self._db.reader.connect() as conn:
             row = conn.execute(query).first()
-        return LoginSession(_user(row), str(row.csrf), float(row.expires)) if row is not None else None
+        return LoginSession(_user(row), float(row.expires)) if row is not None else None
 
     def end_session(self, token: str) -> None:
         with self._db.writer.begin() as conn:

@@ -85,6 +85,12 @@ class Library(ABC):
         most used first."""
 
     @abstractmethod
+    def seed_examples(self, drafts: list[Draft]) -> int:
+        """If the library has never held a snippet, add ``drafts`` as examples (marked so), owned by
+        the account ``examples``, which no password logs in; returns how many it added. Processes
+        that start together add them once."""
+
+    @abstractmethod
     def count(self) -> int:
         """How many snippets there are, deleted ones included (an empty library gets the examples)."""
 

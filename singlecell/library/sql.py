@@ -48,6 +48,8 @@ from singlecell.store.schema import (
 _s, _r, _f, _h = snippet_table.c, revision_table.c, revision_file_table.c, history_table.c
 _t, _c, _u = tag_table.c, comment_table.c, user_table.c
 MAX_PAGE = 100
+EXAMPLES_OWNER = "examples"  # the account the shipped examples belong to
+SEED_LOCK_KEY = 0x5C_5EED  # PostgreSQL advisory lock: processes starting together seed once
 
 
 def new_snippet_id() -> str:
@@ -125,21 +127,43 @@ class SqlLibrary(Library):
     def create(self, owner_id: str, draft: Draft, *, example: bool = False,
                forked: tuple[str, str] | None = None) -> Snippet:
         hashes = self._store_files(draft)
-        now = time.time()
         with self._db.writer.begin() as conn:
-            revision_id = self._add_revision(conn, draft, hashes, now)
-            while True:
-                snippet_id = new_snippet_id()
-                if conn.execute(sa.select(_s.id).where(_s.id == snippet_id)).first() is None:
-                    break
-            conn.execute(snippet_table.insert().values(
-                id=snippet_id, owner_id=owner_id, head=revision_id, title=draft.title, created=now, updated=now,
-                example=example, forked_from=forked[0] if forked else None,
-                forked_revision=forked[1] if forked else None))
-            self._point(conn, snippet_id, revision_id, owner_id, now, draft)
+            snippet_id = self._insert_snippet(conn, owner_id, draft, hashes, example, forked)
         made = self.snippet(snippet_id)
         assert made is not None
         return made
+
+    def _insert_snippet(self, conn: Connection, owner_id: str, draft: Draft, hashes: dict[str, str], example: bool,
+                        forked: tuple[str, str] | None) -> str:
+        now = time.time()
+        revision_id = self._add_revision(conn, draft, hashes, now)
+        while True:
+            snippet_id = new_snippet_id()
+            if conn.execute(sa.select(_s.id).where(_s.id == snippet_id)).first() is None:
+                break
+        conn.execute(snippet_table.insert().values(
+            id=snippet_id, owner_id=owner_id, head=revision_id, title=draft.title, created=now, updated=now,
+            example=example, forked_from=forked[0] if forked else None, forked_revision=forked[1] if forked else None))
+        self._point(conn, snippet_id, revision_id, owner_id, now, draft)
+        return snippet_id
+
+    def seed_examples(self, drafts: list[Draft]) -> int:
+        hashes = [self._store_files(draft) for draft in drafts]
+        with self._db.writer.begin() as conn:
+            if self._db.dialect == "postgresql":  # SQLite's BEGIN IMMEDIATE already makes seeders take turns
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SEED_LOCK_KEY)))
+            if conn.execute(sa.select(sa.func.count()).select_from(snippet_table)).scalar_one():
+                return 0
+            owner = conn.execute(sa.select(_u.id).where(_u.name_key == EXAMPLES_OWNER)).scalar()
+            if owner is None:
+                owner = secrets.token_hex(16)
+                # "!" is no Argon2 hash: no password logs this account in
+                conn.execute(user_table.insert().values(id=owner, name=EXAMPLES_OWNER, name_key=EXAMPLES_OWNER,
+                                                        password_hash="!", created=time.time()))
+            for draft, files in zip(drafts, hashes, strict=True):
+                self._insert_snippet(conn, owner, draft, files, True, None)
+                time.sleep(0.001)  # distinct times: the library's newest-first order is the examples' order
+        return len(drafts)
 
     def save(self, snippet_id: str, author_id: str, draft: Draft) -> Snippet:
         current = self._owned(snippet_id, author_id)

@@ -96,7 +96,6 @@ login_session_table = sa.Table(
     metadata,
     sa.Column("token_hash", sa.Text, primary_key=True),  # SHA-256 of the cookie's token: the token is never stored
     sa.Column("user_id", sa.Text, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
-    sa.Column("csrf", sa.Text, nullable=False),
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("expires", sa.Float, nullable=False),
 )

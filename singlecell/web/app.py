@@ -10,10 +10,14 @@ from pathlib import Path
 import tornado.web
 
 from filestore.base import FileStore
+from singlecell.accounts import Accounts
 from singlecell.config import Config
+from singlecell.library import Library
 from singlecell.store.base import Store
 from singlecell.wakeup import Wakeups
+from singlecell.web.accounts import account_routes
 from singlecell.web.handlers import NotFoundHandler, Services, routes
+from singlecell.web.library import library_routes
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +29,20 @@ def asset_dir(name: str) -> Path:
     return installed if installed.is_dir() else package.parent / name
 
 
-def make_app(config: Config, store: Store, filestore: FileStore,
-             wakeups: Wakeups | None = None) -> tornado.web.Application:
-    services = Services(config, store, filestore, wakeups)
+def make_app(config: Config, store: Store, filestore: FileStore, wakeups: Wakeups | None = None,
+             accounts: Accounts | None = None, library: Library | None = None) -> tornado.web.Application:
+    services = Services(config, store, filestore, wakeups, accounts, library)
     app = tornado.web.Application(
-        routes(services),
+        [*routes(services), *account_routes({"services": services}), *library_routes({"services": services})],
         default_handler_class=NotFoundHandler,
         default_handler_args={"services": services},
         static_path=str(asset_dir("static")),
         template_path=str(asset_dir("templates")),
         template_whitespace="all",  # the pages hold Python, whose indentation is its syntax
         compress_response=False,
+        # the double-submit cookie of every form (tornado's XSRF); pages read the token, not scripts
+        xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax",
+                            "secure": config.public_url.startswith("https:")},
     )
     app.settings["services"] = services
     return app

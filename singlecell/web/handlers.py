@@ -5,30 +5,42 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime
 import json
+import re
+import time
 import urllib.parse
+from dataclasses import dataclass
 from typing import Any
 
 import tornado.http1connection
+import tornado.httputil
 import tornado.web
 
 from filestore.base import FileStore, FileStoreError, check_name
 from singlecell import protocol
+from singlecell.accounts import Accounts, User
 from singlecell.config import Config
 from singlecell.errors import (
     BadRequest,
     Forbidden,
+    NotAllowed,
     NotFound,
     PayloadTooLarge,
     QueueFull,
     SingleCellError,
     StillRunning,
+    TooManyRequests,
+    Unauthorized,
 )
+from singlecell.library import Library
+from singlecell.library.model import REVISION_ID, SNIPPET_ID
 from singlecell.store.base import NewRequest, Permalink, RequestRecord, Status, Store
 from singlecell.summary import as_text, summarize
 from singlecell.wakeup import Wakeups
 
 REQUEST_ID = r"[0-9a-f]{32}"
+SNIPPET_SPEC = re.compile(rf"{SNIPPET_ID}(@{REVISION_ID})?")
 PERMALINK_ID = r"[a-z2-7]{8,52}"
 MAX_WAIT = 30.0  # seconds a long-poll may hold
 PAGE_SIZE = 500  # messages per /output answer
@@ -37,6 +49,7 @@ PAGE_SIZE = 500  # messages per /output answer
 DRAIN_BYTES = 64 * 1024 * 1024
 DRAIN_SECONDS = 15.0
 STOP_BODY_LIMIT = 64 * 1024  # POST /stop takes no body; a small one is tolerated
+SESSION_COOKIE = "singlecell_session"
 ALLOWED_BODY_TYPES = ("application/json", "text/plain")
 
 
@@ -70,11 +83,14 @@ class Waiters:
 class Services:
     """What every handler needs, passed in by :func:`singlecell.web.app.make_app`."""
 
-    def __init__(self, config: Config, store: Store, filestore: FileStore, wakeups: Wakeups | None) -> None:
+    def __init__(self, config: Config, store: Store, filestore: FileStore, wakeups: Wakeups | None,
+                 accounts: Accounts | None = None, library: Library | None = None) -> None:
         self.config = config
         self.store = store
         self.filestore = filestore
         self.wakeups = wakeups
+        self.accounts = accounts
+        self.library = library
         self.waiters = Waiters()
         if wakeups is not None:
             wakeups.on_progress = self.waiters.notify
@@ -109,6 +125,7 @@ def error_body(code: str, message: str) -> bytes:
 
 class BaseHandler(tornado.web.RequestHandler):
     services: Services
+    by_cookie = False  # the account came from the login session's cookie (writes then need XSRF)
 
     def initialize(self, services: Services) -> None:
         self.services = services
@@ -146,8 +163,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def options(self, *_: str) -> None:
         """The CORS preflight: browsers ask before a cross-origin POST with a JSON body."""
-        self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-        self.set_header("Access-Control-Allow-Headers", "Content-Type, Accept")
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Content-Type, Accept, Authorization")
         self.set_header("Access-Control-Max-Age", "7200")
         self.set_status(204)
         self.finish()
@@ -160,7 +177,7 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, SingleCellError):
             code, message = exc.code, exc.message
-            if isinstance(exc, QueueFull):  # here: send_error() clears headers set before it
+            if isinstance(exc, QueueFull | TooManyRequests):  # here: send_error() clears headers set before it
                 self.set_header("Retry-After", str(exc.retry_after))
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             code, message = "http", exc.log_message % exc.args if exc.args else exc.log_message
@@ -168,6 +185,46 @@ class BaseHandler(tornado.web.RequestHandler):
             code, message = "http", self._reason
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(error_body(code, message))
+
+    # -- who is asking: a login session's cookie, or an API token -------------------------------
+
+    def get_current_user(self) -> User | None:
+        """The account of the request (tornado's hook behind ``current_user``): from
+        ``Authorization: Bearer <token>``, else the login session's cookie."""
+        self.by_cookie = False
+        accounts = self.services.accounts
+        if accounts is None:
+            return None
+        authorization = self.request.headers.get("Authorization", "")
+        if authorization[:7].lower() == "bearer ":
+            user = accounts.token_user(authorization[7:].strip())
+            if user is None:
+                raise Unauthorized("the API token is not valid: mistyped, or revoked; make a new one with "
+                                   "`singlecell token create --user NAME` or on your account page")
+            return user
+        token = self.get_cookie(SESSION_COOKIE)
+        session = accounts.session(token) if token else None
+        self.by_cookie = session is not None
+        return session.user if session is not None else None
+
+    def require_user(self) -> User:
+        """The account, for a write; with a cookie, the write must also carry its XSRF token."""
+        user = self.current_user
+        if user is None:
+            raise Unauthorized("this needs an account: log in, or send Authorization: Bearer <token>")
+        if self.by_cookie:
+            self.check_xsrf_cookie()
+        return user
+
+    def check_xsrf_cookie(self) -> None:
+        """Tornado's double-submit check (the ``_xsrf`` cookie against the form's ``_xsrf``
+        field or an ``X-XSRFToken`` header), with this project's error."""
+        try:
+            super().check_xsrf_cookie()
+        except tornado.web.HTTPError:
+            raise NotAllowed("this form or request is missing its XSRF token (reload the page and try "
+                             "again; scripts: send X-XSRFToken with the _xsrf cookie's value, or use a Bearer "
+                             "token)") from None
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, SingleCellError):
@@ -267,9 +324,37 @@ class BodyHandler(BaseHandler):
             return
         await self.accept(*args)
 
+    async def put(self, *args: str) -> None:
+        if self.refused:
+            self.finish()
+            return
+        await self.accept_put(*args)
+
     async def accept(self, *args: str) -> None:
-        """Handle the request, its whole body in :attr:`body` (within the limit)."""
-        raise NotImplementedError
+        """Handle a ``POST``, its whole body in :attr:`body` (within the limit)."""
+        raise tornado.web.HTTPError(405)
+
+    async def accept_put(self, *args: str) -> None:
+        """Handle a ``PUT``, as :meth:`accept` a ``POST``."""
+        raise tornado.web.HTTPError(405)
+
+    def json_body(self) -> Any:
+        """The body as JSON; ``BadRequest`` when it is not."""
+        try:
+            return json.loads(self.body.decode("utf-8")) if self.body else {}
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise BadRequest("send a JSON object, in UTF-8, with Content-Type: application/json") from None
+
+    def form(self) -> dict[str, str]:
+        """The body as an HTML form (``application/x-www-form-urlencoded``): the last value of each field."""
+        arguments: dict[str, list[bytes]] = {}
+        files: dict[str, Any] = {}
+        tornado.httputil.parse_body_arguments(self.request.headers.get("Content-Type", ""), self.body, arguments,
+                                              files, self.request.headers)
+        try:
+            return {name: values[-1].decode("utf-8") for name, values in arguments.items() if values}
+        except UnicodeDecodeError:
+            raise BadRequest("the form is not UTF-8") from None
 
     def on_finish(self) -> None:
         if self._drain_timer is not None:
@@ -297,9 +382,13 @@ class SubmitHandler(BodyHandler):
     async def accept(self, *args: str) -> None:
         config = self.services.config
         body = self.body
-        code, inputs, timeout, plain_body = parse_submission(self.request.headers.get("Content-Type", ""),
-                                                             body, config)
+        submission = parse_submission(self.request.headers.get("Content-Type", ""), body, config)
+        code, inputs, timeout, plain_body = submission.code, submission.files, submission.timeout, submission.plain
         message = protocol.execute_request(code, client=self.request.remote_ip or "")
+        if submission.snippet is not None:
+            inputs, run_first = snippet_inputs(self.services, submission.snippet, inputs)
+            if run_first is not None:
+                message["metadata"]["singlecell_run_first"] = run_first
         request_id = protocol.request_id(message)
         # /eval listens before it submits: the first wake-up then needs no read to be trusted
         first = self.services.waiters.register(request_id) if self.wait else None
@@ -342,8 +431,19 @@ class SubmitHandler(BodyHandler):
                 return record
 
 
-def parse_submission(content_type: str, body: bytes, config: Config) -> tuple[str, dict[str, bytes], float, bool]:
-    """(code, uploaded files, timeout, whether the body was plain text) from a request body."""
+@dataclass(frozen=True)
+class Submission:
+    """A cell as a client submitted it."""
+
+    code: str
+    files: dict[str, bytes]  # uploads: name → bytes
+    timeout: float
+    plain: bool  # the body was the code itself, as text
+    snippet: str | None = None  # "<id>" or "<id>@<revision>": its files go in the kernel's folder
+
+
+def parse_submission(content_type: str, body: bytes, config: Config) -> Submission:
+    """The :class:`Submission` in a request body; ``BadRequest`` saying what to fix."""
     kind = content_type.split(";")[0].strip().lower() or "application/json"
     if kind not in ALLOWED_BODY_TYPES:
         raise BadRequest(f"unsupported Content-Type {kind!r}: send JSON like {{\"code\": \"print(1)\"}} "
@@ -355,6 +455,7 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> tuple[st
         raise BadRequest(f"the request body is not valid UTF-8 (byte {exc.start}); send UTF-8 text") from None
     files: Any = {}
     timeout: Any = config.time_limit
+    snippet: Any = None
     if kind == "text/plain":
         code: Any = text
     else:
@@ -367,10 +468,13 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> tuple[st
             raise BadRequest("the request body nests JSON too deeply; send {\"code\": \"...\"}") from None
         if not isinstance(payload, dict):
             raise BadRequest("the request body must be a JSON object like {\"code\": \"print(1)\"}")
-        unknown = set(payload) - {"code", "files", "timeout"}
+        unknown = set(payload) - {"code", "files", "timeout", "snippet"}
         if unknown:
             raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}; the fields are code, "
-                             "files and timeout")
+                             "files, timeout and snippet")
+        snippet = payload.get("snippet")
+        if snippet is not None and (not isinstance(snippet, str) or not SNIPPET_SPEC.fullmatch(snippet)):
+            raise BadRequest("\"snippet\" names a snippet of the library: its id, or id@revision")
         code = payload.get("code")
         files = payload.get("files")
         files = {} if files is None else files
@@ -382,7 +486,37 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> tuple[st
     _check_code_size(code, config)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout:
         raise BadRequest("\"timeout\" must be a positive number of seconds")
-    return code, decode_files(files, config), min(float(timeout), config.time_limit), kind == "text/plain"
+    return Submission(code, decode_files(files, config), min(float(timeout), config.time_limit), kind == "text/plain",
+                      snippet)
+
+
+def snippet_inputs(services: Services, spec: str, uploads: dict[str, bytes]) -> tuple[dict[str, bytes], str | None]:
+    """The uploads with a snippet's files added, and the file to run first (a one-file snippet's
+    Python file), for ``{"snippet": "<id>[@<revision>]"}``."""
+    library = services.library
+    if library is None:
+        raise NotFound("this server has no snippet library")
+    snippet_id, _, revision_id = spec.partition("@")
+    snippet = library.snippet(snippet_id, deleted=bool(revision_id))
+    if snippet is None:
+        raise NotFound(f"no snippet has the id {snippet_id!r}")
+    revision = snippet.head if not revision_id else library.revision(revision_id)
+    if revision is None or not library.in_history(snippet_id, revision.id):
+        raise NotFound(f"snippet {snippet_id} has no revision {revision_id!r}")
+    files = {path: text.encode("utf-8") for path, text in library.files(revision).items()}
+    clash = sorted(set(files) & set(uploads))
+    if clash:
+        raise BadRequest(f"the upload(s) {', '.join(map(repr, clash))} have the names of the snippet's files")
+    config = services.config
+    if len(files) + len(uploads) > config.max_uploads:
+        raise BadRequest(f"the snippet's {len(files)} files and {len(uploads)} uploads pass the limit of "
+                         f"{config.max_uploads} files")
+    total = sum(map(len, files.values())) + sum(map(len, uploads.values()))
+    if total > config.max_upload_size:
+        raise PayloadTooLarge(f"the snippet's files and the uploads hold {total} bytes; the limit is "
+                              f"{config.max_upload_size}")
+    (only,) = files if len(files) == 1 else (None,)
+    return {**uploads, **files}, only if only is not None and only.endswith(".py") else None
 
 
 def decode_files(files: Any, config: Config) -> dict[str, bytes]:
@@ -567,15 +701,13 @@ class HealthHandler(BaseHandler):
         self.send_json({"status": "ok", "queued": queued})
 
 
-class PageHandler(BaseHandler):
-    """An HTML page of ``templates/``; its errors are pages too."""
+class PageMixin(tornado.web.RequestHandler):
+    """Answers with HTML pages of ``templates/``; errors are pages too."""
 
-    def initialize(self, services: Services, template: str = "index.html") -> None:
-        super().initialize(services)
-        self.template = template
-
-    def get(self, *args: str) -> None:
-        self.page(self.template)
+    def get_template_namespace(self) -> dict[str, Any]:
+        namespace = super().get_template_namespace()
+        namespace.update(when=_when, iso=_iso)
+        return namespace
 
     def page(self, template: str, **values: Any) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -586,6 +718,33 @@ class PageHandler(BaseHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = exc.message if isinstance(exc, SingleCellError) else self._reason
         self.page("error.html", status=status_code, message=message)
+
+
+def _when(timestamp: float) -> str:
+    """A moment, for people: "3 minutes ago", or a date (UTC) after a month."""
+    seconds = time.time() - timestamp
+    if seconds >= 30 * 86400:
+        return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%d %b %Y")
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'' if n == 1 else 's'} ago"
+    return "just now"
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
+
+
+class PageHandler(PageMixin, BaseHandler):
+    """One page of ``templates/``, for GET."""
+
+    def initialize(self, services: Services, template: str = "index.html") -> None:
+        super().initialize(services)
+        self.template = template
+
+    def get(self, *args: str) -> None:
+        self.page(self.template)
 
 
 class SharedCellHandler(PageHandler):

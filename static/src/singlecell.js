@@ -89,6 +89,7 @@ function readOptions(element, given) {
     outputLocation: d.outputLocation,
     timeout: d.timeout !== undefined ? Number(d.timeout) : undefined,
     theme: d.theme,
+    snippet: d.snippet,
   };
   for (const [key, value] of Object.entries(given || {})) if (value !== undefined) options[key] = value;
   return options;
@@ -109,8 +110,10 @@ class SingleCellBlock {
    * @param {object} [options] server, code, editor ("codemirror" | "textarea" | "readonly"),
    *   evalButtonText, autoeval, hide (["editor", "evalButton", "stop", "permalink", "status",
    *   "output", "files"]), outputLocation (element or selector), timeout (seconds), theme ("auto",
-   *   the default: from the page's background behind the cell; "light"; "dark"), and the
-   *   callbacks onStarted({id}), onOutput(msg, seq), onDone({id, status, seconds, error})
+   *   the default: from the page's background behind the cell; "light"; "dark"), snippet (a
+   *   snippet of the server's library, "id" or "id@revision": its files are in the kernel's
+   *   folder, and a one-file snippet's file runs before the cell), and the
+   *   callbacks onStarted({id}), onOutput(msg, seq), onDone({id, status, seconds, files, error})
    */
   constructor(element, options) {
     if (typeof element === "string") element = document.querySelector(element);
@@ -233,6 +236,7 @@ class SingleCellBlock {
     const code = this.getCode();
     this.output.clear();
     this.requestId = null;
+    this.files = [];
     this.stopAsked = false;
     const started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
@@ -250,7 +254,7 @@ class SingleCellBlock {
       this._emit("started", { id: accepted.id });
       if (this.stopAsked) await this._sendStop(accepted.id);
       const status = await this._follow(accepted.id);
-      result = { id: accepted.id, status, seconds: seconds() };
+      result = { id: accepted.id, status, seconds: seconds(), files: this.files };
       this._setStatus(this._describe(status, seconds()), status);
     } catch (error) {
       result = { id: this.requestId, status: "failed", seconds: seconds(), error: error.message };
@@ -278,6 +282,7 @@ class SingleCellBlock {
   async _submit(code) {
     const body = { code };
     if (this.timeout) body.timeout = this.timeout;
+    if (this.options.snippet) body.snippet = String(this.options.snippet);
     for (let attempt = 0; ; attempt++) {
       let response;
       try {
@@ -338,6 +343,8 @@ class SingleCellBlock {
       for (const { seq, msg } of page.messages) {
         if (seq <= after) continue; // never show a message twice
         this.output.add(msg);
+        const c = msg.content || {};
+        if (msg.msg_type === "extension" && c.msg_type === "files") this.files.push(...((c.content || {}).files || []));
         after = seq;
         this._emit("output", { seq, msg });
       }

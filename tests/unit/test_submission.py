@@ -16,7 +16,8 @@ CONFIG = Config(max_code_size=100, max_uploads=2, max_upload_size=10)
 
 def parse(body: object, content_type: str = "application/json") -> tuple[str, dict[str, bytes], float, bool]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return parse_submission(content_type, raw, CONFIG)
+    got = parse_submission(content_type, raw, CONFIG)
+    return got.code, got.files, got.timeout, got.plain
 
 
 def test_json_with_files_and_timeout() -> None:
