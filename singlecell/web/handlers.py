@@ -338,6 +338,16 @@ class BodyHandler(BaseHandler):
         """Handle a ``PUT``, as :meth:`accept` a ``POST``."""
         raise tornado.web.HTTPError(405)
 
+    def check_xsrf_cookie(self) -> None:
+        # tornado looks for the form's _xsrf among the request's arguments, which a streamed body
+        # never filled in
+        content_type = self.request.headers.get("Content-Type", "")
+        if self.body and content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            token = self.form().get("_xsrf")
+            if token is not None:
+                self.request.arguments.setdefault("_xsrf", []).append(token.encode())
+        super().check_xsrf_cookie()
+
     def json_body(self) -> Any:
         """The body as JSON; ``BadRequest`` when it is not."""
         try:
