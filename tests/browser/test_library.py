@@ -58,8 +58,9 @@ def test_a_persons_path_through_the_library(watched: Watched, server: Server, tm
 
     # 1. sign up; 2. a two-file snippet with tags
     sign_up(page, server, ada)
-    snippet = create_snippet(page, server, f"Shapes {word}", "geometry/2d, classes", {"shapes.py": SHAPES, "main.py": MAIN},
-                             blurb=f"Circles, **{word}**.", command="from shapes import Circle\nround(Circle(2).area(), 4)")
+    snippet = create_snippet(page, server, f"Shapes {word}", "geometry/2d, classes",
+                             {"shapes.py": SHAPES, "main.py": MAIN}, blurb=f"Circles, **{word}**.",
+                             command="from shapes import Circle\nround(Circle(2).area(), 4)")
     assert page.locator("h1").inner_text() == f"Shapes {word}"
     assert page.locator(".blurb strong").inner_text() == word
     assert page.locator("figure.file figcaption .path").all_inner_texts() == ["main.py", "shapes.py"]
@@ -164,7 +165,8 @@ def test_hostile_input_in_every_field_stays_inert(watched: Watched, server: Serv
         page.wait_for_load_state("networkidle")
         state = page.evaluate("""() => ({
             pwned: window.__pwned === undefined ? null : window.__pwned,
-            injected: document.querySelectorAll('img[src="x"], main script, a[href^="javascript:"], [onclick], [onerror]').length,
+            injected: document.querySelectorAll(
+                'img[src="x"], main script, a[href^="javascript:"], [onclick], [onerror]').length,
             evaluated: (document.body.innerText.match(/.{0,30}\b49\b.{0,30}/) || [null])[0],
         })""")
         assert state == {"pwned": None, "injected": 0, "evaluated": None}, (path, state)
