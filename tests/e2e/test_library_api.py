@@ -232,3 +232,43 @@ def test_tokens_are_listed_and_revoked(server: Server) -> None:
     api.call("DELETE", f"/api/tokens/{listed[0]['id']}", expect=204)
     assert api.call("GET", "/api/me", expect=401)["error"]["code"] == "unauthorized"
     assert Api(server, second["token"]).call("GET", "/api/me", expect=200)["name"] == "linus"
+
+
+def test_an_image_a_run_wrote_becomes_the_thumbnail(server: Server, ada: Api, grace: Api,
+                                                    shapes: dict[str, Any]) -> None:
+    code = ("import matplotlib.pyplot as plt\nplt.plot([1, 2, 1]); plt.savefig('plot.png')\n"
+            "open('notes.txt', 'w').write('not an image')")
+    run = server.client()._json("POST", "/eval", {"code": code, "snippet": shapes["id"]})
+    assert {f["name"] for f in run["files"]} == {"plot.png", "notes.txt"}, run
+    grace.call("PUT", f"/api/snippets/{shapes['id']}/thumbnail", {"request": run["id"], "name": "plot.png"},
+               expect=403)
+    ada.call("PUT", f"/api/snippets/{shapes['id']}/thumbnail", {"request": run["id"], "name": "notes.txt"},
+             expect=400)
+    ada.call("PUT", f"/api/snippets/{shapes['id']}/thumbnail", {"request": run["id"], "name": "plot.png"},
+             expect=200)
+    thumbnail = ada.call("GET", f"/api/snippets/{shapes['id']}")["thumbnail"]
+    assert thumbnail == f"/files/{run['id']}/plot.png"
+    status, headers, _ = server.client().request("GET", thumbnail, b"", {})
+    assert status == 200 and headers["content-type"] == "image/png"
+
+
+def form_post(server: Server, path: str, fields: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """Post a page's form as a browser would: with the XSRF token and cookie its page gave."""
+    client = server.client()
+    _, headers, page = client.request("GET", path, b"", {})
+    cookie = re.search(r"_xsrf=([^;]+)", headers["set-cookie"]).group(1)  # type: ignore[union-attr]
+    token = re.search(rb'name="_xsrf" value="([^"]+)"', page).group(1).decode()  # type: ignore[union-attr]
+    body = urllib.parse.urlencode({**fields, "_xsrf": token}).encode()
+    status, answer, _ = client.request("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded",
+                                                             "Cookie": f"_xsrf={cookie}"})
+    return status, answer
+
+
+def test_sign_ups_and_logins_are_rate_limited(server: Server) -> None:
+    """Ten sign-ups an hour from one address; ten logins per five minutes to one account."""
+    statuses = [form_post(server, "/signup", {"name": f"burst{n}", "password": "a long password",
+                                               "password2": "a long password"})[0] for n in range(11)]
+    assert statuses[:10] == [303] * 10 and statuses[10] == 429
+    logins = [form_post(server, "/login", {"name": "burst0", "password": "wrong password"})[0] for _ in range(11)]
+    refused = logins.index(429)  # this address may have logged in before, in another test
+    assert 0 < refused <= 10 and set(logins[:refused]) == {401} and set(logins[refused:]) == {429}, logins
