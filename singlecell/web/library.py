@@ -18,7 +18,7 @@ from typing import Any
 import tornado.web
 
 from singlecell.accounts import User
-from singlecell.errors import BadRequest, NotFound, TooManyRequests
+from singlecell.errors import BadRequest, NotAllowed, NotFound, TooManyRequests
 from singlecell.library import Library
 from singlecell.library.model import (
     REVISION_ID,
@@ -404,6 +404,8 @@ class EditPage(LibraryPage):
             self.page("edit.html", snippet=None, draft=draft, error=None)
             return
         snippet = self.snippet_or_404(snippet_id)
+        if snippet.owner_id != user.id:
+            raise NotAllowed(f"this snippet is {snippet.owner}'s: only its owner edits it; fork it to change a copy")
         draft = Draft(snippet.head.title, snippet.head.blurb, snippet.head.tags, self.library.files(snippet.head),
                       snippet.head.command)
         self.page("edit.html", snippet=snippet, draft=draft, error=None)
