@@ -5,32 +5,21 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from singlecell.accounts import Accounts, open_accounts
 from singlecell.errors import BadRequest, Conflict
-from singlecell.store import open_store
-from tests import postgres
 
 
-@pytest.fixture(params=[pytest.param("sqlite", id="sqlite"),
-                        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "postgresql":
-        with postgres.database() as database_url:
-            yield database_url
-        return
-    yield f"sqlite:///{tmp_path / 'store.db'}"
+@pytest.fixture
+def url(schema_url: str) -> str:
+    return schema_url
 
 
 @pytest.fixture
 def accounts(url: str) -> Iterator[Accounts]:
-    store = open_store(url)
-    store.create_schema()  # the accounts' tables are the Store's schema
-    store.close()
     made = open_accounts(url)
     yield made
     made.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -15,8 +14,6 @@ from singlecell.accounts import Accounts, User, open_accounts
 from singlecell.errors import BadRequest, NotAllowed, NotFound, PayloadTooLarge
 from singlecell.library import Library, open_library
 from singlecell.library.model import BLOB_FOLDER, Draft, Limits, check_draft
-from singlecell.store import open_store
-from tests import postgres
 
 LIMITS = Limits(max_files=10, max_bytes=4 * 1024 * 1024, max_command=65536)
 
@@ -39,28 +36,17 @@ class World:
         return count
 
 
-@pytest.fixture(params=[pytest.param("sqlite", id="sqlite"),
-                        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)])
-def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
-    def made(url: str) -> Iterator[World]:
-        store = open_store(url)
-        store.create_schema()
-        store.close()
-        files = SqlFileStore(url)
-        files.create()
-        accounts = open_accounts(url)
-        library = open_library(url, files)
-        yield World(library, accounts, files, accounts.create_user("ada", "a fine password"),
-                    accounts.create_user("grace", "a fine password"), url)
-        library.close()
-        accounts.close()
-        files.close()
-
-    if request.param == "postgresql":
-        with postgres.database() as url:
-            yield from made(url)
-    else:
-        yield from made(f"sqlite:///{tmp_path / 'store.db'}")
+@pytest.fixture
+def world(schema_url: str) -> Iterator[World]:
+    files = SqlFileStore(schema_url)
+    files.create()
+    accounts = open_accounts(schema_url)
+    library = open_library(schema_url, files)
+    yield World(library, accounts, files, accounts.create_user("ada", "a fine password"),
+                accounts.create_user("grace", "a fine password"), schema_url)
+    library.close()
+    accounts.close()
+    files.close()
 
 
 def draft(title: str = "Tangent lines", files: dict[str, str] | None = None, tags: tuple[str, ...] = ("calculus",),

@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Connection
 
 from singlecell.library.search import Document, SearchIndex, search_index
-from singlecell.store import open_store
 from singlecell.store.database import Database
-from tests import postgres
 
 
-@pytest.fixture(params=[pytest.param("sqlite", id="sqlite"),
-                        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    def made(url: str) -> Iterator[Database]:
-        store = open_store(url)
-        store.create_schema()
-        store.close()
-        db = Database(url)
-        yield db
-        db.close()
-
-    if request.param == "postgresql":
-        with postgres.database() as url:
-            yield from made(url)
-    else:
-        yield from made(f"sqlite:///{tmp_path / 'store.db'}")
+@pytest.fixture
+def database(schema_url: str) -> Iterator[Database]:
+    db = Database(schema_url)
+    yield db
+    db.close()
 
 
 DOCUMENTS = [
