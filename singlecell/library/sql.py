@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from filestore.base import FileStore
+from singlecell.accounts.base import name_key
 from singlecell.errors import BadRequest, NotAllowed, NotFound
 from singlecell.library.base import SORTS, Library
 from singlecell.library.model import (
@@ -191,6 +192,7 @@ class SqlLibrary(Library):
         self._owned(snippet_id, user_id)
         with self._db.writer.begin() as conn:
             conn.execute(snippet_table.update().where(_s.id == snippet_id).values(deleted=time.time()))
+            conn.execute(tag_table.delete().where(_t.snippet_id == snippet_id))  # tags list live snippets
             self._search.delete(conn, snippet_id)
 
     def purge(self, snippet_id: str, user_id: str) -> None:
@@ -293,36 +295,47 @@ class SqlLibrary(Library):
             raise BadRequest(f"sort is one of {', '.join(SORTS)}, not {sort!r}")
         limit = max(1, min(limit, MAX_PAGE))
         offset = max(0, offset)
-        statement = _summaries().where(_s.deleted.is_(None))
-        found = self._search.matches(query) if query else None
-        if query and found is None:
-            return Page([], 0)
-        if found is not None:
-            statement = statement.add_columns(found.c.score).join(found, found.c.snippet_id == _s.id)
+        filters: list[Any] = [_s.deleted.is_(None)]
         if tag:
             tag = check_tag(tag)
-            under = sa.select(_t.snippet_id).where(sa.or_(_t.tag == tag, _t.tag.startswith(tag + "/", autoescape=True)))
-            statement = statement.where(_s.id.in_(under))
+            # the tag and those below it: a range, which the tag index answers ('0' follows '/')
+            tagged = sa.or_(_t.tag == tag, sa.and_(_t.tag > tag + "/", _t.tag < tag + "0"))
+            under = sa.select(_t.snippet_id).where(tagged)
+            filters.append(_s.id.in_(under))
         if owner:
-            statement = statement.where(_u.name == owner)
-        if sort == "rating":
-            order: list[Any] = [sa.case((_s.rating_count == 0, 0.0),
-                                        else_=sa.cast(_s.rating_sum, sa.Float) / _s.rating_count).desc(),
-                                _s.rating_count.desc(), _s.updated.desc()]
-        elif sort == "relevance" and found is not None:
-            order = [found.c.score.desc(), _s.updated.desc()]
+            filters.append(_s.owner_id.in_(sa.select(_u.id).where(_u.name_key == name_key(owner))))
+        matching = self._search.matching(query) if query else None
+        if query and matching is None:
+            return Page([], 0)
+        counted = filters + ([matching] if matching is not None else [])
+        ranked = self._search.ranked(query) if sort == "relevance" and query else None
+        # first the page's ids, from snippets alone; then the page's rows with their owners and
+        # tags: joining those for every match before the sort would cost more than the sort
+        if ranked is not None:  # scores are worked out only here, for the page; counting needs none
+            scores, on = ranked
+            picked = sa.select(_s.id).select_from(snippet_table.join(scores, on))
+            picked = picked.where(*filters).order_by(scores.c.score.desc(), _s.updated.desc(), _s.id)
         else:
-            order = [_s.updated.desc()]
+            order: list[Any] = [_s.updated.desc()]
+            if sort == "rating":
+                order = [sa.case((_s.rating_count == 0, 0.0),
+                                 else_=sa.cast(_s.rating_sum, sa.Float) / _s.rating_count).desc(),
+                         _s.rating_count.desc(), _s.updated.desc()]
+            picked = sa.select(_s.id).where(*counted).order_by(*order, _s.id)
+        count = sa.select(sa.func.count()).select_from(snippet_table).where(*counted)
+        if tag and not query and not owner:  # snippet_tags lists live snippets only: count there
+            count = sa.select(sa.func.count(sa.distinct(_t.snippet_id))).where(tagged)
         with self._db.reader.connect() as conn:
-            total = int(conn.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar_one())
-            rows = conn.execute(statement.order_by(*order, _s.id).offset(offset).limit(limit)).all()
-        return Page([_summary(row) for row in rows], total)
+            total = int(conn.execute(count).scalar_one())
+            ids = [row.id for row in conn.execute(picked.offset(offset).limit(limit))] if total else []
+            rows = {row.id: row for row in conn.execute(_summaries().where(_s.id.in_(ids)))} if ids else {}
+        return Page([_summary(rows[i]) for i in ids if i in rows], total)
 
     def tags(self, prefix: str = "", limit: int = 20) -> list[tuple[str, int]]:
         prefix = prefix.strip().lower()
         used = sa.func.count().label("used")
-        query = (sa.select(_t.tag, used).select_from(tag_table.join(snippet_table, _s.id == _t.snippet_id))
-                 .where(_s.deleted.is_(None), _t.tag.startswith(prefix, autoescape=True))
+        # snippet_tags holds live snippets' tags only (delete drops them): no join needed
+        query = (sa.select(_t.tag, used).where(_t.tag.startswith(prefix, autoescape=True))
                  .group_by(_t.tag).order_by(used.desc(), _t.tag).limit(max(1, min(limit, MAX_PAGE))))
         with self._db.reader.connect() as conn:
             return [(row.tag, int(row.used)) for row in conn.execute(query)]

@@ -210,8 +210,9 @@ LIBRARY_TABLES = (user_table, login_session_table, api_token_table, rate_table, 
 
 # The full-text index of snippets' heads: per database, so written out (see singlecell/library/search/)
 _SEARCH_DDL = {
+    # its rowid is the snippet's rowid in snippets (see singlecell/library/search/sqlite.py)
     "sqlite": ["""CREATE VIRTUAL TABLE IF NOT EXISTS snippet_search USING fts5(
-        snippet_id UNINDEXED, title, tags, blurb, code, tokenize="unicode61 tokenchars '_'")"""],
+        title, tags, blurb, code, tokenize="unicode61 tokenchars '_'")"""],
     "postgresql": ["CREATE TABLE IF NOT EXISTS snippet_search (snippet_id TEXT PRIMARY KEY, "
                    "document TSVECTOR NOT NULL)",
                    "CREATE INDEX IF NOT EXISTS snippet_search_document ON snippet_search USING GIN (document)"],

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from singlecell.library.search import Document, SearchIndex, search_index
 from singlecell.store.database import Database
+from singlecell.store.schema import revision_table, snippet_table, user_table
 
 
 @pytest.fixture
@@ -28,10 +30,19 @@ DOCUMENTS = [
 ]
 
 
+def add_snippets(conn: Connection, ids: list[str]) -> None:
+    """Rows of ``snippets`` for the documents: an index indexes snippets."""
+    conn.execute(user_table.insert().values(id="u", name="u", name_key="u", password_hash="!", created=0.0))
+    conn.execute(revision_table.insert().values(id="r", title="", blurb="", tags="[]", command="", created=0.0))
+    conn.execute(snippet_table.insert(), [{"id": i, "owner_id": "u", "head": "r", "title": "", "created": 0.0,
+                                           "updated": 0.0} for i in ids])
+
+
 @pytest.fixture
 def index(database: Database) -> Iterator[tuple[SearchIndex, Connection]]:
     made = search_index(database.dialect)
     with database.writer.begin() as conn:
+        add_snippets(conn, [d.snippet_id for d in DOCUMENTS])
         for document in DOCUMENTS:
             made.write(conn, document)
     with database.reader.connect() as conn:
@@ -71,7 +82,7 @@ def test_any_input_is_a_valid_query(index: tuple[SearchIndex, Connection], query
 
 def test_a_query_without_words_matches_nothing(index: tuple[SearchIndex, Connection]) -> None:
     search, conn = index
-    assert search.matches("  -- ( ) ") is None and search.search(conn, "!!!") == []
+    assert search.matching("  -- ( ) ") is None and search.ranked("") is None and search.search(conn, "!!!") == []
 
 
 def test_rewriting_and_deleting_documents(database: Database, index: tuple[SearchIndex, Connection]) -> None:
@@ -82,3 +93,13 @@ def test_rewriting_and_deleting_documents(database: Database, index: tuple[Searc
     with database.reader.connect() as reader:
         assert search.search(reader, "primes") == [] and search.search(reader, "fibonacci") == ["numbers"]
         assert search.search(reader, "surface") == []
+
+
+@pytest.mark.parametrize("query", ["plot", "tangent", "numpy surface", "tangent_line", "nothing-here"])
+def test_the_condition_and_the_ranking_find_the_same_snippets(index: tuple[SearchIndex, Connection],
+                                                             query: str) -> None:
+    search, conn = index
+    condition = search.matching(query)
+    assert condition is not None
+    counted = set(conn.execute(sa.select(snippet_table.c.id).where(condition)).scalars())
+    assert counted == set(search.search(conn, query, limit=100))

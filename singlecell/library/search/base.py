@@ -2,7 +2,9 @@
 
 The snippet library keeps one document per live snippet: its head revision's title, tags, blurb
 and code (every file, with its path). Writing and deleting happen inside the library's own
-transactions; a search is a subquery the library joins to, for tags, sorting and pages.
+transactions; a search is a condition on the ``snippets`` table (to count and filter) or a
+ranked subquery joined to it (to sort by relevance), which the library combines with tags,
+owners, sorting and pages.
 
 Every string a person types is a valid query: it never raises, and a query with nothing to
 search for matches nothing. Identifiers like ``tangent_line`` are kept whole, so they find that
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from singlecell.store.schema import snippet_table
+
 WORD = re.compile(r"\w+")
 MAX_QUERY = 500  # characters of a query looked at
 MAX_CODE = 256 * 1024  # characters of a snippet's code indexed (PostgreSQL's tsvector caps at 1 MB)
@@ -25,7 +29,7 @@ MAX_CODE = 256 * 1024  # characters of a snippet's code indexed (PostgreSQL's ts
 
 @dataclass(frozen=True)
 class Document:
-    snippet_id: str
+    snippet_id: str  # a row of ``snippets``
     title: str
     tags: str  # space-separated
     blurb: str
@@ -38,25 +42,32 @@ class SearchIndex(ABC):
 
     @abstractmethod
     def write(self, conn: Connection, document: Document) -> None:
-        """Put (or replace) a snippet's document, in the caller's transaction."""
+        """Put (or replace) a snippet's document, in the caller's transaction. The snippet's row
+        exists already."""
 
     @abstractmethod
     def delete(self, conn: Connection, snippet_id: str) -> None:
-        """Forget a snippet (deleted or purged), in the caller's transaction."""
+        """Forget a snippet's document (deleted or about to be purged), in the caller's transaction."""
 
     @abstractmethod
-    def matches(self, query: str) -> sa.Subquery | None:
-        """A subquery of ``(snippet_id, score)`` for every document matching ``query``, a higher
-        score a better match; ``None`` when the query has nothing to search for."""
+    def matching(self, query: str) -> sa.ColumnElement[bool] | None:
+        """A condition on ``snippets``, true for the snippets whose document matches ``query``;
+        ``None`` when the query has nothing to search for. Cheap: it scores nothing."""
+
+    @abstractmethod
+    def ranked(self, query: str) -> tuple[sa.Subquery, sa.ColumnElement[bool]] | None:
+        """A subquery with a ``score`` column (higher is better) for the matching documents, and
+        the condition that joins it to ``snippets``; ``None`` as :meth:`matching`."""
 
     def search(self, conn: Connection, query: str, limit: int = 20) -> list[str]:
         """The ids matching ``query``, best first (for tests and tools; the library joins instead)."""
-        found = self.matches(query)
+        found = self.ranked(query)
         if found is None:
             return []
-        rows = conn.execute(sa.select(found.c.snippet_id).order_by(found.c.score.desc(), found.c.snippet_id)
-                            .limit(limit))
-        return [row.snippet_id for row in rows]
+        scores, on = found
+        rows = conn.execute(sa.select(snippet_table.c.id).select_from(snippet_table.join(scores, on))
+                            .order_by(scores.c.score.desc(), snippet_table.c.id).limit(limit))
+        return [row.id for row in rows]
 
 
 def clean(query: str) -> str:

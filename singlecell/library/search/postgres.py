@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import Connection
 
 from singlecell.library.search.base import MAX_CODE, Document, SearchIndex, clean, words
+from singlecell.store.schema import snippet_table
 
 _search = sa.table("snippet_search", sa.column("snippet_id"), sa.column("document", TSVECTOR))
 _JOINED = re.compile(r"(?<=\w)_+(?=\w)")
@@ -46,11 +47,22 @@ class PostgresSearch(SearchIndex):
     def delete(self, conn: Connection, snippet_id: str) -> None:
         conn.execute(_search.delete().where(_search.c.snippet_id == snippet_id))
 
-    def matches(self, query: str) -> sa.Subquery | None:
+    def _tsquery(self, query: str) -> sa.ColumnElement[object] | None:
         if not words(query):
             return None
-        text = _hyphenate(clean(query))
-        tsquery = sa.func.websearch_to_tsquery(_SIMPLE, sa.literal(text, sa.Text))
-        return (sa.select(_search.c.snippet_id, sa.func.ts_rank_cd(_search.c.document, tsquery).label("score"))
-                .where(_search.c.document.op("@@")(tsquery))
-                .subquery("matches"))
+        return sa.func.websearch_to_tsquery(_SIMPLE, sa.literal(_hyphenate(clean(query)), sa.Text))
+
+    def matching(self, query: str) -> sa.ColumnElement[bool] | None:
+        tsquery = self._tsquery(query)
+        if tsquery is None:
+            return None
+        return snippet_table.c.id.in_(sa.select(_search.c.snippet_id).where(_search.c.document.op("@@")(tsquery)))
+
+    def ranked(self, query: str) -> tuple[sa.Subquery, sa.ColumnElement[bool]] | None:
+        tsquery = self._tsquery(query)
+        if tsquery is None:
+            return None
+        score = sa.func.ts_rank(_search.c.document, tsquery).label("score")
+        scores = (sa.select(_search.c.snippet_id.label("key"), score)
+                  .where(_search.c.document.op("@@")(tsquery)).subquery("matches"))
+        return scores, scores.c.key == snippet_table.c.id
