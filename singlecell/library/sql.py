@@ -313,21 +313,29 @@ class SqlLibrary(Library):
         # tags: joining those for every match before the sort would cost more than the sort
         if ranked is not None:  # scores are worked out only here, for the page; counting needs none
             scores, on = ranked
-            picked = sa.select(_s.id).select_from(snippet_table.join(scores, on))
-            picked = picked.where(*filters).order_by(scores.c.score.desc(), _s.updated.desc(), _s.id)
+            # the total in the same pass over the matches as the ranking (a window count)
+            picked = sa.select(_s.id, sa.func.count().over().label("total")).select_from(snippet_table.join(scores, on))
+            picked = picked.where(*filters).order_by(scores.c.score.desc(), _s.updated.desc(), _s.id.desc())
         else:
             order: list[Any] = [_s.updated.desc()]
             if sort == "rating":
                 order = [sa.case((_s.rating_count == 0, 0.0),
                                  else_=sa.cast(_s.rating_sum, sa.Float) / _s.rating_count).desc(),
                          _s.rating_count.desc(), _s.updated.desc()]
-            picked = sa.select(_s.id).where(*counted).order_by(*order, _s.id)
+            # id last, descending as updated: the index (deleted, updated, id) then gives the order
+            picked = sa.select(_s.id, sa.literal(None).label("total")).where(*counted).order_by(*order, _s.id.desc())
         count = sa.select(sa.func.count()).select_from(snippet_table).where(*counted)
         if tag and not query and not owner:  # snippet_tags lists live snippets only: count there
             count = sa.select(sa.func.count(sa.distinct(_t.snippet_id))).where(tagged)
         with self._db.reader.connect() as conn:
-            total = int(conn.execute(count).scalar_one())
-            ids = [row.id for row in conn.execute(picked.offset(offset).limit(limit))] if total else []
+            page = conn.execute(picked.offset(offset).limit(limit)).all()
+            if page and page[0].total is not None:
+                total = int(page[0].total)
+            elif page or offset:
+                total = int(conn.execute(count).scalar_one())
+            else:
+                total = 0
+            ids = [row.id for row in page]
             rows = {row.id: row for row in conn.execute(_summaries().where(_s.id.in_(ids)))} if ids else {}
         return Page([_summary(rows[i]) for i in ids if i in rows], total)
 

@@ -155,7 +155,9 @@ snippet_table = sa.Table(  # a mutable pointer to its head revision
     sa.Column("thumbnail", sa.Text),  # JSON {request, name}: an image a run of it wrote
     sa.Column("rating_sum", sa.Integer, nullable=False, server_default="0"),
     sa.Column("rating_count", sa.Integer, nullable=False, server_default="0"),
-    sa.Index("snippets_newest", "deleted", "updated"),
+    # browse, newest first: live snippets only, in the order the pages want them
+    sa.Index("snippets_newest", "updated", "id", postgresql_where=sa.text("deleted IS NULL"),
+             sqlite_where=sa.text("deleted IS NULL")),
 )
 
 history_table = sa.Table(
