@@ -91,6 +91,7 @@ class Services:
         self.wakeups = wakeups
         self.accounts = accounts
         self.library = library
+        self.tag_cloud: tuple[float, list[tuple[str, int]]] | None = None  # (count again after, tags)
         self.waiters = Waiters()
         if wakeups is not None:
             wakeups.on_progress = self.waiters.notify

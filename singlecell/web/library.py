@@ -34,6 +34,7 @@ from singlecell.library.render import diff, highlight, markdown
 from singlecell.web.handlers import BodyHandler, PageMixin
 
 PAGE_SIZE = 20
+TAG_CLOUD_SECONDS = 10.0  # the browse page's tag list is read again at most this often, per process
 COMMENTS_PER_MINUTE = 10
 RAW_SECURITY = "sandbox; default-src 'none'"  # a raw file is text: nothing in it may run as this site
 
@@ -327,7 +328,15 @@ class BrowsePage(LibraryPage):
         number = self.page_number()
         found = self.library.browse(**arguments, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
         self.page("library.html", found=found, number=number, pages=max(1, math.ceil(found.total / PAGE_SIZE)),
-                  args=arguments, tags=self.library.tags("", 30), thumbnail_url=self.thumbnail_url)
+                  args=arguments, tags=self.tag_cloud(), thumbnail_url=self.thumbnail_url)
+
+    def tag_cloud(self) -> list[tuple[str, int]]:
+        """The most used tags; counted over every snippet, so kept for a few seconds."""
+        now = time.monotonic()
+        cached = self.services.tag_cloud
+        if cached is None or cached[0] < now:
+            cached = self.services.tag_cloud = (now + TAG_CLOUD_SECONDS, self.library.tags("", 30))
+        return cached[1]
 
 
 class SnippetPage(LibraryPage):
