@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from singlecell.library.model import Comment, Draft, HistoryEntry, Page, Revision, Snippet, Summary
+from singlecell.library.model import Comment, Draft, HistoryEntry, Page, Revision, Snippet, Summary, Thumbnail
 
 SORTS = ("new", "rating", "relevance")
 
@@ -119,5 +119,11 @@ class Library(ABC):
         """The live snippets the owner linked."""
 
     @abstractmethod
-    def set_thumbnail(self, snippet_id: str, user_id: str, request_id: str, name: str) -> None:
-        """The owner chooses an image a run wrote (``/files/<request_id>/<name>``) as the thumbnail."""
+    def set_thumbnail(self, snippet_id: str, user_id: str, image: bytes) -> Thumbnail:
+        """The owner makes ``image`` (PNG, JPEG or GIF, at most ``MAX_THUMBNAIL`` bytes; else
+        :class:`BadRequest`) the snippet's thumbnail. Its bytes are kept once, by their hash; a
+        thumbnail no snippet shows any more is deleted."""
+
+    @abstractmethod
+    def thumbnail_image(self, sha256: str) -> bytes | None:
+        """A thumbnail's bytes, by their hash; ``None`` when no snippet has that thumbnail."""

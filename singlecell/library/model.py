@@ -32,6 +32,11 @@ SNIPPET_ID = r"[a-z2-7]{10}"
 REVISION_ID = r"[a-z2-7]{20}"
 #: the FileStore "folder" every snippet file's bytes live in, named by their SHA-256
 BLOB_FOLDER = "snippet-files"
+#: the FileStore "folder" of thumbnails' bytes, named by their SHA-256
+THUMBNAIL_FOLDER = "snippet-thumbnails"
+MAX_THUMBNAIL = 2 * 1024 * 1024
+# what a thumbnail may be, known by its first bytes: raster images only (an SVG can carry script)
+_IMAGE_MAGIC = (("image/png", b"\x89PNG\r\n\x1a\n"), ("image/jpeg", b"\xff\xd8\xff"), ("image/gif", b"GIF8"))
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,37 @@ class Limits:
     max_files: int
     max_bytes: int  # all files together, in UTF-8
     max_command: int
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A snippet's picture: an image one of its runs made, kept in the FileStore by its hash, so it
+    outlives the run and never changes under its URL."""
+
+    sha256: str
+    content_type: str
+
+    def to_json(self) -> str:
+        return json.dumps({"sha256": self.sha256, "type": self.content_type})
+
+    @staticmethod
+    def from_json(text: str | None) -> Thumbnail | None:
+        value = json.loads(text) if text else None
+        # an early form named a run's file ({request, name}) and is not read any more
+        if not isinstance(value, dict) or "sha256" not in value:
+            return None
+        return Thumbnail(str(value["sha256"]), str(value["type"]))
+
+
+def image_type(data: bytes) -> str:
+    """The content type of a PNG, JPEG or GIF image, by its first bytes; else :class:`BadRequest`."""
+    if len(data) > MAX_THUMBNAIL:
+        raise PayloadTooLarge(f"a thumbnail is at most {MAX_THUMBNAIL // 1024 // 1024} MB; this image is "
+                              f"{len(data) / 1024 / 1024:.1f} MB")
+    for content_type, magic in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return content_type
+    raise BadRequest("a thumbnail is a PNG, JPEG or GIF image")
 
 
 @dataclass(frozen=True)
@@ -96,7 +132,7 @@ class Snippet:
     deleted: float | None = None
     rating: float = 0.0  # mean stars, 0 when none
     ratings: int = 0
-    thumbnail: dict[str, str] | None = None  # {request, name}: an image a run of it wrote
+    thumbnail: Thumbnail | None = None  # an image a run of it made
     contributors: tuple[str, ...] = field(default=())  # user names of every revision's author
 
 
@@ -112,7 +148,7 @@ class Summary:
     rating: float
     ratings: int
     example: bool
-    thumbnail: dict[str, str] | None
+    thumbnail: Thumbnail | None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ bytes in the FileStore by SHA-256, search through :mod:`singlecell.library.searc
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -21,6 +23,7 @@ from singlecell.errors import BadRequest, NotAllowed, NotFound
 from singlecell.library.base import SORTS, Library
 from singlecell.library.model import (
     BLOB_FOLDER,
+    THUMBNAIL_FOLDER,
     Comment,
     Draft,
     FileRef,
@@ -29,8 +32,10 @@ from singlecell.library.model import (
     Revision,
     Snippet,
     Summary,
+    Thumbnail,
     check_comment,
     check_tag,
+    image_type,
 )
 from singlecell.library.search import Document, search_index
 from singlecell.store.database import Database
@@ -64,7 +69,7 @@ def _rating(row: Any) -> float:
 def _summary(row: Any) -> Summary:
     return Summary(id=row.id, title=row.title, owner=row.owner, tags=tuple(json.loads(row.tags)), updated=row.updated,
                    rating=_rating(row), ratings=row.rating_count, example=bool(row.example),
-                   thumbnail=json.loads(row.thumbnail) if row.thumbnail else None)
+                   thumbnail=Thumbnail.from_json(row.thumbnail))
 
 
 _SUMMARY_COLUMNS = (_s.id, _s.title, _s.updated, _s.rating_sum, _s.rating_count, _s.example, _s.thumbnail,
@@ -213,6 +218,8 @@ class SqlLibrary(Library):
             kept = set(conn.execute(sa.select(_f.sha256).where(_f.sha256.in_(hashes))).scalars())
         for digest in hashes - kept:  # bytes no revision names any more
             self._files.delete_file(BLOB_FOLDER, digest)
+        if snippet.thumbnail is not None:
+            self._drop_thumbnail(snippet.thumbnail.sha256)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -252,7 +259,7 @@ class SqlLibrary(Library):
         return Snippet(id=row.id, owner=row.owner, owner_id=row.owner_id, head=head, created=row.created,
                        updated=row.updated, forked_from=row.forked_from, forked_revision=row.forked_revision,
                        example=bool(row.example), deleted=row.deleted, rating=_rating(row), ratings=row.rating_count,
-                       thumbnail=json.loads(row.thumbnail) if row.thumbnail else None,
+                       thumbnail=Thumbnail.from_json(row.thumbnail),
                        contributors=tuple(contributors))
 
     def revision(self, revision_id: str) -> Revision | None:
@@ -410,8 +417,24 @@ class SqlLibrary(Library):
         with self._db.reader.connect() as conn:
             return [_summary(row) for row in conn.execute(query)]
 
-    def set_thumbnail(self, snippet_id: str, user_id: str, request_id: str, name: str) -> None:
-        self._owned(snippet_id, user_id)
+    def set_thumbnail(self, snippet_id: str, user_id: str, image: bytes) -> Thumbnail:
+        before = self._owned(snippet_id, user_id).thumbnail
+        thumbnail = Thumbnail(hashlib.sha256(image).hexdigest(), image_type(image))
+        self._files.put(THUMBNAIL_FOLDER, thumbnail.sha256, image)  # first: a row never names missing bytes
         with self._db.writer.begin() as conn:
-            conn.execute(snippet_table.update().where(_s.id == snippet_id)
-                         .values(thumbnail=json.dumps({"request": request_id, "name": name})))
+            conn.execute(snippet_table.update().where(_s.id == snippet_id).values(thumbnail=thumbnail.to_json()))
+        if before is not None and before.sha256 != thumbnail.sha256:
+            self._drop_thumbnail(before.sha256)
+        return thumbnail
+
+    def thumbnail_image(self, sha256: str) -> bytes | None:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            return None
+        return self._files.get(THUMBNAIL_FOLDER, sha256)
+
+    def _drop_thumbnail(self, sha256: str) -> None:
+        """Delete a thumbnail's bytes unless a snippet (a fork, say) still shows them."""
+        with self._db.reader.connect() as conn:
+            shown = conn.execute(sa.select(_s.id).where(_s.thumbnail.contains(sha256)).limit(1)).first()
+        if shown is None:
+            self._files.delete_file(THUMBNAIL_FOLDER, sha256)

@@ -7,6 +7,8 @@ Bearer token. Who may do what is the library's own rule (singlecell/library/base
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import math
 import re
@@ -28,7 +30,9 @@ from singlecell.library.model import (
     Revision,
     Snippet,
     Summary,
+    Thumbnail,
     check_draft,
+    image_type,
 )
 from singlecell.library.render import diff, highlight, markdown
 from singlecell.web.handlers import BodyHandler, PageMixin
@@ -90,10 +94,8 @@ class LibraryHandler(BodyHandler):
             "thumbnail": self.thumbnail_url(snippet.thumbnail), "created": snippet.created, "updated": snippet.updated,
         }
 
-    def thumbnail_url(self, thumbnail: dict[str, str] | None) -> str | None:
-        if not thumbnail:
-            return None
-        return f"/files/{thumbnail['request']}/{urllib.parse.quote(thumbnail['name'])}"
+    def thumbnail_url(self, thumbnail: Thumbnail | None) -> str | None:
+        return f"/thumbnails/{thumbnail.sha256}" if thumbnail is not None else None
 
     def summary_json(self, summary: Summary) -> dict[str, Any]:
         return {"id": summary.id, "title": summary.title, "owner": summary.owner, "tags": list(summary.tags),
@@ -226,24 +228,69 @@ class RelatedApi(LibraryHandler):
 
 
 class ThumbnailApi(LibraryHandler):
-    """``PUT /api/snippets/<id>/thumbnail {"request", "name"}``: an image a run wrote."""
+    """``PUT /api/snippets/<id>/thumbnail {"request", "name"}`` (an image file the run wrote) or
+    ``{"request", "output"}`` (the seq of an image the run displayed, a plot say)."""
 
     async def accept_put(self, *args: str) -> None:
         (snippet_id,) = args
         user = self.require_user()
         body = self.json_body()
-        request_id, name = (body.get("request"), body.get("name")) if isinstance(body, dict) else (None, None)
-        set_thumbnail(self, snippet_id, user, request_id, name)
-        self.send_json({"thumbnail": self.thumbnail_url({"request": str(request_id), "name": str(name)})})
+        if not isinstance(body, dict):
+            raise BadRequest('give {"request": <id>, "name": <file>} or {"request": <id>, "output": <seq>}')
+        thumbnail = set_thumbnail(self, snippet_id, user, body.get("request"), body.get("name"), body.get("output"))
+        self.send_json({"thumbnail": self.thumbnail_url(thumbnail)})
 
 
-def set_thumbnail(handler: LibraryHandler, snippet_id: str, user: User, request_id: Any, name: Any) -> None:
-    if not isinstance(request_id, str) or not re.fullmatch(r"[0-9a-f]{32}", request_id) or not isinstance(name, str):
-        raise BadRequest("a thumbnail is an image a run wrote: give its request id and file name")
-    record = handler.services.store.get_file(request_id, name)
-    if record is None or not record.content_type.startswith("image/"):
-        raise BadRequest(f"request {request_id} wrote no image named {name!r}")
-    handler.library.set_thumbnail(snippet_id, user.id, request_id, name)
+# the image types a displayed output may carry as a thumbnail, best first
+_DISPLAYED_IMAGES = ("image/png", "image/jpeg", "image/gif")
+
+
+def _seq(output: Any) -> int | None:
+    """An output's seq, from JSON (a number) or a form (digits)."""
+    if isinstance(output, str) and output.isdigit() and len(output) < 10:
+        output = int(output)
+    return output if isinstance(output, int) and not isinstance(output, bool) and output >= 1 else None
+
+
+def set_thumbnail(handler: LibraryHandler, snippet_id: str, user: User, request_id: Any, name: Any,
+                  output: Any) -> Thumbnail:
+    """The owner makes an image of a run the thumbnail: a file it wrote, or an output it displayed."""
+    if not isinstance(request_id, str) or not re.fullmatch(r"[0-9a-f]{32}", request_id):
+        raise BadRequest("a thumbnail is an image of a run: give the run's request id")
+    if isinstance(name, str) and name:
+        record = handler.services.store.get_file(request_id, name)
+        image = handler.services.filestore.get(request_id, name) if record is not None else None
+        if image is None:
+            raise BadRequest(f"request {request_id} wrote no file named {name!r}")
+    elif (seq := _seq(output)) is not None:
+        found = handler.services.store.get_messages(request_id, after=seq - 1, limit=1)
+        content = found[0].message.get("content") if found and found[0].seq == seq else None
+        data = content.get("data") if isinstance(content, dict) else None
+        encoded = next((data[t] for t in _DISPLAYED_IMAGES if isinstance(data, dict) and isinstance(data.get(t), str)),
+                       None)
+        if encoded is None:
+            raise BadRequest(f"output {seq} of request {request_id} is not an image it displayed")
+        try:
+            image = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise BadRequest(f"output {seq} of request {request_id} is not a base64 image") from None
+    else:
+        raise BadRequest('name the image: "name" (a file the run wrote) or "output" (the seq of an image it '
+                         "displayed)")
+    return handler.library.set_thumbnail(snippet_id, user.id, image)
+
+
+class ThumbnailImage(LibraryHandler):
+    """``/thumbnails/<sha256>``: a snippet's thumbnail; its URL names its content, so it never changes."""
+
+    def get(self, sha256: str) -> None:
+        image = self.library.thumbnail_image(sha256)
+        if image is None:
+            raise NotFound(f"no thumbnail {sha256}")
+        self.set_header("Content-Type", image_type(image))
+        self.set_header("Cache-Control", "public, max-age=31536000, immutable")
+        self.set_header("Content-Security-Policy", RAW_SECURITY)
+        self.finish(image)
 
 
 class TagsApi(LibraryHandler):
@@ -476,7 +523,7 @@ class ActionPage(LibraryPage):
             self.done(f"/s/{snippet_id}#related")
             return
         if action == "thumbnail":
-            set_thumbnail(self, snippet_id, user, form.get("request"), form.get("name"))
+            set_thumbnail(self, snippet_id, user, form.get("request"), form.get("name"), form.get("output"))
             self.done(f"/s/{snippet_id}")
             return
         raise NotFound(f"no such action {action!r}")
@@ -508,6 +555,7 @@ def library_routes(args: dict[str, Any]) -> list[Any]:
         (rf"/api/snippets/{snippet}/rating", RatingApi, args),
         (rf"/api/snippets/{snippet}/related/{snippet}", RelatedApi, args),
         (rf"/api/snippets/{snippet}/thumbnail", ThumbnailApi, args),
+        (r"/thumbnails/([0-9a-f]{64})", ThumbnailImage, args),
         (r"/api/tags", TagsApi, args),
         (rf"/s/{snippet}()/raw/(.+)", RawFileHandler, args),
         (rf"/s/{snippet}/r/{revision}/raw/(.+)", RawFileHandler, args),

@@ -143,6 +143,18 @@ def test_hostile_input_in_every_field_stays_inert(watched: Watched, server: Serv
     page = watched.page
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    # a user name is letters and digits: a hostile one is refused, and the form shows it back inert
+    page.goto(server.url + "/signup")
+    page.get_by_label("Name").fill(HOSTILE)
+    page.get_by_label("Password", exact=True).fill("a long password")
+    page.get_by_label("Password again").fill("a long password")
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_load_state("networkidle")
+    assert "a user name is 2 to 32 letters" in page.locator("main").inner_text()
+    assert page.get_by_label("Name").input_value() == HOSTILE[:32]  # the field's maxlength
+    assert page.evaluate("window.__pwned === undefined && !document.querySelector('img[src=\"x\"]')")
+    assert [e for e in watched.errors if "status of 400" not in e] == []  # the refusal is the page's 400
+    watched.errors.clear()
     sign_up(page, server, "mallory-" + secrets.token_hex(3))
     page.goto(server.url + "/library")
     tag_error = page.evaluate("""async () => {
@@ -182,6 +194,38 @@ def test_hostile_input_in_every_field_stays_inert(watched: Watched, server: Serv
     assert raw.headers["content-security-policy"].startswith("sandbox")
     assert dialogs == [] and watched.errors == []
     screenshot(page, "library-hostile")
+
+
+PLOT = "import matplotlib.pyplot as plt\nplt.plot([0, 1, 4, 9], color='crimson')\nplt.show()\n"
+
+
+def test_the_owner_chooses_a_plot_of_a_run_as_the_thumbnail(watched: Watched, server: Server) -> None:
+    page = watched.page
+    word = "zq" + secrets.token_hex(3)
+    sign_up(page, server, f"ada-{word}")
+    snippet = create_snippet(page, server, f"Squares {word}", "plotting/2d", {"plot.py": PLOT},
+                             command="plt.figure(); plt.bar([1, 2], [3, 1]); plt.savefig('bars.png'); plt.close()")
+    assert page.locator("#thumbnail-choice").is_hidden()  # nothing to choose before a run
+    assert run_and_wait(page, "#cell")["status"] == "done"
+    choices = page.locator("#thumbnail-choice button.thumb-choice")
+    assert choices.all_inner_texts() == ["output 1", "bars.png"]  # the plot shown, then the file written
+    assert choices.locator("img").evaluate_all("(images) => images.map((i) => i.naturalWidth > 0)") == [True, True]
+    screenshot(page, "library-thumbnail-choice")
+    choices.first.click()
+    page.wait_for_url(f"**/s/{snippet}")
+    page.goto(server.url + f"/library?q={word}")
+    card = page.locator("li.card", has_text=f"Squares {word}")
+    thumb = card.locator("img.thumb")
+    thumb.wait_for()
+    assert thumb.evaluate("(i) => i.complete && i.naturalWidth > 0")
+    assert thumb.get_attribute("src").startswith("/thumbnails/")
+    screenshot(page, "library-thumbnail-card")
+    # someone else sees no chooser on the owner's page
+    page.get_by_role("button", name="Log out").click()
+    page.goto(server.url + f"/s/{snippet}")
+    assert run_and_wait(page, "#cell")["status"] == "done"
+    assert page.locator("#thumbnail-choice").count() == 0
+    assert watched.errors == []
 
 
 @pytest.mark.parametrize("path", ["/library", "/s/{example}", "/signup"])

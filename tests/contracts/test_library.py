@@ -3,6 +3,7 @@ FileStore."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from filestore.sql import SqlFileStore
 from singlecell.accounts import Accounts, User, open_accounts
 from singlecell.errors import BadRequest, NotAllowed, NotFound, PayloadTooLarge
 from singlecell.library import Library, open_library
-from singlecell.library.model import BLOB_FOLDER, Draft, Limits, check_draft
+from singlecell.library.model import BLOB_FOLDER, MAX_THUMBNAIL, Draft, Limits, check_draft
 
 LIMITS = Limits(max_files=10, max_bytes=4 * 1024 * 1024, max_command=65536)
 
@@ -210,9 +211,41 @@ def test_related_snippets_and_thumbnail(world: World) -> None:
     assert [x.id for x in world.library.related(a.id)] == [b.id]
     world.library.relate(a.id, world.ada.id, b.id, related=False)
     assert world.library.related(a.id) == []
-    world.library.set_thumbnail(a.id, world.ada.id, "0" * 32, "plot.png")
-    assert world.library.snippet(a.id).thumbnail == {"request": "0" * 32, "name": "plot.png"}  # type: ignore[union-attr]
     assert world.library.count() == 2
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+GIF = b"GIF89a" + b"\x00" * 40
+
+
+def test_a_thumbnail_is_an_image_kept_by_its_hash_until_no_snippet_shows_it(world: World) -> None:
+    a = world.library.create(world.ada.id, draft(title="A"))
+    b = world.library.create(world.ada.id, draft(title="B"))
+    with pytest.raises(NotAllowed):
+        world.library.set_thumbnail(a.id, world.grace.id, PNG)
+    for not_an_image in (b"<svg onload=alert(1)>", b"", b"GIF"):
+        with pytest.raises(BadRequest, match="PNG, JPEG or GIF"):
+            world.library.set_thumbnail(a.id, world.ada.id, not_an_image)
+    with pytest.raises(PayloadTooLarge, match="at most 2 MB"):
+        world.library.set_thumbnail(a.id, world.ada.id, PNG + bytes(MAX_THUMBNAIL))
+    png = world.library.set_thumbnail(a.id, world.ada.id, PNG)
+    assert (png.sha256, png.content_type) == (hashlib.sha256(PNG).hexdigest(), "image/png")
+    assert world.library.snippet(a.id).thumbnail == png  # type: ignore[union-attr]
+    assert [s.thumbnail for s in world.library.browse().items if s.id == a.id] == [png]
+    assert world.library.thumbnail_image(png.sha256) == PNG
+    assert world.library.set_thumbnail(b.id, world.ada.id, PNG) == png  # the same bytes, kept once
+    gif = world.library.set_thumbnail(a.id, world.ada.id, GIF)
+    assert gif.content_type == "image/gif"
+    assert world.library.thumbnail_image(png.sha256) == PNG  # b still shows it
+    world.library.set_thumbnail(b.id, world.ada.id, GIF)
+    assert world.library.thumbnail_image(png.sha256) is None  # nobody shows it: gone
+    world.library.delete(a.id, world.ada.id)
+    world.library.purge(a.id, world.ada.id)
+    assert world.library.thumbnail_image(gif.sha256) == GIF  # b still shows it
+    world.library.delete(b.id, world.ada.id)
+    world.library.purge(b.id, world.ada.id)
+    assert world.library.thumbnail_image(gif.sha256) is None
+    assert world.library.thumbnail_image("../" + "0" * 61) is None
 
 
 @pytest.mark.parametrize(("files", "words"), [

@@ -3,6 +3,7 @@ comments, ratings, raw files and zips, running a snippet, and the examples of a 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -234,22 +235,37 @@ def test_tokens_are_listed_and_revoked(server: Server) -> None:
     assert Api(server, second["token"]).call("GET", "/api/me", expect=200)["name"] == "linus"
 
 
-def test_an_image_a_run_wrote_becomes_the_thumbnail(server: Server, ada: Api, grace: Api,
-                                                    shapes: dict[str, Any]) -> None:
+def test_an_image_of_a_run_becomes_the_thumbnail(server: Server, ada: Api, grace: Api,
+                                                 shapes: dict[str, Any]) -> None:
+    """A file the run wrote or a plot it displayed; the thumbnail is a copy, named by its hash."""
     code = ("import matplotlib.pyplot as plt\nplt.plot([1, 2, 1]); plt.savefig('plot.png')\n"
-            "open('notes.txt', 'w').write('not an image')")
+            "open('notes.txt', 'w').write('not an image')\nplt.show()\nprint('done')")
     run = server.client()._json("POST", "/eval", {"code": code, "snippet": shapes["id"]})
     assert {f["name"] for f in run["files"]} == {"plot.png", "notes.txt"}, run
-    grace.call("PUT", f"/api/snippets/{shapes['id']}/thumbnail", {"request": run["id"], "name": "plot.png"},
-               expect=403)
-    ada.call("PUT", f"/api/snippets/{shapes['id']}/thumbnail", {"request": run["id"], "name": "notes.txt"},
-             expect=400)
-    ada.call("PUT", f"/api/snippets/{shapes['id']}/thumbnail", {"request": run["id"], "name": "plot.png"},
-             expect=200)
-    thumbnail = ada.call("GET", f"/api/snippets/{shapes['id']}")["thumbnail"]
-    assert thumbnail == f"/files/{run['id']}/plot.png"
-    status, headers, _ = server.client().request("GET", thumbnail, b"", {})
-    assert status == 200 and headers["content-type"] == "image/png"
+    messages = json.loads(server.client().request("GET", f"/output/{run['id']}", b"", {})[2])["messages"]
+    shown = [m["seq"] for m in messages if "image/png" in m["msg"]["content"].get("data", {})]
+    printed = [m["seq"] for m in messages if m["msg"]["msg_type"] == "stream"]
+    assert len(shown) == 1 and printed, messages
+    url = f"/api/snippets/{shapes['id']}/thumbnail"
+    grace.call("PUT", url, {"request": run["id"], "name": "plot.png"}, expect=403)
+    for wrong, words in (({"name": "notes.txt"}, "PNG, JPEG or GIF"), ({"name": "nope.png"}, "no file named"),
+                         ({"output": printed[0]}, "not an image it displayed"), ({"output": 10_000}, "not an image"),
+                         ({"output": True}, "name the image"), ({}, "name the image")):
+        error = ada.call("PUT", url, {"request": run["id"], **wrong}, expect=400)["error"]["message"]
+        assert words in error, (wrong, error)
+    assert "request id" in ada.call("PUT", url, {"request": "../x", "output": 1}, expect=400)["error"]["message"]
+
+    by_file = ada.call("PUT", url, {"request": run["id"], "name": "plot.png"}, expect=200)["thumbnail"]
+    status, headers, image = server.client().request("GET", by_file, b"", {})
+    assert status == 200 and headers["content-type"] == "image/png" and image.startswith(b"\x89PNG")
+    assert "immutable" in headers["cache-control"] and "sandbox" in headers["content-security-policy"]
+    assert by_file == "/thumbnails/" + hashlib.sha256(image).hexdigest()
+    by_output = ada.call("PUT", url, {"request": run["id"], "output": shown[0]}, expect=200)["thumbnail"]
+    assert by_output != by_file and ada.call("GET", f"/api/snippets/{shapes['id']}")["thumbnail"] == by_output
+    assert server.client().request("GET", by_output, b"", {})[0] == 200
+    assert server.client().request("GET", by_file, b"", {})[0] == 404  # no snippet shows it any more
+    listed = ada.call("GET", "/api/snippets?owner=ada")["items"]
+    assert [s["thumbnail"] for s in listed if s["id"] == shapes["id"]] == [by_output]
 
 
 def form_post(server: Server, path: str, fields: dict[str, str]) -> tuple[int, dict[str, str]]:
