@@ -171,6 +171,25 @@ def test_search_finds_title_blurb_tags_and_code(world: World) -> None:
     assert lib.browse("circles").items[0].id == saved.id and lib.browse("tangent").total == 1
 
 
+def test_pages_of_the_best_matches_are_the_whole_ranking_cut_in_pieces(world: World) -> None:
+    """Relevance pages with and without a tag (the library ranks these two ways) agree, the
+    better matches come first, and a deleted snippet is not counted."""
+    lib = world.library
+    made = [lib.create(world.ada.id, draft(title="orbit " * (n % 3 + 1) + str(n), files={"o.py": f"orbit = {n}\n"},
+                                           tags=("physics",)))
+            for n in range(7)]
+    lib.create(world.ada.id, draft(title="unrelated", tags=("physics",)))
+    lib.delete(made[6].id, world.ada.id)
+    whole = lib.browse("orbit", sort="relevance", limit=50)
+    assert whole.total == 6 and {x.id for x in whole.items} == {m.id for m in made[:6]}
+    titles = [x.title for x in whole.items]
+    assert [t.count("orbit") for t in titles] == sorted((t.count("orbit") for t in titles), reverse=True)
+    for tag in (None, "physics"):
+        pages = [lib.browse("orbit", tag=tag, sort="relevance", offset=o, limit=4) for o in (0, 4, 8)]
+        assert [p.total for p in pages] == [6, 6, 6], tag
+        assert [x.id for p in pages for x in p.items] == [x.id for x in whole.items], tag
+
+
 def test_tags_autocomplete_by_prefix_most_used_first(world: World) -> None:
     for tags in (("plotting/3d",), ("plotting",), ("plotting",), ("physics",)):
         world.library.create(world.ada.id, draft(tags=tags))
