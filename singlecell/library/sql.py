@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.util import ClauseAdapter
 
 from filestore.base import FileStore
 from singlecell.accounts.base import name_key
@@ -320,18 +319,12 @@ class SqlLibrary(Library):
         # first the page's ids, from snippets alone; then the page's rows with their owners and
         # tags: joining those for every match before the sort would cost more than the sort
         skip = offset
-        if ranked is not None and len(filters) == 1:
-            # the index holds live snippets only: with no tag or owner to filter by, the page is the
-            # index's own best matches (a top-k sort), joined to snippets for their rows, and the
-            # total a count of the index's matches; neither carries every match through a join
-            scores, on = ranked
-            best = (sa.select(scores.c.key, scores.c.score).order_by(scores.c.score.desc(), scores.c.key.desc())
-                    .offset(offset).limit(limit).subquery("best"))
-            skip = 0  # taken inside
-            picked = (sa.select(_s.id, sa.literal(None).label("total"))
-                      .select_from(snippet_table.join(best, ClauseAdapter(best).traverse(on)))
-                      .order_by(best.c.score.desc(), best.c.key.desc()))
-            count = sa.select(sa.func.count()).select_from(scores)
+        best = self._search.best(query, offset, limit) if ranked is not None and len(filters) == 1 else None
+        if best is not None:  # nothing but the search to filter by: the index's own page, joined
+            page_of, on = best
+            picked = (sa.select(_s.id, page_of.c.total).select_from(snippet_table.join(page_of, on))
+                      .order_by(page_of.c.score.desc(), page_of.c.key.desc()))
+            skip = 0  # the index's page is the page
         elif ranked is not None:  # scores are worked out only here, for the page; counting needs none
             scores, on = ranked
             # the total in the same pass over the matches as the ranking (a window count)
@@ -346,8 +339,7 @@ class SqlLibrary(Library):
                          _s.rating_count.desc(), _s.updated.desc()]
             # id last, descending as updated: the index (deleted, updated, id) then gives the order
             picked = sa.select(_s.id, sa.literal(None).label("total")).where(*counted).order_by(*order, _s.id.desc())
-        if ranked is None or len(filters) > 1:
-            count = sa.select(sa.func.count()).select_from(snippet_table).where(*counted)
+        count = sa.select(sa.func.count()).select_from(snippet_table).where(*counted)  # a page past the end
         if tag and not query and not owner:  # snippet_tags lists live snippets only: count there
             count = sa.select(sa.func.count(sa.distinct(_t.snippet_id))).where(tagged)
         with self._db.reader.connect() as conn:

@@ -103,3 +103,25 @@ def test_the_condition_and_the_ranking_find_the_same_snippets(index: tuple[Searc
     assert condition is not None
     counted = set(conn.execute(sa.select(snippet_table.c.id).where(condition)).scalars())
     assert counted == set(search.search(conn, query, limit=100))
+
+
+@pytest.mark.parametrize("query", ["plot", "tangent", "line", "numpy surface", "nothing-here"])
+def test_the_best_page_is_the_ranking_cut_with_its_total(index: tuple[SearchIndex, Connection], query: str) -> None:
+    search, conn = index
+    ranked = search.ranked(query)
+    assert ranked is not None
+    scores, on = ranked
+    whole = [row.id for row in conn.execute(
+        sa.select(snippet_table.c.id).select_from(snippet_table.join(scores, on))
+        .order_by(scores.c.score.desc(), scores.c.key.desc()))]
+    pages = []
+    for offset in (0, 1, 2, 3, 10):
+        best = search.best(query, offset, 1)
+        assert best is not None
+        page, joined = best
+        rows = conn.execute(sa.select(snippet_table.c.id, page.c.total).select_from(snippet_table.join(page, joined))
+                            .order_by(page.c.score.desc(), page.c.key.desc())).all()
+        assert all(row.total == len(whole) for row in rows), (offset, rows)
+        pages += [row.id for row in rows]
+    assert pages == whole[:4]
+    assert search.best("  !!! ", 0, 10) is None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.util import ClauseAdapter
 
 from singlecell.store.schema import snippet_table
 
@@ -58,6 +59,22 @@ class SearchIndex(ABC):
     def ranked(self, query: str) -> tuple[sa.Subquery, sa.ColumnElement[bool]] | None:
         """A subquery with a ``score`` column (higher is better) for the matching documents, and
         the condition that joins it to ``snippets``; ``None`` as :meth:`matching`."""
+
+    def best(self, query: str, offset: int, limit: int) -> tuple[sa.Subquery, sa.ColumnElement[bool]] | None:
+        """One page of the matches, best first (equal scores: the higher ``key`` first), as a
+        subquery with ``key``, ``score`` and ``total`` (how many match) columns, and the condition
+        that joins it to ``snippets``; ``None`` as :meth:`matching`. For a search with nothing else
+        to filter by: the index holds live snippets only, so no match needs joining to be counted
+        or sorted. This default keeps the matches' keys and scores once, for the sort and the count."""
+        found = self.ranked(query)
+        if found is None:
+            return None
+        scores, on = found
+        matches = sa.select(scores.c.key, scores.c.score).cte("scored").prefix_with("MATERIALIZED")
+        total = sa.select(sa.func.count()).select_from(matches).scalar_subquery()
+        page = (sa.select(matches.c.key, matches.c.score, total.label("total"))
+                .order_by(matches.c.score.desc(), matches.c.key.desc()).offset(offset).limit(limit).subquery("best"))
+        return page, ClauseAdapter(page).traverse(ClauseAdapter(matches).traverse(on))
 
     def search(self, conn: Connection, query: str, limit: int = 20) -> list[str]:
         """The ids matching ``query``, best first (for tests and tools; the library joins instead)."""

@@ -57,3 +57,14 @@ class Fts5Search(SearchIndex):
         scores = (sa.select(_search.c.rowid.label("key"), _SCORE.label("score")).select_from(_search)
                   .where(self._match(expression)).subquery("matches"))
         return scores, scores.c.key == _snippet_rowid
+
+    def best(self, query: str, offset: int, limit: int) -> tuple[sa.Subquery, sa.ColumnElement[bool]] | None:
+        expression = self._expression(query)
+        if expression is None:
+            return None
+        # FTS5 counts its matches without reading them: a second look costs less than keeping them
+        total = sa.select(sa.func.count()).select_from(_search).where(self._match(expression)).scalar_subquery()
+        key, score = _search.c.rowid.label("key"), _SCORE.label("score")
+        page = (sa.select(key, score, total.label("total")).select_from(_search).where(self._match(expression))
+                .order_by(score.desc(), key.desc()).offset(offset).limit(limit).subquery("best"))
+        return page, page.c.key == _snippet_rowid
