@@ -5,8 +5,10 @@
 
 For each database it fills a library (through the library's own interface), starts a real
 ``singlecell web`` on it, and measures over HTTP: full-text search of one word and of three words,
-the browse page, a snippet's page, and a fork (API, with a token). Prints one table: p50 and p99
-in ms, and the web process's CPU ms per request.
+the browse page, a snippet's page, and a fork (API, with a token), beside a reference measured in
+the same run: ``GET /health``, the floor (HTTP, tornado and one indexed count). Prints one table: p50 (also as a ratio
+to the floor's) and p99 in ms, the web process's CPU ms per request and, on PostgreSQL, its
+server processes' (on SQLite the database works inside the web process).
 """
 
 from __future__ import annotations
@@ -76,11 +78,35 @@ def cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def measure(client: Client, pid: int, paths: list[str], method: str = "GET",
-            headers: dict[str, str] | None = None) -> tuple[float, float, float]:
-    """(p50 ms, p99 ms, web CPU ms per request) of ``paths``, one at a time."""
+def database_pids(admin_url: str, database: str) -> Callable[[], list[int]]:
+    """The PostgreSQL server processes serving ``database`` (the web process's pooled connections)."""
+    import psycopg
+
+    def pids() -> list[int]:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                                (database,)).fetchall()
+        return [int(row[0]) for row in rows]
+    return pids
+
+
+def total_cpu_ms(pids: list[int]) -> dict[int, float]:
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = cpu_ms(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a connection that closed
+    return found
+
+
+def measure(client: Client, pid: int, paths: list[str], method: str = "GET", headers: dict[str, str] | None = None,
+            db_pids: Callable[[], list[int]] | None = None) -> tuple[float, float, float, float | None]:
+    """(p50 ms, p99 ms, web CPU ms per request, database server CPU ms per request or None) of
+    ``paths``, one at a time."""
     times = []
     before = cpu_ms(pid)
+    db_before = total_cpu_ms(db_pids()) if db_pids else {}
     for path in paths:
         start = time.perf_counter()
         status, _, _ = client.request(method, path, b"{}" if method == "POST" else b"",
@@ -88,14 +114,20 @@ def measure(client: Client, pid: int, paths: list[str], method: str = "GET",
         times.append((time.perf_counter() - start) * 1000)
         assert status in (200, 201), (path, status)
     cpu = (cpu_ms(pid) - before) / len(paths)
+    db_cpu = None
+    if db_pids:  # a server process that began during the run counts from 0
+        after = total_cpu_ms(db_pids())
+        db_cpu = sum(ms - db_before.get(p, 0.0) for p, ms in after.items()) / len(paths)
     times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))], cpu
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))], cpu, db_cpu
 
 
-def bench(name: str, url: str, files_url: str, data_dir: str, count: int, rows: list[tuple[str, ...]]) -> None:
+def bench(name: str, url: str, files_url: str, data_dir: str, count: int, rows: list[tuple[str, ...]],
+          db_pids: Callable[[], list[int]] | None = None) -> None:
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     ids, fill_seconds = fill(url, files_url, count)
-    rows.append((name, f"fill {count} snippets (library.create)", f"{fill_seconds / count * 1000:.1f}", "", ""))
+    rows.append((name, f"fill {count} snippets (library.create)", f"{fill_seconds / count * 1000:.1f}", "", "", "",
+                 ""))
     port = free_port()
     web = launch("web", data_dir, "--port", str(port), "--db", url, "--files", files_url, "--no-examples")
     client = Client(f"http://127.0.0.1:{port}")
@@ -107,24 +139,29 @@ def bench(name: str, url: str, files_url: str, data_dir: str, count: int, rows: 
         rng = random.Random(2)
         one = [f"/api/snippets?q={rng.choice(WORDS)}" for _ in range(200)]
         three = [f"/api/snippets?q={'+'.join(rng.sample(WORDS, 3))}" for _ in range(200)]
-        cases: list[tuple[str, Callable[[], tuple[float, float, float]]]] = [
-            ("search, one word (API)", lambda: measure(client, web.pid, one)),
-            ("search, three words (API)", lambda: measure(client, web.pid, three)),
-            ("search page, one word", lambda: measure(client, web.pid, [p.replace("/api/snippets", "/library")
-                                                                        for p in one[:100]])),
-            ("browse page, newest", lambda: measure(client, web.pid, [f"/library?page={rng.randint(1, 50)}"
-                                                                      for _ in range(100)])),
-            ("browse page, by tag", lambda: measure(client, web.pid, [f"/library?tag={rng.choice(TAGS).split('/')[0]}"
-                                                                      for _ in range(100)])),
-            ("snippet page", lambda: measure(client, web.pid, [f"/s/{rng.choice(ids)}" for _ in range(200)])),
-            ("fork (API)", lambda: measure(client, web.pid,
-                                           [f"/api/snippets/{rng.choice(ids)}/fork" for _ in range(100)],
-                                           "POST", {"Authorization": f"Bearer {token}"})),
+        def run(paths: list[str], method: str = "GET", headers: dict[str, str] | None = None
+                ) -> tuple[float, float, float, float | None]:
+            return measure(client, web.pid, paths, method, headers, db_pids)
+
+        cases: list[tuple[str, Callable[[], tuple[float, float, float, float | None]]]] = [
+            ("reference: GET /health (HTTP, tornado, one indexed count)", lambda: run(["/health"] * 200)),
+            ("search, one word (API)", lambda: run(one)),
+            ("search, three words (API)", lambda: run(three)),
+            ("search page, one word", lambda: run([p.replace("/api/snippets", "/library") for p in one[:100]])),
+            ("browse page, newest", lambda: run([f"/library?page={rng.randint(1, 50)}" for _ in range(100)])),
+            ("browse page, by tag", lambda: run([f"/library?tag={rng.choice(TAGS).split('/')[0]}"
+                                                 for _ in range(100)])),
+            ("snippet page", lambda: run([f"/s/{rng.choice(ids)}" for _ in range(200)])),
+            ("fork (API)", lambda: run([f"/api/snippets/{rng.choice(ids)}/fork" for _ in range(100)], "POST",
+                                       {"Authorization": f"Bearer {token}"})),
         ]
-        for what, run in cases:
+        floor = None
+        for what, case in cases:
             measure(client, web.pid, ["/library"] * 5)  # warm
-            p50, p99, cpu = run()
-            rows.append((name, what, f"{p50:.1f}", f"{p99:.1f}", f"{cpu:.1f}"))
+            p50, p99, cpu, db_cpu = case()
+            floor = floor or p50
+            rows.append((name, what, f"{p50:.1f}", f"{p50 / floor:.1f}×", f"{p99:.1f}", f"{cpu:.1f}",
+                         "in the web process" if db_cpu is None else f"{db_cpu:.1f}"))
     finally:
         client.close()
         web.terminate()
@@ -155,14 +192,16 @@ def main() -> None:
                 admin.execute(f'CREATE DATABASE "{name}"')
                 url = args.postgres.rsplit("/", 1)[0] + "/" + name
                 try:
-                    bench("PostgreSQL", url, url, f"{folder}/postgres", args.snippets, rows)
+                    bench("PostgreSQL", url, url, f"{folder}/postgres", args.snippets, rows,
+                          database_pids(args.postgres, name))
                 finally:
                     admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                     admin.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    print("| database | what | p50 ms | p99 ms | web CPU ms/request |")
-    print("|---|---|---|---|---|")
+    print("| database | what | p50 ms | p50 ÷ /health p50 | p99 ms | web CPU ms/request | "
+          "database server CPU ms/request |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print(f"\n{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; requests one at a time, over HTTP, to a "
