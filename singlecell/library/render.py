@@ -9,7 +9,10 @@ through Pygments, which escapes it. The pages insert only what these functions r
 from __future__ import annotations
 
 import difflib
+import hashlib
 import html
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,6 +25,7 @@ from pygments.lexers import TextLexer, get_lexer_for_filename
 from pygments.util import ClassNotFound
 
 MAX_HIGHLIGHT = 512 * 1024  # characters; a larger file is shown as plain, escaped text
+HIGHLIGHT_CACHE_CHARS = 32 * 1024 * 1024  # characters of highlighted files kept per process
 
 _TAGS = {"p", "br", "hr", "em", "strong", "del", "code", "pre", "blockquote", "ul", "ol", "li", "a", "h1", "h2",
          "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td"}
@@ -49,15 +53,52 @@ def _lexer_for(path: str) -> Lexer:
         return TextLexer(stripnl=False, ensurenl=False)
 
 
+class _Highlighted:
+    """Highlighted files by (lexer, hash of the text), least recently used out first, at most
+    ``budget`` characters in all. A revision never changes, so a snippet viewed often is
+    highlighted once per process, not once per view (a third of a snippet page's time)."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._used = 0
+        self._lines: OrderedDict[tuple[str, bytes], tuple[str, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, bytes]) -> tuple[str, ...] | None:
+        with self._lock:
+            lines = self._lines.get(key)
+            if lines is not None:
+                self._lines.move_to_end(key)
+            return lines
+
+    def put(self, key: tuple[str, bytes], lines: tuple[str, ...]) -> None:
+        size = sum(map(len, lines))
+        with self._lock:
+            if size > self._budget or key in self._lines:
+                return
+            self._lines[key] = lines
+            self._used += size
+            while self._used > self._budget:
+                _, dropped = self._lines.popitem(last=False)
+                self._used -= sum(map(len, dropped))
+
+
+_highlighted = _Highlighted(HIGHLIGHT_CACHE_CHARS)
+
+
 def highlight(path: str, text: str) -> list[str]:
     """The file's lines as highlighted HTML, one string a line (for line numbers and line comments)."""
     if len(text) > MAX_HIGHLIGHT:
         return [html.escape(line) for line in text.split("\n")]
-    formatter = HtmlFormatter(nowrap=True)
-    rendered = pygments_highlight(text, _lexer_for(path), formatter)
-    lines = rendered.split("\n")
-    wanted = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))  # no empty line after the last
-    return (lines + [""] * wanted)[:wanted]
+    lexer = _lexer_for(path)
+    key = (type(lexer).__name__, hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
+    lines = _highlighted.get(key)
+    if lines is None:
+        rendered = pygments_highlight(text, lexer, HtmlFormatter(nowrap=True)).split("\n")
+        wanted = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))  # no empty line after the last
+        lines = tuple((rendered + [""] * wanted)[:wanted])
+        _highlighted.put(key, lines)
+    return list(lines)
 
 
 def highlight_css() -> str:

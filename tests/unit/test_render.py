@@ -70,3 +70,25 @@ def test_a_diff_lists_added_removed_and_changed_files() -> None:
 def test_the_sites_stylesheet_holds_the_highlighting_style() -> None:
     site = (Path(__file__).resolve().parents[2] / "static" / "site.css").read_text()
     assert highlight_css() in site
+
+
+def test_highlighted_files_are_kept_by_content_within_a_budget() -> None:
+    from singlecell.library.render import _Highlighted
+
+    kept = _Highlighted(budget=10)
+    a, b, c = ("py", b"a"), ("py", b"b"), ("py", b"c")
+    kept.put(a, ("1234",))
+    kept.put(b, ("1234",))
+    assert kept.get(a) == ("1234",)  # a is now the most recently used
+    kept.put(c, ("1234",))  # 12 characters > 10: the least recently used (b) goes
+    assert (kept.get(a), kept.get(b), kept.get(c)) == (("1234",), None, ("1234",))
+    kept.put(("py", b"big"), ("x" * 11,))  # larger than the whole budget: not kept, nothing dropped
+    assert kept.get(("py", b"big")) is None and kept.get(a) is not None
+
+
+def test_a_highlighted_file_is_the_same_from_the_cache_and_a_fresh_list() -> None:
+    text = "def f(x):\n    return x < 1\n"
+    first = highlight("f.py", text)
+    first.append("changed by a caller")
+    assert highlight("f.py", text) == first[:-1]
+    assert highlight("f.txt", text) != first[:-1]  # another lexer, another entry
