@@ -311,25 +311,25 @@ class SqlLibrary(Library):
             filters.append(_s.id.in_(under))
         if owner:
             filters.append(_s.owner_id.in_(sa.select(_u.id).where(_u.name_key == name_key(owner))))
-        matching = self._search.matching(query) if query else None
-        if query and matching is None:
-            return Page([], 0)
-        counted = filters + ([matching] if matching is not None else [])
-        ranked = self._search.ranked(query) if sort == "relevance" and query else None
+        relevance = sort == "relevance" and bool(query)
+        # nothing but the search to filter by: the index's own page (and total), joined for ids
+        best = self._search.best(query, offset, limit) if relevance and len(filters) == 1 else None
+        matching = self._search.matching(query) if query and best is None else None
+        if query and best is None and matching is None:
+            return Page([], 0)  # nothing to search for
         # first the page's ids, from snippets alone; then the page's rows with their owners and
         # tags: joining those for every match before the sort would cost more than the sort
         skip = offset
-        best = self._search.best(query, offset, limit) if ranked is not None and len(filters) == 1 else None
-        if best is not None:  # nothing but the search to filter by: the index's own page, joined
+        if best is not None:
             page_of, on = best
             picked = (sa.select(_s.id, page_of.c.total).select_from(snippet_table.join(page_of, on))
                       .order_by(page_of.c.score.desc(), page_of.c.key.desc()))
             skip = 0  # the index's page is the page
-        elif ranked is not None:  # scores are worked out only here, for the page; counting needs none
-            scores, on = ranked
-            # the total in the same pass over the matches as the ranking (a window count)
+        elif relevance and (ranked := self._search.ranked(query)) is not None:
+            scores, on = ranked  # scores are worked out only here, for the page; counting needs none
+            # the total in the same pass over the matches as the ranking (a window count); ties
+            # as the index's page breaks them
             picked = sa.select(_s.id, sa.func.count().over().label("total")).select_from(snippet_table.join(scores, on))
-            # ties in the index's own order, as the top-k path breaks them
             picked = picked.where(*filters).order_by(scores.c.score.desc(), scores.c.key.desc())
         else:
             order: list[Any] = [_s.updated.desc()]
@@ -338,16 +338,22 @@ class SqlLibrary(Library):
                                  else_=sa.cast(_s.rating_sum, sa.Float) / _s.rating_count).desc(),
                          _s.rating_count.desc(), _s.updated.desc()]
             # id last, descending as updated: the index (deleted, updated, id) then gives the order
-            picked = sa.select(_s.id, sa.literal(None).label("total")).where(*counted).order_by(*order, _s.id.desc())
-        count = sa.select(sa.func.count()).select_from(snippet_table).where(*counted)  # a page past the end
-        if tag and not query and not owner:  # snippet_tags lists live snippets only: count there
-            count = sa.select(sa.func.count(sa.distinct(_t.snippet_id))).where(tagged)
+            picked = (sa.select(_s.id, sa.literal(None).label("total"))
+                      .where(*filters, *([matching] if matching is not None else [])).order_by(*order, _s.id.desc()))
+
+        def count() -> sa.Select[Any]:  # for a page that does not carry its total
+            if tag and not query and not owner:  # snippet_tags lists live snippets only: count there
+                return sa.select(sa.func.count(sa.distinct(_t.snippet_id))).where(tagged)
+            found = matching if matching is not None else self._search.matching(query) if query else None
+            return sa.select(sa.func.count()).select_from(snippet_table).where(*filters,
+                                                                               *([found] if found is not None else []))
+
         with self._db.reader.connect() as conn:
             page = conn.execute(picked.offset(skip).limit(limit)).all()
             if page and page[0].total is not None:
                 total = int(page[0].total)
             elif page or offset:
-                total = int(conn.execute(count).scalar_one())
+                total = int(conn.execute(count()).scalar_one())
             else:
                 total = 0
             ids = [row.id for row in page]

@@ -16,10 +16,10 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.util import ClauseAdapter
 
 from singlecell.store.schema import snippet_table
 
@@ -40,6 +40,11 @@ class Document:
 class SearchIndex(ABC):
     """Who calls: :class:`singlecell.library.sql.SqlLibrary`, in its write transactions and its
     queries. The index's table is made by the Store's schema (singlecell/store/schema.py)."""
+
+    @property
+    @abstractmethod
+    def snippet_key(self) -> sa.ColumnElement[Any]:
+        """The column of ``snippets`` that the index's ``key`` columns hold (its id, or its rowid)."""
 
     @abstractmethod
     def write(self, conn: Connection, document: Document) -> None:
@@ -69,12 +74,12 @@ class SearchIndex(ABC):
         found = self.ranked(query)
         if found is None:
             return None
-        scores, on = found
+        scores, _ = found
         matches = sa.select(scores.c.key, scores.c.score).cte("scored").prefix_with("MATERIALIZED")
         total = sa.select(sa.func.count()).select_from(matches).scalar_subquery()
         page = (sa.select(matches.c.key, matches.c.score, total.label("total"))
                 .order_by(matches.c.score.desc(), matches.c.key.desc()).offset(offset).limit(limit).subquery("best"))
-        return page, ClauseAdapter(page).traverse(ClauseAdapter(matches).traverse(on))
+        return page, page.c.key == self.snippet_key
 
     def search(self, conn: Connection, query: str, limit: int = 20) -> list[str]:
         """The ids matching ``query``, best first (for tests and tools; the library joins instead)."""

@@ -14,6 +14,7 @@ match in titles, tags and blurbs only.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import TSVECTOR
@@ -50,6 +51,10 @@ def _weighted(text: str, weight: str) -> sa.ColumnElement[object]:
 
 
 class PostgresSearch(SearchIndex):
+    @property
+    def snippet_key(self) -> sa.ColumnElement[Any]:
+        return snippet_table.c.id
+
     def write(self, conn: Connection, document: Document) -> None:
         vector = (_weighted(document.title, "A").op("||")(_weighted(document.tags, "B"))
                   .op("||")(_weighted(document.blurb, "C")).op("||")(sa.func.strip(_vector(document.code[:MAX_CODE]))))
@@ -80,4 +85,4 @@ class PostgresSearch(SearchIndex):
         # instead of the documents being carried through the join first
         scores = (sa.select(_search.c.snippet_id.label("key"), score)
                   .where(_search.c.document.op("@@")(tsquery)).offset(0).subquery("matches"))
-        return scores, scores.c.key == snippet_table.c.id
+        return scores, scores.c.key == self.snippet_key

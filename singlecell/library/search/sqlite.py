@@ -8,6 +8,8 @@ of FTS5's own syntax from a person's query reaches its parser.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -27,6 +29,10 @@ def _rowid_of(snippet_id: str) -> sa.ScalarSelect[int]:
 
 
 class Fts5Search(SearchIndex):
+    @property
+    def snippet_key(self) -> sa.ColumnElement[Any]:
+        return _snippet_rowid
+
     def write(self, conn: Connection, document: Document) -> None:
         self.delete(conn, document.snippet_id)
         conn.execute(_search.insert().values(rowid=_rowid_of(document.snippet_id), title=document.title,
