@@ -37,7 +37,9 @@ class AccountHandler(BodyHandler):
 
     def log_in(self, user: User) -> None:
         token, _ = self.accounts.start_session(user.id)
-        self.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=self.request.protocol == "https",
+        # Secure when the site is https: by its public URL, or by how this request came (behind a proxy)
+        secure = self.services.config.public_url.startswith("https:") or self.request.protocol == "https"
+        self.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=secure,
                         expires_days=SESSION_SECONDS / 86400, path="/")
 
     def next_url(self, form: dict[str, str]) -> str:

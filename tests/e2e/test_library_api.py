@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import re
+import secrets
 import subprocess
 import sys
 import urllib.parse
@@ -278,6 +279,27 @@ def form_post(server: Server, path: str, fields: dict[str, str]) -> tuple[int, d
     status, answer, _ = client.request("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded",
                                                              "Cookie": f"_xsrf={cookie}"})
     return status, answer
+
+
+@pytest.mark.parametrize("public_url", ["", "https://cells.example.org"])
+def test_the_cookies_are_secure_when_the_site_is_https(module_servers: Servers, server: Server,
+                                                       public_url: str) -> None:
+    """The session and XSRF cookies: HttpOnly, SameSite=Lax, and Secure when the public URL is https."""
+    site = module_servers("web", "--public-url", public_url, "--no-examples", name="https") if public_url else server
+    client = site.client()
+    _, headers, page = client.request("GET", "/signup", b"", {})
+    xsrf = headers["set-cookie"]
+    token = re.search(rb'name="_xsrf" value="([^"]+)"', page).group(1).decode()  # type: ignore[union-attr]
+    body = urllib.parse.urlencode({"name": "cookie-" + secrets.token_hex(3), "password": "a long password",
+                                   "password2": "a long password", "_xsrf": token}).encode()
+    status, headers, _ = client.request("POST", "/signup", body, {
+        "Content-Type": "application/x-www-form-urlencoded", "Cookie": "_xsrf=" + xsrf.split(";")[0].split("=", 1)[1]})
+    session = headers["set-cookie"]
+    assert status == 303 and session.startswith("singlecell_session=") and xsrf.startswith("_xsrf="), headers
+    for cookie in (xsrf, session):
+        flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+        assert {"httponly", "samesite=lax"} <= flags, cookie
+        assert ("secure" in flags) == bool(public_url), cookie
 
 
 def test_sign_ups_and_logins_are_rate_limited(server: Server) -> None:
