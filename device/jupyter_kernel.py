@@ -426,16 +426,25 @@ class JupyterKernel:
         else:
             error = kernel.error_content or {"ename": "UnknownError", "evalue": "the cell failed", "traceback": []}
             reply.update(status="error", **error)
+        # the cells already waiting are taken before the reply goes out: a client that sends its
+        # next cell once it has the reply must see that cell run, however slow this kernel is
+        queued = self.take_queued() if not success and content.get("stop_on_error", True) else []
         self.reply(socket, idents, msg, "execute_reply", reply, metadata={"status": reply["status"]})
-        if not success and content.get("stop_on_error", True):
-            self.abort_queued_executions()
+        self.abort_queued_executions(queued)
 
-    def abort_queued_executions(self) -> None:
-        """After a failed cell, the cells already waiting behind it are aborted, not run."""
+    def take_queued(self) -> list[tuple[list[bytes], dict[str, Any]]]:
+        """The shell requests that have arrived and wait, in order."""
+        queued: list[tuple[list[bytes], dict[str, Any]]] = []
         while True:
             idents, msg = self._receive(self.shell_socket, self.iopub.session, zmq.NOBLOCK)
             if msg is None:
-                return
+                return queued
+            queued.append((idents, msg))
+
+    def abort_queued_executions(self, queued: list[tuple[list[bytes], dict[str, Any]]]) -> None:
+        """After a failed cell, the cells that were waiting behind it are aborted, not run; other
+        requests among them are answered as usual."""
+        for idents, msg in queued:
             if msg.get("header", {}).get("msg_type") != "execute_request":
                 self.dispatch(self.shell_socket, self.shell_handlers, idents, msg)
                 continue
