@@ -4,7 +4,7 @@ The snippet library keeps one document per live snippet: its head revision's tit
 and code (every file, with its path). Writing and deleting happen inside the library's own
 transactions; a search is a condition on the ``snippets`` table (to count and filter) or a
 ranked subquery joined to it (to sort by relevance), which the library combines with tags,
-owners, sorting and pages.
+owners, sorting and pages; or, with nothing else to filter by, the page of best matches itself.
 
 Every string a person types is a valid query: it never raises, and a query with nothing to
 search for matches nothing. Identifiers like ``tangent_line`` are kept whole, so they find that
