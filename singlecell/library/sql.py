@@ -38,6 +38,7 @@ from singlecell.library.model import (
     image_type,
 )
 from singlecell.library.search import Document, search_index
+from singlecell.library.search.base import best_first
 from singlecell.store.database import Database
 from singlecell.store.schema import (
     comment_table,
@@ -313,7 +314,7 @@ class SqlLibrary(Library):
             filters.append(_s.owner_id.in_(sa.select(_u.id).where(_u.name_key == name_key(owner))))
         relevance = sort == "relevance" and bool(query)
         # nothing but the search to filter by: the index's own page (and total), joined for ids
-        best = self._search.best(query, offset, limit) if relevance and len(filters) == 1 else None
+        best = self._search.best(query, offset, limit) if relevance and not tag and not owner else None
         matching = self._search.matching(query) if query and best is None else None
         if query and best is None and matching is None:
             return Page([], 0)  # nothing to search for
@@ -323,14 +324,14 @@ class SqlLibrary(Library):
         if best is not None:
             page_of, on = best
             picked = (sa.select(_s.id, page_of.c.total).select_from(snippet_table.join(page_of, on))
-                      .order_by(page_of.c.score.desc(), page_of.c.key.desc()))
+                      .order_by(*best_first(page_of.c)))
             skip = 0  # the index's page is the page
         elif relevance and (ranked := self._search.ranked(query)) is not None:
             scores, on = ranked  # scores are worked out only here, for the page; counting needs none
             # the total in the same pass over the matches as the ranking (a window count); ties
             # as the index's page breaks them
             picked = sa.select(_s.id, sa.func.count().over().label("total")).select_from(snippet_table.join(scores, on))
-            picked = picked.where(*filters).order_by(scores.c.score.desc(), scores.c.key.desc())
+            picked = picked.where(*filters).order_by(*best_first(scores.c))
         else:
             order: list[Any] = [_s.updated.desc()]
             if sort == "rating":

@@ -77,8 +77,12 @@ class SearchIndex(ABC):
         scores, _ = found
         matches = sa.select(scores.c.key, scores.c.score).cte("scored").prefix_with("MATERIALIZED")
         total = sa.select(sa.func.count()).select_from(matches).scalar_subquery()
-        page = (sa.select(matches.c.key, matches.c.score, total.label("total"))
-                .order_by(matches.c.score.desc(), matches.c.key.desc()).offset(offset).limit(limit).subquery("best"))
+        return self._page(sa.select(matches.c.key, matches.c.score, total.label("total")), offset, limit)
+
+    def _page(self, scored: sa.Select[Any], offset: int, limit: int) -> tuple[sa.Subquery, sa.ColumnElement[bool]]:
+        """``scored`` (with ``key``, ``score`` and ``total`` columns) best first, cut to one page,
+        and the condition that joins it to ``snippets``."""
+        page = scored.order_by(*best_first(scored.selected_columns)).offset(offset).limit(limit).subquery("best")
         return page, page.c.key == self.snippet_key
 
     def search(self, conn: Connection, query: str, limit: int = 20) -> list[str]:
@@ -90,6 +94,12 @@ class SearchIndex(ABC):
         rows = conn.execute(sa.select(snippet_table.c.id).select_from(snippet_table.join(scores, on))
                             .order_by(scores.c.score.desc(), snippet_table.c.id).limit(limit))
         return [row.id for row in rows]
+
+
+def best_first(columns: Any) -> tuple[sa.ColumnElement[Any], ...]:
+    """The order of a ranking, for columns ``score`` and ``key``: the higher score first, and of
+    equal scores the higher key, so every page of one ranking cuts the same order."""
+    return columns.score.desc(), columns.key.desc()
 
 
 def clean(query: str) -> str:

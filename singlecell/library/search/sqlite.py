@@ -62,7 +62,7 @@ class Fts5Search(SearchIndex):
             return None
         scores = (sa.select(_search.c.rowid.label("key"), _SCORE.label("score")).select_from(_search)
                   .where(self._match(expression)).subquery("matches"))
-        return scores, scores.c.key == _snippet_rowid
+        return scores, scores.c.key == self.snippet_key
 
     def best(self, query: str, offset: int, limit: int) -> tuple[sa.Subquery, sa.ColumnElement[bool]] | None:
         expression = self._expression(query)
@@ -70,7 +70,6 @@ class Fts5Search(SearchIndex):
             return None
         # FTS5 counts its matches without reading them: a second look costs less than keeping them
         total = sa.select(sa.func.count()).select_from(_search).where(self._match(expression)).scalar_subquery()
-        key, score = _search.c.rowid.label("key"), _SCORE.label("score")
-        page = (sa.select(key, score, total.label("total")).select_from(_search).where(self._match(expression))
-                .order_by(score.desc(), key.desc()).offset(offset).limit(limit).subquery("best"))
-        return page, page.c.key == _snippet_rowid
+        scored = (sa.select(_search.c.rowid.label("key"), _SCORE.label("score"), total.label("total"))
+                  .select_from(_search).where(self._match(expression)))
+        return self._page(scored, offset, limit)
