@@ -40,6 +40,8 @@ setup(
         "ipython>=8",
         "numpy",
         "matplotlib",
+        "ipywidgets>=8,<9",  # widgets in cells: the kernel speaks comms (device/comms.py)
+        "comm>=0.1.3",
         "argon2-cffi>=23",  # passwords (Argon2id)
         "markdown-it-py>=3",  # blurbs and comments, raw HTML off…
         "nh3>=0.2",  # …then sanitised

@@ -68,6 +68,11 @@ class KernelLauncher(ABC):
         """The device is done with ``kernel`` (it was killed if it was still alive): free what
         it holds. Called exactly once per kernel :meth:`acquire` gave out."""
 
+    def kept(self, kernel: RunningKernel) -> None:
+        """The device keeps ``kernel`` beyond its request, as a session (it is released
+        when the session ends): a launcher that keeps kernels ready starts its replacement now, so
+        sessions never take ready kernels from the cells waiting for them."""
+
     def oom_kills(self, kernel: RunningKernel) -> int:
         """How many processes the memory limit of ``kernel``'s control group has killed so far
         (0 where there are no control groups): the device compares the count before and after a

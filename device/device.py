@@ -24,14 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from device.base import KernelLauncher, RunningKernel
+from device.inbox import FROM_KERNELS, Inbox
+from device.inbox import clean as inbox_clean
 from device.kernel import EXIT_CHANNEL_FAILED, EXIT_SANDBOX_FAILED
+from device.session import LiveSession
 from device.sweep import is_empty, sweep
 from filestore.base import FileStore
 from singlecell import protocol
 from singlecell.config import Config
 from singlecell.errors import SingleCellError
 from singlecell.limits import BY_KEY, KERNEL_NAMED, Limit
-from singlecell.store.base import FileRecord, RequestRecord, Status, Store, StoredMessage
+from singlecell.sessions import end_text, session_live_message
+from singlecell.store.base import FileRecord, NewSession, RequestRecord, Status, Store, StoredMessage
 from singlecell.wakeup import Wakeups
 
 log = logging.getLogger(__name__)
@@ -43,10 +47,6 @@ FINISH_RETRIES = (0.1, 0.3, 1.0, 2.0, 4.0)
 # Mid-cell output waits this long for more before it is stored: a quick cell's messages then
 # go to the store in its one finishing transaction, and a printing loop's in few batches.
 COALESCE = 0.010
-STANDARD_KEYS = ("header", "parent_header", "metadata", "content", "msg_type")
-#: the message types a kernel may send; anything else it sends is dropped
-FROM_KERNELS = frozenset({"status", "execute_input", "stream", "display_data", "update_display_data",
-                          "execute_result", "error", "execute_reply", "clear_output"})
 
 
 def file_url(request_id: str, name: str) -> str:
@@ -64,6 +64,9 @@ class Outcome:
     pending: list[StoredMessage] = field(default_factory=list)  # stored with the finish
     seq: int = 0  # the last seq given out: survives a cancelled or timed-out conversation
     oom_kills: int = 0  # the kernel's control group's count of memory kills when the cell began
+    comms: int = 0  # the comms the kernel said were open when the cell ended (widgets: a session)
+    output_bytes: int = 0  # what the kernel sent, on the wire
+    inbox: Inbox | None = None  # the conversation's receive, handed on to a session
 
 
 class Device:
@@ -83,6 +86,8 @@ class Device:
         self._next_stop_check = 0.0  # loop time by which stop requests are read anyway
         self._stopping = False
         self._background: list[asyncio.Task[None]] = []
+        self.sessions: dict[str, LiveSession] = {}  # cells whose widgets stay live, by request id
+        self._next_reads = 0.0  # loop time by which the sessions' last reads are read again
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -92,6 +97,7 @@ class Device:
         if self.wakeups is not None:
             self.wakeups.on_queued = self._wake.set
             self.wakeups.on_stop = self._stop_wake
+            self.wakeups.on_input = self._input_wake
         self._background = [asyncio.ensure_future(self._keep_leases())]
         loop = asyncio.get_running_loop()
         try:
@@ -103,8 +109,9 @@ class Device:
                     self._stops_due = False
                     self._next_stop_check = loop.time() + self.config.poll_interval
                     self._stop_asked()
+                    self._watch_sessions()
                 claimed = self._claim()
-                if burst and not claimed and not self.running:
+                if burst and not claimed and not self.running and not self.sessions:
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
@@ -127,9 +134,54 @@ class Device:
         self._stops_due = True
         self._wake.set()
 
+    def _input_wake(self, request_id: str) -> None:
+        session = self.sessions.get(request_id)
+        if session is not None:
+            session.wake.set()
+
+    def _watch_sessions(self) -> None:
+        """The fallback for lost input wake-ups (once a poll interval), and the sessions' last
+        reads by a client (every few seconds)."""
+        if not self.sessions:
+            return
+        try:
+            for request_id in self.store.pending_inputs(self.name):
+                self._input_wake(request_id)
+            now = asyncio.get_running_loop().time()
+            if now >= self._next_reads:
+                self._next_reads = now + min(5.0, self.config.session_unread / 4)
+                for request_id, when in self.store.session_reads(self.name).items():
+                    session = self.sessions.get(request_id)
+                    if session is not None:
+                        session.read_at(when)
+        except Exception:
+            log.exception("reading the sessions' inputs failed; retrying at the next poll")
+
+    def _make_room(self) -> None:
+        """At ``--max-sessions``, end the least recently used session (an idle one first)."""
+        while len([s for s in self.sessions.values() if s.ending is None]) >= self.config.max_sessions:
+            live = [s for s in self.sessions.values() if s.ending is None]
+            victim = min(live, key=lambda s: (s.busy, s.last_active))
+            victim.end("evicted", end_text("evicted"))
+
+    def _start_session(self, record: RequestRecord, kernel: RunningKernel, outcome: Outcome, seq: int) -> None:
+        assert outcome.inbox is not None
+        session = LiveSession(self, record, kernel, outcome.inbox, seq, outcome.output_bytes)
+        outcome.inbox = None  # the session's now
+        self.sessions[record.id] = session
+        session.task = asyncio.ensure_future(session.run())
+        session.task.add_done_callback(functools.partial(self._session_done, record.id))
+        self.pool.kept(kernel)  # a ready kernel replaces it now: sessions must not starve cells
+
+    def _session_done(self, request_id: str, task: asyncio.Task[None]) -> None:
+        self.sessions.pop(request_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session %s failed inside the device", request_id, exc_info=task.exception())
+
     def _stop_asked(self) -> None:
-        """Stop the running cells a client asked to stop (``POST /stop``): each ends ``aborted``."""
-        if not self.running:
+        """Stop the running cells a client asked to stop (``POST /stop``): each ends ``aborted``;
+        and end the sessions a client asked to stop."""
+        if not self.running and not self.sessions:
             return
         try:
             asked = self.store.stops_for(self.name)
@@ -140,6 +192,9 @@ class Device:
             stop = self._stops.get(request_id)
             if stop is not None and not stop.done():
                 stop.set_result(None)
+            session = self.sessions.get(request_id)
+            if session is not None:
+                session.end("stopped", end_text("stopped"))
 
     def _done(self, request_id: str, _: object = None) -> None:
         task = self.running.pop(request_id, None)
@@ -159,6 +214,11 @@ class Device:
             task.cancel()
         if self.running:
             await asyncio.wait(list(self.running.values()), timeout=5)
+        for session in list(self.sessions.values()):
+            session.end("server_stopped", end_text("server_stopped"))
+        tasks = [s.task for s in self.sessions.values() if s.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     async def _keep_leases(self) -> None:
         interval = self.config.lease_seconds / 3
@@ -167,15 +227,15 @@ class Device:
             try:
                 # only what is still being worked on: a request this device gave up on (its
                 # store kept refusing its ending) runs out, and ends lost
-                self.store.renew_lease(self.name, self.config.lease_seconds, list(self.running))
+                self.store.renew_lease(self.name, self.config.lease_seconds, list(self.running), list(self.sessions))
                 lost = self.store.expire_leases()
                 if lost:
                     log.warning("declared %d requests of vanished devices lost", len(lost))
-                    self._progressed(lost)
+                    self.announce(lost)
             except Exception:
                 log.exception("lease upkeep failed; retrying")
 
-    def _progressed(self, request_ids: Sequence[str]) -> None:
+    def announce(self, request_ids: Sequence[str]) -> None:
         if self.wakeups is not None:
             self.wakeups.progressed(request_ids)
 
@@ -192,6 +252,7 @@ class Device:
             raise
         outcome.oom_kills = self.pool.oom_kills(kernel)
         stop = self._stops[record.id] = asyncio.get_running_loop().create_future()
+        retire: RunningKernel | None = kernel
         try:
             try:
                 await asyncio.wait_for(self._converse_until_stopped(kernel, record, outcome, stop), limit)
@@ -218,10 +279,29 @@ class Device:
                 kernel.kill()
                 outcome.status = Status.ABORTED
                 outcome.extra.append(_server_error(request, exc, "while this cell ran"))
-            await self._end(kernel, record, outcome)
+            keep = self._may_keep(kernel, record, outcome)
+            if keep:
+                self._make_room()
+            seq = await self._end(kernel, record, outcome, session=keep)
+            if keep and seq is not None:
+                self._start_session(record, kernel, outcome, seq)
+                retire = None
         finally:
             del self._stops[record.id]
-            self._retire(kernel)
+            if outcome.inbox is not None:
+                outcome.inbox.close()
+            if retire is not None:
+                self._retire(retire)
+
+    def _may_keep(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome) -> bool:
+        """Whether the cell becomes a session: it ended well or with its own exception, with
+        comms (widgets) open, and its client may have one."""
+        return (self._session_allowed(record) and outcome.status is None and outcome.idle is not None
+                and outcome.comms > 0 and kernel.alive and not self._stopping)
+
+    def _session_allowed(self, record: RequestRecord) -> bool:
+        # the web tier marks the cells that may become sessions (POST /execute, never /eval)
+        return self.config.max_sessions > 0 and record.message.get("metadata", {}).get("singlecell_session") is True
 
     async def _converse_until_stopped(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome,
                                       stop: asyncio.Future[None]) -> None:
@@ -243,7 +323,8 @@ class Device:
         """Send the request; store what comes back until the kernel says idle or dies."""
         request = record.message
         names = list(record.inputs)
-        to_kernel = dict(request, metadata={**request.get("metadata", {}), "singlecell_inputs": names})
+        to_kernel = dict(request, metadata={**request.get("metadata", {}), "singlecell_inputs": names,
+                                            "singlecell_session": self._session_allowed(record)})
         sending: asyncio.Future[Any] = asyncio.ensure_future(kernel.send(to_kernel, [record.inputs[n] for n in names]))
         exited: asyncio.Future[Any] = kernel.exited
         # a PAIR socket whose peer died blocks a send forever: race it with the exit
@@ -251,17 +332,13 @@ class Device:
         if not sending.done():
             sending.cancel()
             return
-        inbox = _Inbox(kernel)
-        try:
-            await self._read_replies(kernel, inbox, record, outcome)
-        finally:
-            inbox.close()
+        outcome.inbox = Inbox(kernel)  # closed by _execute, unless a session takes it over
+        await self._read_replies(kernel, outcome.inbox, record, outcome)
 
-    async def _read_replies(self, kernel: RunningKernel, inbox: _Inbox, record: RequestRecord,
+    async def _read_replies(self, kernel: RunningKernel, inbox: Inbox, record: RequestRecord,
                             outcome: Outcome) -> None:
         """Store what the kernel sends until it says idle, dies, or breaks a rule."""
         request = record.message
-        output_bytes = 0
         hard_cap = 2 * self.config.output_limit + (1 << 20)  # the kernel truncates; this is the backstop
         loop = asyncio.get_running_loop()
         flush_at = math.inf
@@ -277,15 +354,14 @@ class Device:
                 self._protocol_error(kernel, outcome, request, "a message that was not signed with its key")
                 return
             for msg, size in batch:
-                output_bytes += size
+                outcome.output_bytes += size
                 if msg["msg_type"] not in FROM_KERNELS:
                     continue  # extensions (files, limits) are the device's word alone: a cell cannot forge them
                 try:
-                    clean = {key: protocol.json_safe(msg.get(key, {})) for key in STANDARD_KEYS}
+                    clean = inbox_clean(msg, request["header"])
                 except ValueError as exc:
                     self._protocol_error(kernel, outcome, request, str(exc))
                     return
-                clean["parent_header"] = dict(request["header"])
                 if clean["msg_type"] == "error" and clean["content"].get("ename") in KERNEL_NAMED:
                     # a limit the kernel ran into (it names it): the cell was stopped by it
                     named = KERNEL_NAMED[clean["content"]["ename"]]
@@ -294,12 +370,14 @@ class Device:
                                                                 str(clean["content"].get("evalue", ""))))
                 if clean["msg_type"] == "execute_reply":
                     outcome.reply_status = str(clean["content"].get("status", "error"))
+                    comms = clean["metadata"].pop("singlecell_comms", 0)
+                    outcome.comms = comms if isinstance(comms, int) else 0
                 if clean["msg_type"] == "status" and clean["content"].get("execution_state") == "idle":
                     outcome.idle = clean
                     continue
                 outcome.seq += 1
                 outcome.pending.append(StoredMessage(outcome.seq, clean))
-            if output_bytes > hard_cap:
+            if outcome.output_bytes > hard_cap:
                 kernel.kill()
                 output = BY_KEY["output"]
                 self._note_limit(outcome, request, output, self._value(output))
@@ -312,7 +390,7 @@ class Device:
         if not self.store.add_messages(record.id, self.name, outcome.pending):
             raise _Lost()
         outcome.pending = []
-        self._progressed([record.id])
+        self.announce([record.id])
 
     def _protocol_error(self, kernel: RunningKernel, outcome: Outcome, request: dict[str, Any], what: str) -> None:
         """The kernel broke the protocol: nothing more it says is believed, and the cell stops."""
@@ -332,7 +410,8 @@ class Device:
         outcome.extra.append(protocol.error_message(request, limit.ename, evalue))
         outcome.extra.append(protocol.limit_message(request, limit.key, value, limit.ename, evalue))
 
-    async def _end(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome) -> None:
+    async def _end(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome,
+                   session: bool = False) -> int | None:
         """Give the request its one terminal status, whatever it takes.
 
         First the whole ending: the files, the messages and the status. If making it fails, a
@@ -340,14 +419,20 @@ class Device:
         (:attr:`finish_retries`, seconds apart), then asked for the smallest ending (``ServerError`` alone). If
         even that fails the store is out of reach: the request is left out of this device's
         lease renewals, so once the store is back its lease runs out and any process of the
-        deployment ends it ``lost``, readable by its client."""
+        deployment ends it ``lost``, readable by its client.
+
+        With ``session``, the cell also becomes a live session (its kernel is kept). Returns the
+        request's last seq when this ending was stored as made, else None."""
         try:
-            status, messages, files = await self._conclude(kernel, record, outcome)
+            status, messages, files = await self._conclude(kernel, record, outcome, session)
         except Exception as exc:  # a bug, or a filestore that failed: the output so far, and why
             log.exception("request %s: collecting its ending failed; it ends with a ServerError", record.id)
             kernel.kill()
             status, messages, files = Status.ABORTED, self._broken(record, outcome, exc, outcome.pending), []
-        stored = await self._store_finish(record, status, messages, files)
+            session = False
+        new = NewSession(record.client, self.config.lease_seconds) if session else None
+        stored = await self._store_finish(record, status, messages, files, new)
+        ended = messages[-1].seq if stored else None
         if stored is None and (status is not Status.ABORTED or outcome.pending or files):
             log.error("request %s: the store refused its ending %d times; ending it with a ServerError alone",
                       record.id, len(self.finish_retries) + 1)
@@ -358,14 +443,15 @@ class Device:
                       "once its lease of %.0f s runs out", record.id, self.config.lease_seconds)
         elif not stored:
             log.warning("request %s was declared lost before it finished here", record.id)
-        self._progressed([record.id])
+        self.announce([record.id])
+        return ended
 
     async def _store_finish(self, record: RequestRecord, status: Status, messages: list[StoredMessage],
-                            files: list[FileRecord]) -> bool | None:
+                            files: list[FileRecord], session: NewSession | None = None) -> bool | None:
         """``Store.finish``, tried again while it raises; None when every try raised."""
         for delay in (*self.finish_retries, None):
             try:
-                return self.store.finish(record.id, self.name, status, messages, files)
+                return self.store.finish(record.id, self.name, status, messages, files, session)
             except Exception as exc:
                 if delay is None:
                     log.error("request %s: storing its ending failed (%s: %s); giving up", record.id,
@@ -376,8 +462,8 @@ class Device:
                 await asyncio.sleep(delay)
         return None
 
-    async def _conclude(self, kernel: RunningKernel, record: RequestRecord,
-                        outcome: Outcome) -> tuple[Status, list[StoredMessage], list[FileRecord]]:
+    async def _conclude(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome,
+                        session: bool = False) -> tuple[Status, list[StoredMessage], list[FileRecord]]:
         """The request's terminal status, its last messages (idle last) and its files."""
         request = record.message
         if outcome.status is None and outcome.idle is None:
@@ -393,17 +479,21 @@ class Device:
             else:
                 outcome.extra.append(self._death_message(request, wait_status))
         files: list[FileRecord] = []
-        if outcome.status is None and not record.inputs and is_empty(str(kernel.workdir)):
+        if session:
+            pass  # its kernel lives on: what it wrote is collected when the session ends
+        elif outcome.status is None and not record.inputs and is_empty(str(kernel.workdir)):
             pass  # the common case: nothing to collect, so no need to wait for the exit
         else:
             await self._await_exit(kernel)
-            files = self._collect(kernel, record, outcome)
+            files = self.collect_files(kernel, record, outcome.extra)
         status = outcome.status or (Status.DONE if outcome.reply_status == "ok" else Status.ERROR)
         final = [*outcome.extra]
         if files:
             final.append(protocol.extension_message(request, "files", {"files": [
                 {"name": f.name, "size": f.size, "content_type": f.content_type,
                  "url": file_url(record.id, f.name)} for f in files]}))
+        if session:
+            final.append(session_live_message(request, self.config.session_idle, self.config.session_lifetime))
         final.append(outcome.idle or protocol.message("status", {"execution_state": "idle"}, request))
         return status, [*outcome.pending, *_numbered(outcome.seq, final)], files
 
@@ -425,7 +515,10 @@ class Device:
                 await asyncio.wait_for(asyncio.shield(kernel.exited), 5)
         kernel.kill_leftovers()
 
-    def _collect(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome) -> list[FileRecord]:
+    def collect_files(self, kernel: RunningKernel, record: RequestRecord,
+                      extra: list[dict[str, Any]]) -> list[FileRecord]:
+        """Sweep the files the kernel left into the filestore; a note of those skipped goes first
+        in ``extra``."""
         result = sweep(str(kernel.workdir), record.inputs, self.config.max_output_files,
                        self.config.max_output_file_size, self.config.disk_limit * 1024 * 1024)
         files = []
@@ -438,7 +531,7 @@ class Device:
             content_type = mimetypes.guess_type(swept.name)[0] or "application/octet-stream"
             files.append(FileRecord(swept.name, len(swept.data), content_type, location))
         if result.skipped:
-            outcome.extra.insert(0, protocol.message("stream", {"name": "stderr", "text": (
+            extra.insert(0, protocol.message("stream", {"name": "stderr", "text": (
                 "[files not collected: " + "; ".join(result.skipped) + "]\n")}, record.message))
         return files
 
@@ -473,44 +566,3 @@ class _Stopped(Exception):
 
 class _Lost(Exception):
     """The store says this device no longer owns the request."""
-
-
-class _Inbox:
-    """A kernel's messages as the device reads them.
-
-    One receive is outstanding at a time, and it is not cancelled while the conversation goes
-    on: a receive that has taken a message off the socket must hand it over, even when the wait
-    for it ended first (the coalescing window closed in the same turn of the loop). Cancelling it
-    then would drop that message."""
-
-    def __init__(self, kernel: RunningKernel) -> None:
-        self.kernel = kernel
-        self.receiving: asyncio.Future[list[tuple[dict[str, Any], int]]] | None = None
-
-    async def next(self, timeout: float) -> list[tuple[dict[str, Any], int]] | ValueError | None:
-        """The kernel's next messages; ``[]`` when none came within ``timeout`` seconds; after
-        it exited, what it sent before dying, then ``None``; a ``ValueError`` for a message that
-        cannot be believed."""
-        if self.receiving is None:
-            self.receiving = asyncio.ensure_future(self.kernel.receive())
-        receiving = self.receiving
-        exited: asyncio.Future[Any] = self.kernel.exited
-        done, _ = await asyncio.wait({receiving, exited}, timeout=None if timeout == math.inf else max(timeout, 0),
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if not done:
-            return []  # the receive stays outstanding, for the next call
-        if receiving not in done:
-            # ZeroMQ may still be handing over what it wrote just before it died
-            done, _ = await asyncio.wait({receiving}, timeout=0.1)
-            if not done:
-                return None
-        self.receiving = None
-        try:
-            return receiving.result()
-        except ValueError as exc:
-            return exc
-
-    def close(self) -> None:
-        """The conversation is over: nothing more it sends is read."""
-        if self.receiving is not None:
-            self.receiving.cancel()

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -175,15 +175,17 @@ class IOPubChannel(Channel):
         self.parent = {}
         self.interrupts = interrupts
 
-    def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
-        self.publish(msg_type, content, self.parent, metadata)
+    def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None,
+             buffers: Sequence[bytes] | None = None) -> None:
+        self.publish(msg_type, content, self.parent, metadata, buffers)
 
     def publish(self, msg_type: str, content: dict[str, Any], parent: dict[str, Any],
-                metadata: dict[str, Any] | None = None) -> None:
-        self.reply(self.socket, [], msg_type, content, parent, metadata)
+                metadata: dict[str, Any] | None = None, buffers: Sequence[bytes] | None = None) -> None:
+        self.reply(self.socket, [], msg_type, content, parent, metadata, buffers)
 
     def reply(self, socket: zmq.Socket[bytes], idents: list[bytes], msg_type: str, content: dict[str, Any],
-              parent: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+              parent: dict[str, Any], metadata: dict[str, Any] | None = None,
+              buffers: Sequence[bytes] | None = None) -> None:
         """Send one message on ``socket`` (shell or iopub) with this channel's Session."""
         guard = self.interrupts.deferring() if threading.current_thread() is threading.main_thread() \
             else contextlib.nullcontext()
@@ -191,7 +193,7 @@ class IOPubChannel(Channel):
             if socket.closed:  # the kernel is shutting down: what the control thread still says is moot
                 return
             self.session.send(socket, msg_type, content, parent=parent, ident=idents or None,
-                              metadata=metadata)
+                              metadata=metadata, buffers=list(buffers) if buffers else None)
 
     def close(self) -> None:
         with self.lock:

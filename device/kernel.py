@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -36,6 +36,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from jupyter_client.session import Session
 from traitlets.config import Config as TraitletsConfig
 
+from device import comms
 from device.control import KernelSpec
 from device.sandbox.base import SandboxLayer
 from singlecell.limits import BY_KEY
@@ -177,9 +178,11 @@ class Channel:
         self.lock = threading.Lock()
         self.parent: dict[str, Any] = {}
 
-    def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+    def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None,
+             buffers: Sequence[bytes] | None = None) -> None:
         with self.lock:
-            self.session.send(self.socket, msg_type, content, parent=self.parent, metadata=metadata)
+            self.session.send(self.socket, msg_type, content, parent=self.parent, metadata=metadata,
+                              buffers=list(buffers) if buffers else None)
 
     def receive(self) -> dict[str, Any]:
         _, msg = self.session.recv(self.socket, mode=0)
@@ -262,6 +265,8 @@ class KernelDisplayHook(DisplayHook):
 class KernelShell(InteractiveShell):
     display_pub_class = KernelDisplayPublisher
     displayhook_class = KernelDisplayHook
+    #: the kernel, as ipykernel's shell has it: ipywidgets' Output reads ``kernel.get_parent()``
+    kernel: Any = None
 
     def _showtraceback(self, etype: Any, evalue: Any, stb: Any) -> None:
         current_kernel().report_error(etype, evalue, stb)
@@ -283,6 +288,7 @@ def make_shell(preload: list[str]) -> InteractiveShell:
         # BLAS thread pools do not survive fork; one thread per kernel also keeps a cell to
         # the CPU the device gave it
         os.environ.setdefault(name, "1")
+    comms.install()  # before the preload: ipywidgets reads its settings when imported
     for module in preload:
         __import__(module)
     config = TraitletsConfig()
@@ -290,6 +296,7 @@ def make_shell(preload: list[str]) -> InteractiveShell:
     config.InteractiveShell.colors = "LightBG"  # tracebacks are shown on light pages (static/), mostly
     config.InteractiveShell.xmode = "Context"
     shell = KernelShell.instance(config=config)
+    comms.register_widget_targets()
     if "matplotlib" in preload:
         # inline: plt.show() and figures left open become image/png display_data
         shell.enable_matplotlib("inline")
@@ -405,6 +412,23 @@ class Kernel:
                 self.note_truncation()
                 return
             self.channel.send(msg_type, content)
+
+    def send_comm(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any],
+                  buffers: list[bytes]) -> None:
+        """A comm message of the cell's (a widget's state, an update): after the output before
+        it, and counted against the output limit like a display."""
+        self.flush_streams()
+        with self.out_lock:
+            size = len(str(content.get("data", ""))) + sum(map(len, buffers))
+            if self.budget.take(size) < size:
+                self.note_truncation()
+                raise self.output_exceeded()
+            self.channel.send(msg_type, content, metadata, buffers)
+
+    def get_parent(self) -> dict[str, Any]:
+        """The message being answered (the request, or a session's input), as ipykernel's
+        ``Kernel.get_parent``: ipywidgets' Output widget captures output by its msg_id."""
+        return {"header": self.channel.parent}
 
     def note_truncation(self) -> None:
         if not self.truncation_noted:
@@ -542,8 +566,43 @@ class Kernel:
             err = self.error_content or {"ename": type(failure).__name__, "evalue": str(failure), "traceback": []}
             reply = {"status": "error", "execution_count": 1, **err}
         self.running = False
-        self.channel.send("execute_reply", reply, metadata={"status": reply["status"]})
+        # the open comms tell the device whether the cell may become a session
+        self.channel.send("execute_reply", reply, metadata={"status": reply["status"],
+                                                            "singlecell_comms": comms.open_comms()})
         self.channel.send("status", {"execution_state": "idle"})
+
+    # -- a session: the cell's widgets stay live -------------------------------------------
+
+    def serve_session(self) -> None:
+        """Answer the front end's comm messages, one at a time, until the device ends the session
+        (it kills this process)."""
+        while True:
+            msg = self.channel.receive()
+            if msg.get("msg_type") in comms.FROM_FRONT_END:
+                self.handle_input(msg)
+
+    def handle_input(self, msg: dict[str, Any]) -> None:
+        """One input: ``busy``, what its handlers print, display and send, then ``idle`` (which
+        says how many comms are still open: none left ends the session)."""
+        self.channel.parent = msg.get("header", {})
+        self.error_content = None
+        self.channel.send("status", {"execution_state": "busy"})
+        self.running = True
+        try:
+            comms.dispatch(msg)  # a handler's exception is logged to stderr by the comm manager
+        except Exception:  # what the manager itself raised, or an output limit while it logged
+            with contextlib.suppress(Exception):
+                self.shell.showtraceback()
+        _flush_c_stdio()
+        with contextlib.suppress(OutputLimitExceeded):
+            self.flush_streams()
+        self.running = False
+        said: dict[str, Any] = self.error_content or {}
+        if self.budget.exhausted and said.get("ename") != "OutputLimitExceeded":
+            # the device ends the session for it; a handler may have swallowed the exception
+            self.channel.send("error", {"ename": "OutputLimitExceeded", "evalue": str(self.output_exceeded()),
+                                        "traceback": []})
+        self.channel.send("status", {"execution_state": "idle"}, metadata={"singlecell_comms": comms.open_comms()})
 
     def run_file(self, name: str) -> BaseException | None:
         """Run an uploaded file in the cell's namespace, as ``%run`` would (``__name__`` is

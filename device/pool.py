@@ -246,6 +246,9 @@ class KernelPool(KernelLauncher):
         kernel.close()
         self.fill()
 
+    def kept(self, kernel: RunningKernel) -> None:
+        self.fill()
+
     def fill(self) -> None:
         if self._restarting:
             return  # _watch_template fills once the new template is up

@@ -24,7 +24,7 @@ import zmq
 from IPython.core.interactiveshell import InteractiveShell
 from jupyter_client.session import Session
 
-from device import control
+from device import comms, control
 from device.confinement import ConfinementFailed, confine
 from device.control import BadControlMessage, KernelSpec
 from device.kernel import (
@@ -224,7 +224,10 @@ def run_forked_kernel(shell: InteractiveShell, session: Session, spec: KernelSpe
         log_fd = 2
         # for the cell's code; replacing a module function is the point here
         os._exit = exit_after_delivery(kernel, os.getpid(), os._exit)  # type: ignore[assignment]
+        shell.kernel = kernel  # type: ignore[attr-defined]
         kernel.run(request)
+        if request.get("metadata", {}).get("singlecell_session") is True and comms.open_comms():
+            kernel.serve_session()  # its widgets stay live until the device ends the session
         set_background(True)  # the answer is out: tearing down can wait for a free core
         kernel.channel.close()
     except BaseException:

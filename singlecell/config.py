@@ -65,7 +65,7 @@ class Config:
     kernels: int = _setting(8, "cells run at once by this device", commands=KERNEL_HOSTS)
     ready_kernels: int = _setting(4, "kernels kept forked and waiting, so forking is off the "
                                   "request path", commands=KERNEL_HOSTS)
-    preload: str = _setting("numpy,matplotlib", "modules the kernel template imports once, "
+    preload: str = _setting("numpy,matplotlib,ipywidgets", "modules the kernel template imports once, "
                             "comma-separated", commands=KERNEL_HOSTS)
     time_limit: float = _setting(30.0, "wall-clock seconds a cell may run", commands=STORES)
     cpu_limit: int = _setting(30, "CPU seconds a cell may use (0: no limit)", commands=KERNEL_HOSTS)
@@ -101,6 +101,17 @@ class Config:
     file_size_limit: int = _setting(64 * 1024 * 1024, "bytes of any one file a cell writes (0: no limit)",
                                     commands=KERNEL_HOSTS)
     open_files_limit: int = _setting(256, "files a cell may hold open at once", commands=KERNEL_HOSTS)
+
+    # -- sessions: a cell whose widgets are still open keeps its kernel (see device/session.py)
+    max_sessions: int = _setting(32, "live sessions (kernels kept for open widgets) per device, apart from "
+                                 "--kernels; at the cap the least recently used one is ended (0: none)",
+                                 commands=KERNEL_HOSTS)
+    max_sessions_per_client: int = _setting(8, "live sessions one client address may hold; past it "
+                                            "POST /execute answers 429", commands=SERVERS)
+    session_idle: float = _setting(300.0, "seconds a session lives with no input", commands=KERNEL_HOSTS)
+    session_unread: float = _setting(60.0, "seconds a session lives with no client reading its output "
+                                     "(a closed tab)", commands=KERNEL_HOSTS)
+    session_lifetime: float = _setting(1800.0, "seconds a session lives at most", commands=KERNEL_HOSTS)
 
     config_file: str = _setting("", "the config file these settings were read from (set by --config)")
 

@@ -92,6 +92,19 @@ class DuplicateRequest(SingleCellError):
     code = "duplicate"
 
 
+class SessionEnded(SingleCellError):
+    """An input for a cell whose session is over (or never began): run the cell again."""
+
+    status = 409
+    code = "session_ended"
+
+
+class TooManySessions(TooManyRequests):
+    """A client holds as many live sessions as it may."""
+
+    code = "too_many_sessions"
+
+
 class StillRunning(SingleCellError):
     """``/eval`` gave up waiting; the request goes on and its output URL stays valid."""
 

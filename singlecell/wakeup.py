@@ -1,6 +1,7 @@
 """Wake-ups between the web tier and the devices, so neither polls the store on a timer.
 
-The web tier tells devices "a request is queued" or "a client asked to stop a request"; a device
+The web tier tells devices "a request is queued", "a client asked to stop a request" or "a
+session has a new input"; a device
 tells web processes "request X has new messages or a new status". A wake-up carries no data that
 matters: the store stays the truth, a lost wake-up only costs one fallback poll
 (``poll_interval``), and a process may receive wake-ups meant for others.
@@ -31,14 +32,21 @@ class Wakeups(ABC):
     def __init__(self) -> None:
         self.on_queued: Callable[[], None] | None = None
         self.on_stop: Callable[[], None] | None = None
+        self.on_input: Callable[[str], None] | None = None
         self.on_progress: Callable[[str], None] | None = None
 
     role: str  # "device" or "web": which end this is
 
     def _dispatch(self, payload: str) -> None:
-        """Call the callbacks for one wake-up as every kind carries it: to a device ``q`` (queued)
-        or ``s`` (stop asked); to a web process request ids, space-separated."""
+        """Call the callbacks for one wake-up as every kind carries it: to a device ``q`` (queued),
+        ``s`` (stop asked) or ``i`` and request ids (inputs for those sessions); to a web process
+        request ids, space-separated."""
         if self.role == "device":
+            if payload.startswith("i"):
+                if self.on_input is not None:
+                    for request_id in payload[1:].split():
+                        self.on_input(request_id)
+                return
             callback = self.on_stop if payload == "s" else self.on_queued
             if callback is not None:
                 callback()
@@ -60,6 +68,10 @@ class Wakeups(ABC):
     @abstractmethod
     def stop_requested(self) -> None:
         """Tell the devices that a client asked to stop a running request (after it was stored)."""
+
+    @abstractmethod
+    def input_added(self, request_id: str) -> None:
+        """Tell the devices that the request's session has a new input (after it was stored)."""
 
     @abstractmethod
     def progressed(self, request_ids: Iterable[str]) -> None:
@@ -133,6 +145,10 @@ class HostWakeups(Wakeups):
         if self.role == "web":
             self._post(b"s")
 
+    def input_added(self, request_id: str) -> None:
+        if self.role == "web":
+            self._post(b"i" + request_id.encode("ascii"))
+
     def progressed(self, request_ids: Iterable[str]) -> None:
         if self.role == "device":
             ids = " ".join(request_ids)
@@ -151,10 +167,11 @@ class PostgresWakeups(Wakeups):
     """Processes sharing a PostgreSQL store, on any number of hosts: LISTEN/NOTIFY.
 
     Devices listen on ``singlecell_work`` (payload ``q``: a request was queued; ``s``: a stop
-    was asked); web processes on ``singlecell_progress`` (payload: request ids, space-separated).
-    One connection listens; sends are queued and go out through a second one, coalesced (one
-    ``q`` for any number of queued requests, ids packed up to PostgreSQL's payload limit). A
-    dropped connection is made again with back-off; meanwhile the fallback poll covers.
+    was asked; ``i`` and a request id: a session has an input); web processes on
+    ``singlecell_progress`` (payload: request ids, space-separated). One connection listens;
+    sends are queued and go out through a second one, coalesced (one ``q`` for any number of
+    queued requests, ids packed up to PostgreSQL's payload limit). A dropped connection is made
+    again with back-off; meanwhile the fallback poll covers.
     """
 
     WORK, PROGRESS = "singlecell_work", "singlecell_progress"
@@ -233,6 +250,10 @@ class PostgresWakeups(Wakeups):
     def stop_requested(self) -> None:
         if self.role == "web":
             self._post(self.WORK, "s")
+
+    def input_added(self, request_id: str) -> None:
+        if self.role == "web":
+            self._post(self.WORK, "i" + request_id)
 
     def progressed(self, request_ids: Iterable[str]) -> None:
         if self.role == "device":

@@ -60,6 +60,24 @@ class NewRequest:
 
 
 @dataclass(frozen=True)
+class SessionState:
+    """The session a finished cell became (its kernel kept for open widgets), as stored."""
+
+    live: bool
+    reason: str | None  # why it ended (a key of singlecell.sessions.SESSION_ENDS); None while live
+    started: float
+    ended: float | None
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """What :meth:`Store.finish` needs to open a session: whose it is, and its first lease."""
+
+    client: str
+    lease_seconds: float
+
+
+@dataclass(frozen=True)
 class RequestRecord:
     """A request as stored. Timestamps are seconds since the epoch (``time.time()``)."""
 
@@ -75,6 +93,7 @@ class RequestRecord:
     started: float | None
     finished: float | None
     last_seq: int  # the highest message seq stored for it; 0 when none
+    session: SessionState | None = None  # set by get_request when the cell became a session
 
 
 @dataclass(frozen=True)
@@ -156,9 +175,10 @@ class Store(ABC):
         """Ask for a request to be stopped; returns its status afterwards, ``None`` for an unknown id.
 
         A ``queued`` request ends ``aborted`` at once, in one transaction with ``messages``
-        (stored as seqs 1, 2, …): it never reaches a kernel. A ``running`` one is marked, and its
-        device, which reads the marks with :meth:`stops_for`, stops it. A finished request is
-        left as it was. Asking again changes nothing more.
+        (stored as seqs 1, 2, …): it never reaches a kernel. A ``running`` one, or a finished one
+        whose session is live, is marked, and its device, which reads the marks with
+        :meth:`stops_for`, stops it. Any other finished request is left as it was. Asking again
+        changes nothing more.
         """
 
     # -- permalinks ---------------------------------------------------------------------
@@ -176,8 +196,9 @@ class Store(ABC):
 
     @abstractmethod
     def stops_for(self, device: str) -> list[str]:
-        """The ids of requests ``running`` under ``device`` that a client asked to stop
-        (:meth:`request_stop`). The device stops each and finishes it as usual."""
+        """The ids of requests ``running`` under ``device``, and of live sessions it holds, that
+        a client asked to stop (:meth:`request_stop`). The device stops each and finishes it
+        (or ends the session) as usual."""
 
     @abstractmethod
     def claim(self, device: str, limit: int, lease_seconds: float) -> list[RequestRecord]:
@@ -189,11 +210,13 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def renew_lease(self, device: str, lease_seconds: float, request_ids: Sequence[str]) -> int:
-        """Extend the lease of the requests of ``request_ids`` that ``device`` holds ``running``;
-        returns how many. A lease that ran out but was not yet declared lost is revived: its
-        device is alive. A request the device holds but leaves out runs out: the device gave up
-        on it, and it will end ``lost``."""
+    def renew_lease(self, device: str, lease_seconds: float, request_ids: Sequence[str],
+                    session_ids: Sequence[str] = ()) -> int:
+        """Extend the lease of the requests of ``request_ids`` that ``device`` holds ``running``,
+        and of the live sessions of ``session_ids`` it holds; returns how many of both. A lease
+        that ran out but was not yet declared lost is revived: its device is alive. A request or
+        session the device holds but leaves out runs out: the device gave up on it, and it will
+        end ``lost``."""
 
     @abstractmethod
     def add_messages(self, request_id: str, device: str, messages: Sequence[StoredMessage]) -> bool:
@@ -214,9 +237,12 @@ class Store(ABC):
         status: Status,
         messages: Sequence[StoredMessage] = (),
         files: Sequence[FileRecord] = (),
+        session: NewSession | None = None,
     ) -> bool:
         """Give a request ``device`` holds ``running`` its terminal ``status``, in one
-        transaction with its last ``messages`` and its ``files``.
+        transaction with its last ``messages`` and its ``files``; with ``session``, the cell
+        also becomes a live session held by ``device`` (its lease ``session.lease_seconds``, its
+        last read now), in the same transaction.
 
         Returns ``False`` and changes nothing when the request is not ``running`` under
         ``device``. Raises ``ValueError`` (changing nothing) for a status that is not terminal,
@@ -225,11 +251,14 @@ class Store(ABC):
 
     @abstractmethod
     def expire_leases(self, now: float | None = None) -> list[str]:
-        """Turn every ``running`` request whose lease ended before ``now`` into ``lost``.
+        """Turn every ``running`` request whose lease ended before ``now`` into ``lost``, and
+        end every live session whose lease ended, reason ``lost``.
 
-        Each gets one last message appended (seq ``last_seq + 1``): a Jupyter ``error``
-        message, built by :func:`singlecell.protocol.lost_error_message`, that says its
-        device stopped answering; ``finished`` becomes ``now``. Returns the ids it changed.
+        Each request gets one last message appended (seq ``last_seq + 1``): a Jupyter
+        ``error`` message, built by :func:`singlecell.protocol.lost_error_message`, that says
+        its device stopped answering; ``finished`` becomes ``now``. Each session gets its
+        ``session_end`` message (:func:`singlecell.sessions.session_end_message`, reason
+        ``lost``) the same way, and ``ended`` becomes ``now``. Returns the ids it changed.
         Any process may call this.
         """
 
@@ -241,6 +270,54 @@ class Store(ABC):
         device, start and lease are cleared and they keep their place (``created``) in the
         queue. Returns how many moved. A device calls this with claims it cannot run.
         """
+
+    # -- sessions -----------------------------------------------------------------------
+    # A cell that finished with widgets open keeps its kernel: ``finish(..., session=…)`` opens
+    # the session. Clients send it inputs (comm messages); its device delivers them in order and
+    # appends what the kernel answers to the request's messages, until it ends the session.
+
+    @abstractmethod
+    def add_input(self, request_id: str, message: JsonDict) -> int | None:
+        """Store ``message`` as the next input of the request's live session; returns its seq
+        (1, 2, … per session). ``None``, storing nothing, when the request has no live session."""
+
+    @abstractmethod
+    def inputs(self, request_id: str, after: int) -> list[tuple[int, JsonDict]]:
+        """The session's inputs with ``seq > after``, as (seq, message), in order."""
+
+    @abstractmethod
+    def pending_inputs(self, device: str) -> dict[str, list[tuple[int, JsonDict]]]:
+        """For each live session ``device`` holds, the inputs not yet marked delivered (see
+        :meth:`add_session_messages`), in order: the device's fallback when a wake-up is lost."""
+
+    @abstractmethod
+    def add_session_messages(self, request_id: str, device: str, messages: Sequence[StoredMessage],
+                             delivered: int | None = None) -> bool:
+        """Append messages (one transaction) to a request whose live session ``device`` holds;
+        with ``delivered``, also mark the session's inputs up to that seq as delivered.
+
+        Seqs follow the rules of :meth:`add_messages`. Returns ``False``, storing nothing, when
+        the session is not live under ``device`` (it ended, or its lease ran out)."""
+
+    @abstractmethod
+    def end_session(self, request_id: str, device: str, reason: str, messages: Sequence[StoredMessage] = (),
+                    files: Sequence[FileRecord] = ()) -> bool:
+        """End the live session ``device`` holds, for ``reason``, in one transaction with its
+        last ``messages`` (the ``session_end`` among them) and the files its kernel left.
+        Returns ``False``, changing nothing, when it is not live under ``device``."""
+
+    @abstractmethod
+    def touch_session(self, request_id: str, now: float | None = None) -> None:
+        """A client read the session's output (the web tier, on every read of a live one).
+        May skip the write when the last read is under a few seconds old."""
+
+    @abstractmethod
+    def session_reads(self, device: str) -> dict[str, float]:
+        """When a client last read each live session ``device`` holds: request id → time."""
+
+    @abstractmethod
+    def live_sessions(self, client: str) -> int:
+        """How many live sessions the cells of ``client`` (a request's ``client``) hold."""
 
     # -- files --------------------------------------------------------------------------
 

@@ -227,6 +227,34 @@ def _library(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
+# -- version 4: sessions, kernels kept alive for a cell's open widgets (device/session.py) -----
+
+session_table = sa.Table(  # one row per cell that became a session; it stays after the session ends
+    "sessions",
+    metadata,
+    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("device", sa.Text, nullable=False),
+    sa.Column("client", sa.Text, nullable=False),
+    sa.Column("live", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text),  # why it ended: a key of singlecell.sessions.SESSION_ENDS
+    sa.Column("started", sa.Float, nullable=False),
+    sa.Column("ended", sa.Float),
+    sa.Column("lease_until", sa.Float, nullable=False),
+    sa.Column("last_read", sa.Float, nullable=False),  # a client last read its output (web tier)
+    sa.Column("last_input", sa.Integer, nullable=False, server_default="0"),  # the last input's seq
+    sa.Column("delivered", sa.Integer, nullable=False, server_default="0"),  # inputs answered up to
+    sa.Index("sessions_live_device", "live", "device"),
+    sa.Index("sessions_live_client", "live", "client"),
+)
+
+input_table = sa.Table(  # what clients sent a session's kernel (POST /input), in order
+    "session_inputs",
+    metadata,
+    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("message", sa.Text, nullable=False),
+)
+
 version_table = sa.Table("singlecell_schema", sa.MetaData(), sa.Column("version", sa.Integer, nullable=False))
 
 # PostgreSQL only; the one lock every table of the project is made under (the SQL filestore's too)
@@ -244,6 +272,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _tables(request_table, message_table, file_table),  # 1: singlecell 0.1
     _tables(stop_table, permalink_table),  # 2: stop requests and permalinks
     _library,  # 3: accounts and the snippet library
+    _tables(session_table, input_table),  # 4: sessions and their inputs
 ]
 LATEST = len(MIGRATIONS)
 

@@ -21,12 +21,15 @@ from sqlalchemy.engine import Connection, Row
 
 from singlecell.errors import DuplicateRequest, QueueFull
 from singlecell.protocol import lost_error_message
+from singlecell.sessions import end_text, session_end_message
 from singlecell.store.base import (
     FileRecord,
     JsonDict,
     NewRequest,
+    NewSession,
     Permalink,
     RequestRecord,
+    SessionState,
     Status,
     Store,
     StoredMessage,
@@ -35,10 +38,12 @@ from singlecell.store.base import (
 from singlecell.store.database import Database
 from singlecell.store.schema import (
     file_table,
+    input_table,
     message_table,
     migrate,
     permalink_table,
     request_table,
+    session_table,
     stop_table,
 )
 
@@ -50,6 +55,9 @@ def _dumps(value: Any) -> str:
 
 
 def _record(row: Row[Any]) -> RequestRecord:
+    started = getattr(row, "session_started", None)  # only _GET_REQUEST joins the session
+    session = None if started is None else SessionState(bool(row.session_live), row.session_reason, started,
+                                                        row.session_ended)
     return RequestRecord(
         id=row.id,
         message=json.loads(row.message),
@@ -63,6 +71,7 @@ def _record(row: Row[Any]) -> RequestRecord:
         started=row.started,
         finished=row.finished,
         last_seq=row.last_seq,
+        session=session,
     )
 
 
@@ -92,7 +101,13 @@ _INSERT_MESSAGES = message_table.insert()
 _INSERT_FILES = file_table.insert()
 _LOCK_QUEUE = sa.select(sa.func.pg_advisory_xact_lock(0x5C_0E0E))  # PostgreSQL only; key arbitrary
 _COUNT_QUEUED = sa.select(sa.func.count()).select_from(request_table).where(_req.status == _QUEUED)
-_GET_REQUEST = sa.select(request_table).where(_req.id == _rid)
+_ses, _inp = session_table.c, input_table.c
+_GET_REQUEST = (
+    sa.select(request_table, _ses.live.label("session_live"), _ses.reason.label("session_reason"),
+              _ses.started.label("session_started"), _ses.ended.label("session_ended"))
+    .select_from(request_table.outerjoin(session_table, _ses.request_id == _req.id))
+    .where(_req.id == _rid)
+)
 _GET_MESSAGES = (
     sa.select(_msg.seq, _msg.message)
     .where(_msg.request_id == _rid, _msg.seq > sa.bindparam("after"))
@@ -144,11 +159,71 @@ _STOP_QUEUED = (
 )
 _GET_STATUS = sa.select(_req.status).where(_req.id == _rid)
 
-_STOPS_FOR = (
+_STOPS_FOR = sa.union_all(
     sa.select(_req.id)
     .join(stop_table, stop_table.c.request_id == _req.id)
-    .where(_req.status == _RUNNING, _req.device == _dev)
+    .where(_req.status == _RUNNING, _req.device == _dev),
+    sa.select(_ses.request_id)
+    .join(stop_table, stop_table.c.request_id == _ses.request_id)
+    .where(_ses.live.is_(True), _ses.device == _dev),
 )
+_LIVE_HELD = (_ses.request_id == _rid, _ses.live.is_(True), _ses.device == _dev)
+_IS_LIVE = sa.select(_ses.request_id).where(_ses.request_id == _rid, _ses.live.is_(True))
+_INSERT_SESSION = session_table.insert()
+_NEXT_INPUT = (
+    session_table.update()
+    .where(_ses.request_id == _rid, _ses.live.is_(True))
+    .values(last_input=_ses.last_input + 1)
+    .returning(_ses.last_input)
+)
+_INSERT_INPUT = input_table.insert()
+_INPUTS = (
+    sa.select(_inp.seq, _inp.message).where(_inp.request_id == _rid, _inp.seq > sa.bindparam("after"))
+    .order_by(_inp.seq)
+)
+_PENDING_INPUTS = (
+    sa.select(_inp.request_id, _inp.seq, _inp.message)
+    .join(session_table, _ses.request_id == _inp.request_id)
+    .where(_ses.live.is_(True), _ses.device == _dev, _inp.seq > _ses.delivered)
+    .order_by(_inp.request_id, _inp.seq)
+)
+_SESSION_GUARD = session_table.update().where(*_LIVE_HELD)  # values added per call
+_SESSION_SEQ = (  # a live session's messages: last_seq moves on, checked against the first new seq
+    request_table.update()
+    .where(_req.id == _rid, _req.last_seq < sa.bindparam("first"))
+    .values(last_seq=sa.bindparam("last"))
+)
+_END_SESSION = (
+    session_table.update().where(*_LIVE_HELD)
+    .values(live=False, reason=sa.bindparam("why"), ended=_now)
+)
+_TOUCH_SESSION = (
+    session_table.update()
+    .where(_ses.request_id == _rid, _ses.live.is_(True), _ses.last_read < sa.bindparam("stale"))
+    .values(last_read=_now)
+)
+_SESSION_READS = sa.select(_ses.request_id, _ses.last_read).where(_ses.live.is_(True), _ses.device == _dev)
+_LIVE_OF_CLIENT = (
+    sa.select(sa.func.count()).select_from(session_table)
+    .where(_ses.live.is_(True), _ses.client == sa.bindparam("who"))
+)
+_RENEW_SESSIONS = (
+    session_table.update()
+    .where(_ses.live.is_(True), _ses.device == _dev, _ses.request_id.in_(sa.bindparam("ids", expanding=True)))
+    .values(lease_until=sa.bindparam("until"))
+)
+_ANY_EXPIRED_SESSION = sa.select(_ses.request_id).where(_ses.live.is_(True), _ses.lease_until < _now).limit(1)
+_EXPIRE_SESSIONS = (
+    session_table.update()
+    .where(_ses.live.is_(True), _ses.lease_until < _now)
+    .values(live=False, reason="lost", ended=_now)
+    .returning(_ses.request_id)
+)
+_BUMP_SEQ = (
+    request_table.update().where(_req.id == _rid).values(last_seq=_req.last_seq + 1)
+    .returning(_req.message, _req.last_seq)
+)
+_TOUCH_EVERY = 2.0  # seconds: a live session's last read is written at most this often
 _GET_PERMALINK = sa.select(permalink_table).where(permalink_table.c.id == sa.bindparam("pid"))
 
 
@@ -183,6 +258,15 @@ def _lock_queue(conn: Connection) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.execute(_LOCK_QUEUE)
+
+
+def _insert_files(conn: Connection, request_id: str, files: Sequence[FileRecord]) -> None:
+    if files:
+        conn.execute(_INSERT_FILES, [
+            {"request_id": request_id, "name": f.name, "size": f.size, "content_type": f.content_type,
+             "location": f.location}
+            for f in files
+        ])
 
 
 def _file_record(row: Row[Any]) -> FileRecord:
@@ -260,7 +344,7 @@ class SqlStore(Store):
                                                     for i, m in enumerate(messages)])
                 return Status.ABORTED
             status = conn.execute(_GET_STATUS, {"rid": request_id}).scalar()
-            if status == _RUNNING:
+            if status == _RUNNING or (status is not None and conn.execute(_IS_LIVE, {"rid": request_id}).first()):
                 _insert_new(conn, stop_table, {"request_id": request_id, "requested": time.time()})
         return None if status is None else Status(status)
 
@@ -296,12 +380,18 @@ class SqlStore(Store):
         # RETURNING gives rows in no promised order.
         return sorted(records, key=lambda r: (r.created, r.id))
 
-    def renew_lease(self, device: str, lease_seconds: float, request_ids: Sequence[str]) -> int:
-        if not request_ids:
+    def renew_lease(self, device: str, lease_seconds: float, request_ids: Sequence[str],
+                    session_ids: Sequence[str] = ()) -> int:
+        if not request_ids and not session_ids:
             return 0
+        params = {"dev": device, "until": time.time() + lease_seconds}
+        renewed = 0
         with self._writer.begin() as conn:
-            return conn.execute(_RENEW, {"dev": device, "until": time.time() + lease_seconds,
-                                         "ids": list(request_ids)}).rowcount
+            if request_ids:
+                renewed += conn.execute(_RENEW, {**params, "ids": list(request_ids)}).rowcount
+            if session_ids:
+                renewed += conn.execute(_RENEW_SESSIONS, {**params, "ids": list(session_ids)}).rowcount
+        return renewed
 
     def _append(
         self, conn: Connection, request_id: str, device: str, msgs: Sequence[StoredMessage],
@@ -341,6 +431,7 @@ class SqlStore(Store):
         status: Status,
         messages: Sequence[StoredMessage] = (),
         files: Sequence[FileRecord] = (),
+        session: NewSession | None = None,
     ) -> bool:
         status = Status(status)
         if not status.terminal:
@@ -350,12 +441,13 @@ class SqlStore(Store):
             with self._writer.begin() as conn:
                 if not self._append(conn, request_id, device, messages, status):
                     return False
-                if files:
-                    conn.execute(_INSERT_FILES, [
-                        {"request_id": request_id, "name": f.name, "size": f.size,
-                         "content_type": f.content_type, "location": f.location}
-                        for f in files
-                    ])
+                _insert_files(conn, request_id, files)
+                if session is not None:
+                    now = time.time()
+                    conn.execute(_INSERT_SESSION, {
+                        "request_id": request_id, "device": device, "client": session.client, "live": True,
+                        "started": now, "lease_until": now + session.lease_seconds, "last_read": now,
+                        "last_input": 0, "delivered": 0})
         except sa.exc.IntegrityError:  # seqs are checked above, so only a file name can repeat
             raise ValueError(f"finish got two files with one name: {sorted(f.name for f in files)}") from None
         return True
@@ -364,7 +456,7 @@ class SqlStore(Store):
         params = {"now": time.time() if now is None else now}
         # Every process calls this on a timer and almost always nothing has expired: look
         # without the write lock first, so idle sweeps never make writers wait.
-        if not self._read(_ANY_EXPIRED, params):
+        if not self._read(_ANY_EXPIRED, params) and not self._read(_ANY_EXPIRED_SESSION, params):
             return []
         with self._writer.begin() as conn:
             rows = conn.execute(_EXPIRE, params).all()
@@ -372,13 +464,84 @@ class SqlStore(Store):
                 conn.execute(_INSERT_MESSAGES, [  # each answers its own request's header
                     _message_row(r.id, r.last_seq, lost_error_message(json.loads(r.message))) for r in rows
                 ])
-        return [row.id for row in rows]
+            ended = [row.request_id for row in conn.execute(_EXPIRE_SESSIONS, params)]
+            for request_id in ended:  # rare: one at a time
+                bumped = conn.execute(_BUMP_SEQ, {"rid": request_id}).one()
+                lost = session_end_message(json.loads(bumped.message), "lost", end_text("lost"))
+                conn.execute(_INSERT_MESSAGES, [_message_row(request_id, bumped.last_seq, lost)])
+        return [row.id for row in rows] + ended
 
     def release(self, device: str, request_ids: Sequence[str]) -> int:
         if not request_ids:
             return 0
         with self._writer.begin() as conn:
             return conn.execute(_RELEASE, {"ids": list(request_ids), "dev": device}).rowcount
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def add_input(self, request_id: str, message: JsonDict) -> int | None:
+        with self._writer.begin() as conn:
+            row = conn.execute(_NEXT_INPUT, {"rid": request_id}).first()
+            if row is None:
+                return None
+            conn.execute(_INSERT_INPUT, {"request_id": request_id, "seq": row.last_input, "message": _dumps(message)})
+            return int(row.last_input)
+
+    def inputs(self, request_id: str, after: int) -> list[tuple[int, JsonDict]]:
+        rows = self._read(_INPUTS, {"rid": request_id, "after": min(after, _MAX_SEQ)})
+        return [(row.seq, json.loads(row.message)) for row in rows]
+
+    def pending_inputs(self, device: str) -> dict[str, list[tuple[int, JsonDict]]]:
+        pending: dict[str, list[tuple[int, JsonDict]]] = {}
+        for row in self._read(_PENDING_INPUTS, {"dev": device}):
+            pending.setdefault(row.request_id, []).append((row.seq, json.loads(row.message)))
+        return pending
+
+    def add_session_messages(self, request_id: str, device: str, messages: Sequence[StoredMessage],
+                             delivered: int | None = None) -> bool:
+        _check_seqs(messages)
+        held = {"rid": request_id, "dev": device}
+        with self._writer.begin() as conn:
+            values = {} if delivered is None else {"delivered": delivered}
+            # the guard is an UPDATE even with nothing to change: it takes the row's lock
+            if not conn.execute(_SESSION_GUARD.values(values or {"live": True}), held).rowcount:
+                return False
+            if messages:
+                self._append_session(conn, request_id, messages)
+        return True
+
+    def _append_session(self, conn: Connection, request_id: str, msgs: Sequence[StoredMessage]) -> None:
+        moved = conn.execute(_SESSION_SEQ, {"rid": request_id, "first": msgs[0].seq, "last": msgs[-1].seq}).rowcount
+        if not moved:
+            raise ValueError(f"message seq {msgs[0].seq} is not above the request's last_seq")
+        conn.execute(_INSERT_MESSAGES, [_message_row(request_id, m.seq, m.message) for m in msgs])
+
+    def end_session(self, request_id: str, device: str, reason: str, messages: Sequence[StoredMessage] = (),
+                    files: Sequence[FileRecord] = ()) -> bool:
+        _check_seqs(messages)
+        try:
+            with self._writer.begin() as conn:
+                if not conn.execute(_END_SESSION, {"rid": request_id, "dev": device, "why": reason,
+                                                   "now": time.time()}).rowcount:
+                    return False
+                if messages:
+                    self._append_session(conn, request_id, messages)
+                _insert_files(conn, request_id, files)
+        except sa.exc.IntegrityError:
+            raise ValueError(f"end_session got a file name the request has already: "
+                             f"{sorted(f.name for f in files)}") from None
+        return True
+
+    def touch_session(self, request_id: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._writer.begin() as conn:
+            conn.execute(_TOUCH_SESSION, {"rid": request_id, "now": now, "stale": now - _TOUCH_EVERY})
+
+    def session_reads(self, device: str) -> dict[str, float]:
+        return {row.request_id: row.last_read for row in self._read(_SESSION_READS, {"dev": device})}
+
+    def live_sessions(self, client: str) -> int:
+        return int(self._read(_LIVE_OF_CLIENT, {"who": client})[0][0])
 
     # -- files --------------------------------------------------------------------------
 

@@ -28,9 +28,11 @@ from singlecell.errors import (
     NotFound,
     PayloadTooLarge,
     QueueFull,
+    SessionEnded,
     SingleCellError,
     StillRunning,
     TooManyRequests,
+    TooManySessions,
     Unauthorized,
 )
 from singlecell.library import Library
@@ -49,6 +51,9 @@ PAGE_SIZE = 500  # messages per /output answer
 DRAIN_BYTES = 64 * 1024 * 1024
 DRAIN_SECONDS = 15.0
 STOP_BODY_LIMIT = 64 * 1024  # POST /stop takes no body; a small one is tolerated
+INPUT_BODY_LIMIT = 64 * 1024  # one input to a session: a widget's update, a button's click
+INPUT_TYPES = ("comm_msg", "comm_open", "comm_close")
+SESSION_RETRY_AFTER = 30  # seconds a client at its session cap is told to wait
 SESSION_COOKIE = "singlecell_session"
 ALLOWED_BODY_TYPES = ("application/json", "text/plain")
 
@@ -96,19 +101,21 @@ class Services:
         if wakeups is not None:
             wakeups.on_progress = self.waiters.notify
 
-    async def wait_for_news(self, request_id: str, timeout: float,
-                            registered: asyncio.Future[None] | None = None) -> RequestRecord | None:
+    async def wait_for_news(self, request_id: str, timeout: float, registered: asyncio.Future[None] | None = None,
+                            after: int | None = None) -> RequestRecord | None:
         """Wait up to ``timeout`` s for a wake-up about the request (or one poll interval,
         whichever is shorter: the fallback when wake-ups are lost), then read it again.
 
         ``registered``: a waiter registered before the request was even submitted, so no news
-        can have come unseen and the first read is skipped."""
+        can have come unseen and the first read is skipped. ``after``: the last seq the caller has;
+        a request with more (a live session's new messages) is news too."""
         future = registered or self.waiters.register(request_id)
         try:
             if registered is None:
                 # re-read after registering: the news may have come just before
                 record = self.store.get_request(request_id)
-                if record is not None and record.status.terminal:
+                if record is not None and ((record.status.terminal and not _live(record))
+                                           or (after is not None and record.last_seq > after)):
                     return record
             try:
                 await asyncio.wait_for(future, min(timeout, self.config.poll_interval))
@@ -395,7 +402,11 @@ class SubmitHandler(BodyHandler):
         body = self.body
         submission = parse_submission(self.request.headers.get("Content-Type", ""), body, config)
         code, inputs, timeout, plain_body = submission.code, submission.files, submission.timeout, submission.plain
-        message = protocol.execute_request(code, client=self.request.remote_ip or "")
+        client = self.request.remote_ip or ""
+        message = protocol.execute_request(code, client=client)
+        if not self.wait:  # a queued cell may keep its kernel for its widgets; an /eval never does
+            message["metadata"]["singlecell_session"] = True
+            self.check_session_cap(client)
         if submission.snippet is not None:
             inputs, run_first = snippet_inputs(self.services, submission.snippet, inputs)
             if run_first is not None:
@@ -425,6 +436,15 @@ class SubmitHandler(BodyHandler):
             self.finish(as_text(summary))
         else:
             self.send_json(summary)
+
+    def check_session_cap(self, client: str) -> None:
+        cap = self.services.config.max_sessions_per_client
+        live = self.services.store.live_sessions(client)
+        if live >= cap:
+            raise TooManySessions(
+                f"your cells hold {live} live sessions (widgets still open), the most one client may; "
+                "stop one (POST /stop/<id>) or close its page: a session no page reads ends within "
+                f"{self.services.config.session_unread:g} s", retry_after=SESSION_RETRY_AFTER)
 
     async def _wait_until_done(self, request_id: str, timeout: float, first: asyncio.Future[None]) -> RequestRecord:
         loop = asyncio.get_running_loop()
@@ -601,11 +621,13 @@ class OutputHandler(BaseHandler):
             raise BadRequest("after and wait must be numbers that are not negative")
         store = self.services.store
         record = self.record(request_id)
+        if _live(record):
+            store.touch_session(request_id)  # someone is reading it: not a closed tab
         messages = store.get_messages(request_id, after, PAGE_SIZE)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        while not messages and not record.status.terminal and loop.time() < deadline:
-            news = await self.services.wait_for_news(request_id, deadline - loop.time())
+        while not messages and (not record.status.terminal or _live(record)) and loop.time() < deadline:
+            news = await self.services.wait_for_news(request_id, deadline - loop.time(), after=after)
             record = news or record
             messages = store.get_messages(request_id, after, PAGE_SIZE)
         # the status was read before the messages, and a terminal status is written in one
@@ -616,9 +638,90 @@ class OutputHandler(BaseHandler):
             "id": request_id,
             "status": record.status.value,
             "done": done,
+            "session": session_json(record),
             "messages": [{"seq": m.seq, "msg": m.message} for m in messages],
             "next": last,
         })
+
+
+def _live(record: RequestRecord) -> bool:
+    return record.session is not None and record.session.live
+
+
+def session_json(record: RequestRecord) -> dict[str, Any] | None:
+    """What ``/output`` says of the request's session: ``null`` when the cell never became one;
+    else ``{"state": "live"}`` or ``{"state": "ended", "reason"}`` (the ``session_end`` message
+    says it in words). ``done`` speaks of the cell; a live session may still add messages."""
+    session = record.session
+    if session is None:
+        return None
+    if session.live:
+        return {"state": "live", "started": session.started}
+    return {"state": "ended", "reason": session.reason, "started": session.started, "ended": session.ended}
+
+
+class InputHandler(BodyHandler):
+    """``POST /input/<id>``: one Jupyter message (``comm_msg``, ``comm_open`` or ``comm_close``)
+    for the cell's live session. It is stored, its seq comes back, and the device delivers the
+    inputs in order; what the kernel answers joins the request's messages, with this message's
+    header as their ``parent_header``."""
+
+    def body_limit(self) -> int:
+        return INPUT_BODY_LIMIT
+
+    async def accept(self, *args: str) -> None:
+        (request_id,) = args
+        message = parse_input(self.json_body())
+        record = self.record(request_id)
+        seq = self.services.store.add_input(request_id, message)
+        if seq is None:
+            ended = record.session is not None and not record.session.live
+            raise SessionEnded(f"the cell {request_id} has no live session"
+                               f"{' any more' if ended else ''}: run it again to get one")
+        if self.services.wakeups is not None:
+            self.services.wakeups.input_added(request_id)
+        self.send_json({"id": request_id, "seq": seq, "msg_id": message["header"]["msg_id"]}, status=202)
+
+
+def parse_input(payload: Any) -> dict[str, Any]:
+    """The input a client sent, as it is stored: a Jupyter message of one of :data:`INPUT_TYPES`,
+    its header completed; ``BadRequest`` saying what to fix."""
+    if not isinstance(payload, dict):
+        raise BadRequest("send one Jupyter message as a JSON object: {\"msg_type\": \"comm_msg\", "
+                         "\"content\": {\"comm_id\": \"…\", \"data\": {…}}}")
+    header = payload.get("header") or {}
+    msg_type = payload.get("msg_type") or (header.get("msg_type") if isinstance(header, dict) else None)
+    if msg_type not in INPUT_TYPES:
+        raise BadRequest(f"msg_type must be one of {', '.join(INPUT_TYPES)}, not {msg_type!r}")
+    content = payload.get("content")
+    if not isinstance(content, dict) or not isinstance(content.get("comm_id"), str) or not content["comm_id"]:
+        raise BadRequest("content must be an object with a comm_id (a non-empty string)")
+    if not isinstance(content.get("data", {}), dict):
+        raise BadRequest("content.data must be an object")
+    if msg_type == "comm_open" and not isinstance(content.get("target_name"), str):
+        raise BadRequest("a comm_open needs content.target_name (a string)")
+    metadata = payload.get("metadata", {})
+    if not isinstance(header, dict) or not isinstance(metadata, dict):
+        raise BadRequest("header and metadata must be objects")
+    msg_id = header.get("msg_id") or protocol.new_id()
+    if not isinstance(msg_id, str) or len(msg_id) > 128:
+        raise BadRequest("header.msg_id must be a string of at most 128 characters")
+    buffers = payload.get("buffers") or []
+    if not isinstance(buffers, list) or not all(isinstance(b, str) for b in buffers):
+        raise BadRequest("buffers must be a list of base64 strings")
+    for item in buffers:
+        try:
+            base64.b64decode(item, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("a buffer is not valid base64") from None
+    made = protocol.header(msg_type)
+    clean_header = {**made, **{k: v for k, v in header.items() if k in ("session", "username") and isinstance(v, str)},
+                    "msg_id": msg_id, "msg_type": msg_type}
+    message = {"header": clean_header, "parent_header": {}, "metadata": metadata, "content": content,
+               "msg_type": msg_type}
+    if buffers:
+        message["buffers"] = buffers
+    return message
 
 
 def _number(raw: str, name: str, kind: type) -> Any:
@@ -668,7 +771,7 @@ class StopHandler(BodyHandler):
                                            "the cell was stopped at the client's request before it started"),
                     protocol.message("status", {"execution_state": "idle"}, record.message)]
         status = self.services.store.request_stop(request_id, messages)
-        if status is Status.RUNNING and self.services.wakeups is not None:
+        if (status is Status.RUNNING or _live(record)) and self.services.wakeups is not None:
             self.services.wakeups.stop_requested()
         elif status is Status.ABORTED:
             self.services.waiters.notify(request_id)
@@ -787,6 +890,7 @@ def routes(services: Services) -> list[Any]:
         (r"/execute", SubmitHandler, args),
         (r"/eval", SubmitHandler, {**args, "wait": True}),
         (rf"/output/({REQUEST_ID})", OutputHandler, args),
+        (rf"/input/({REQUEST_ID})", InputHandler, args),
         (r"/output/([^/]+)", _UnknownIdHandler, args),
         (rf"/files/({REQUEST_ID})/(.+)", FileHandler, args),
         (r"/health", HealthHandler, args),

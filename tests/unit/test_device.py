@@ -28,7 +28,7 @@ from filestore.sql import SqlFileStore
 from singlecell import protocol
 from singlecell.config import Config
 from singlecell.limits import BY_KEY, KERNEL_NAMED, LIMITS, Limit
-from singlecell.store.base import FileRecord, NewRequest, RequestRecord, Status, StoredMessage
+from singlecell.store.base import FileRecord, NewRequest, NewSession, RequestRecord, Status, StoredMessage
 from singlecell.store.sql import SqlStore
 
 JsonDict = dict[str, Any]
@@ -159,7 +159,7 @@ def test_what_a_kernel_may_not_send_is_dropped_and_its_parent_header_is_never_be
     other = {"msg_id": "f" * 32, "msg_type": "execute_request"}
     forged_limit = {"msg_type": "limit", "content": {"limit": "time", "value": 1, "ename": "TimeLimitExceeded"}}
     script = Script.cell(Say("extension", forged_limit), Say("extension", {"msg_type": "files", "content": {}}),
-                         Say("execute_request", {"code": "1"}), Say("comm_open", {"comm_id": "x"}),
+                         Say("execute_request", {"code": "1"}), Say("input_request", {"prompt": "x"}),
                          Say("stream", {"name": "stdout", "text": "mine\n"}, parent_header=other))
     request_id, _ = parts.run(script)
     record, messages = parts.ended(request_id)  # every parent header is the request's own
@@ -332,12 +332,12 @@ class RefusingStore(SqlStore):
         self.finishes: list[Status] = []
 
     def finish(self, request_id: str, device: str, status: Status, messages: Sequence[StoredMessage] = (),
-               files: Sequence[FileRecord] = ()) -> bool:
+               files: Sequence[FileRecord] = (), session: NewSession | None = None) -> bool:
         self.finishes.append(status)
         if self.refusals > 0:
             self.refusals -= 1
             raise OSError("the database is restarting")
-        return super().finish(request_id, device, status, messages, files)
+        return super().finish(request_id, device, status, messages, files, session)
 
 
 def test_a_finish_the_store_refused_is_tried_again_and_logged(tmp_path: Path,

@@ -1,0 +1,345 @@
+"""A session: the kernel of a cell whose widgets are still open, kept alive for its inputs.
+
+When a cell finishes with comms open (``ipywidgets``), its request still ends ``done`` and the
+device keeps the kernel (:meth:`device.device.Device._start_session`). Clients then send comm
+messages to ``POST /input/<id>``; the store keeps them in order and the web tier wakes the
+device, whose :class:`LiveSession` delivers each to the kernel and stores what comes back
+(``status`` busy, ``comm_msg``, ``stream``, ``display_data``, errors, ``status`` idle) as more
+messages of the same request, each with the input that caused it as its ``parent_header``.
+
+A session ends at the first of: no input for ``--session-idle`` seconds, no client reading its
+output for ``--session-unread``, ``--session-lifetime`` in all, its kernel's CPU seconds
+(``--cpu-limit`` counts the whole session: it is one process), one input running past
+``--time-limit``, its output passing ``--output-limit`` (counted over the whole session), a
+memory kill, ``POST /stop``, eviction at ``--max-sessions``, its widgets all closed, or the
+device stopping. Every end is one ``session_end`` extension message, with the reason in words
+(:mod:`singlecell.sessions`), stored with :meth:`Store.end_session`. A device that dies leaves
+its sessions' leases to run out: any process then ends them ``lost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import math
+import os
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from device.base import RunningKernel
+from device.inbox import FROM_KERNELS, Inbox, clean
+from singlecell import protocol
+from singlecell.limits import BY_KEY, KERNEL_NAMED, Limit
+from singlecell.sessions import duration, end_text, session_end_message
+from singlecell.store.base import RequestRecord, StoredMessage
+
+if TYPE_CHECKING:
+    from device.device import Device
+
+log = logging.getLogger(__name__)
+
+COALESCE = 0.010  # seconds a long turn's output waits for more before it is stored (as a cell's)
+STORE_RETRIES = (0.1, 0.5, 2.0)  # seconds between tries of a session's ending the store refused
+
+
+class _Gone(Exception):
+    """The store says the session is no longer this device's (its lease ran out): drop it."""
+
+
+class LiveSession:
+    """One session, run by :meth:`run` in a task of its device."""
+
+    def __init__(self, device: Device, record: RequestRecord, kernel: RunningKernel, inbox: Inbox, seq: int,
+                 output_bytes: int) -> None:
+        self.device = device
+        self.config = device.config
+        self.record = record
+        self.kernel = kernel
+        self.inbox = inbox
+        self.seq = seq  # the request's last stored seq
+        self.output_bytes = output_bytes  # on the wire, the cell's included: the backstop counts the session
+        self.delivered = 0  # the last input sent to the kernel
+        loop = asyncio.get_running_loop()
+        self.started = loop.time()
+        self.last_active = self.started  # the last input's arrival, for --session-idle
+        self.last_read = time.time()  # a client's last read of its output (wall clock, from the store)
+        self.busy = False
+        self.parent: dict[str, Any] = record.message  # the message being answered
+        self.wake = asyncio.Event()  # set when an input may be waiting, or the session must end
+        self.ending: tuple[str, str] | None = None  # (reason, words), once something asked it to end
+        self.task: asyncio.Task[None] | None = None
+        self.oom_kills = device.pool.oom_kills(kernel)
+
+    # -- asked from outside ----------------------------------------------------------------
+
+    def end(self, reason: str, text: str) -> None:
+        """End the session soon (a stop, an eviction, the device stopping); the first reason wins."""
+        if self.ending is None:
+            self.ending = (reason, text)
+        self.wake.set()
+
+    def read_at(self, when: float) -> None:
+        """A client read the output at ``when`` (the store's record of the last read)."""
+        self.last_read = max(self.last_read, when)
+        self.wake.set()  # the deadline may have moved either way: look again
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        extra: list[dict[str, Any]] = []
+        try:
+            reason, text = await self._serve(extra)
+        except _Gone:
+            log.warning("session %s was ended elsewhere (its lease ran out)", self.record.id)
+            self._release()
+            return
+        except asyncio.CancelledError:
+            await self._close("server_stopped", end_text("server_stopped"), extra)
+            raise
+        except Exception as exc:
+            log.exception("session %s: the device failed while it ran", self.record.id)
+            extra.append(protocol.error_message(self.parent, "ServerError",
+                                                f"the server failed while the session ran ({type(exc).__name__})"))
+            reason, text = "error", end_text("error", "the server failed")
+        await self._close(reason, text, extra)
+
+    async def _serve(self, extra: list[dict[str, Any]]) -> tuple[str, str]:
+        """Deliver inputs and store answers until a reason to end comes; returns it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.ending is not None:
+                return self.ending
+            expired = self._expired(loop.time())
+            if expired is not None:
+                return expired
+            self.wake.clear()
+            for seq, message in self.device.store.inputs(self.record.id, self.delivered):
+                if seq <= self.delivered:
+                    continue
+                why = await self._turn(seq, message, extra)
+                if why is not None:
+                    return why
+                if self.ending is not None:
+                    return self.ending
+            if self.wake.is_set():
+                continue
+            why = await self._wait(self._next_deadline(loop.time()) - loop.time(), extra)
+            if why is not None:
+                return why
+
+    def _expired(self, now: float) -> tuple[str, str] | None:
+        config = self.config
+        if now - self.last_active >= config.session_idle:
+            return "idle", end_text("idle", duration(config.session_idle))
+        if now - self.started >= config.session_lifetime:
+            return "lifetime", end_text("lifetime", duration(config.session_lifetime))
+        if time.time() - self.last_read >= config.session_unread:
+            return "unread", end_text("unread", duration(config.session_unread))
+        return None
+
+    def _next_deadline(self, now: float) -> float:
+        config = self.config
+        unread_at = now + (self.last_read + config.session_unread - time.time())
+        return min(self.last_active + config.session_idle, self.started + config.session_lifetime, unread_at)
+
+    async def _wait(self, timeout: float, extra: list[dict[str, Any]]) -> tuple[str, str] | None:
+        """Between inputs: wait for a wake-up, a deadline, or the kernel (a thread of the cell
+        may still send, and the kernel may die)."""
+        woken = asyncio.ensure_future(self.wake.wait())
+        try:
+            batch = await self.inbox.next_or(woken, max(timeout, 0.0))
+        finally:
+            woken.cancel()
+        if batch is None:
+            return await self._death(extra)
+        if isinstance(batch, ValueError):
+            return self._protocol_error(extra, "a message that was not signed with its key")
+        if batch:  # unasked output: stored as the answer to the last message
+            pending: list[StoredMessage] = []
+            why = self._take(batch, pending, extra, None)
+            self._store(pending)
+            return why
+        return None
+
+    # -- one input -------------------------------------------------------------------------
+
+    async def _turn(self, seq: int, message: dict[str, Any], extra: list[dict[str, Any]]) -> tuple[str, str] | None:
+        """Send one input to the kernel; store what it answers up to its ``idle``."""
+        self.delivered = seq
+        self.last_active = asyncio.get_running_loop().time()
+        self.parent = message
+        buffers = _buffers(message)
+        to_kernel = {key: message.get(key, {}) for key in ("header", "parent_header", "metadata", "content")}
+        to_kernel["msg_type"] = message["msg_type"]
+        sending: asyncio.Future[Any] = asyncio.ensure_future(self.kernel.send(to_kernel, buffers))
+        await asyncio.wait({sending, self.kernel.exited}, return_when=asyncio.FIRST_COMPLETED)
+        if not sending.done():  # a PAIR socket whose peer died blocks a send for ever
+            sending.cancel()
+            return await self._death(extra)
+        self.busy = True
+        try:
+            return await asyncio.wait_for(self._answers(seq, extra), self.config.time_limit)
+        except TimeoutError:
+            self.kernel.kill()
+            return self._limit(extra, BY_KEY["time"], self.config.time_limit, "time",
+                               duration(self.config.time_limit))
+        finally:
+            self.busy = False
+            self.last_active = asyncio.get_running_loop().time()
+
+    async def _answers(self, seq: int, extra: list[dict[str, Any]]) -> tuple[str, str] | None:
+        loop = asyncio.get_running_loop()
+        pending: list[StoredMessage] = []
+        flush_at = math.inf
+        while True:
+            batch = await self.inbox.next(flush_at - loop.time())
+            if batch == []:
+                self._store(pending)
+                pending = []
+                flush_at = math.inf
+                continue
+            if batch is None:
+                self._store(pending)
+                return await self._death(extra)
+            if isinstance(batch, ValueError):
+                self._store(pending)
+                return self._protocol_error(extra, "a message that was not signed with its key")
+            idle: list[bool] = []
+            why = self._take(batch, pending, extra, idle)
+            if why is not None or idle:
+                self._store(pending, delivered=seq)
+                return why if why is not None else (None if idle[0] else ("closed", end_text("closed")))
+            if pending and flush_at == math.inf:
+                flush_at = loop.time() + COALESCE
+
+    def _take(self, batch: list[tuple[dict[str, Any], int]], pending: list[StoredMessage],
+              extra: list[dict[str, Any]], idle: list[bool] | None) -> tuple[str, str] | None:
+        """Keep what the kernel sent in ``pending`` (numbered, parented to the input being
+        answered). At the input's ``idle``, appends to ``idle`` whether comms are still open.
+        Returns a reason to end the session, if the kernel gave one."""
+        for msg, size in batch:
+            self.output_bytes += size
+            if msg["msg_type"] not in FROM_KERNELS:
+                continue
+            try:
+                kept = clean(msg, self.parent["header"])
+            except ValueError as exc:
+                return self._protocol_error(extra, str(exc))
+            is_idle = kept["msg_type"] == "status" and kept["content"].get("execution_state") == "idle"
+            if is_idle:
+                comms = kept["metadata"].pop("singlecell_comms", 1)
+            self.seq += 1
+            pending.append(StoredMessage(self.seq, kept))
+            if kept["msg_type"] == "error" and kept["content"].get("ename") in KERNEL_NAMED:
+                named = KERNEL_NAMED[kept["content"]["ename"]]
+                extra.append(protocol.limit_message(self.parent, named.key, self._value(named), named.ename,
+                                                    str(kept["content"].get("evalue", ""))))
+                self.kernel.kill()
+                return named.key, self._limit_words(named)
+            if is_idle and idle is not None:
+                idle.append(isinstance(comms, int) and comms > 0)
+                return None
+        if self.output_bytes > 2 * self.config.output_limit + (1 << 20):  # the kernel's cut failed
+            self.kernel.kill()
+            output = BY_KEY["output"]
+            return self._limit(extra, output, self.config.output_limit, "output", self.config.output_limit)
+        return None
+
+    def _store(self, pending: list[StoredMessage], delivered: int | None = None) -> None:
+        if not pending and delivered is None:
+            return
+        if not self.device.store.add_session_messages(self.record.id, self.device.name, pending, delivered):
+            self.kernel.kill()
+            raise _Gone()
+        pending.clear()
+        self.device.announce([self.record.id])
+
+    # -- how it ends -----------------------------------------------------------------------
+
+    def _value(self, limit: Limit) -> float:
+        value: float = getattr(self.config, limit.setting)
+        return value
+
+    def _limit_words(self, limit: Limit) -> str:
+        value = self._value(limit)
+        return end_text(limit.key, duration(value) if limit.key in ("cpu", "time") else f"{value:g}")
+
+    def _limit(self, extra: list[dict[str, Any]], limit: Limit, value: float, reason: str,
+               shown: object) -> tuple[str, str]:
+        """The device stopped the session for ``limit``: its error and its extension, as for a cell."""
+        evalue = limit.evalue(value)
+        extra.append(protocol.error_message(self.parent, limit.ename, evalue))
+        extra.append(protocol.limit_message(self.parent, limit.key, value, limit.ename, evalue))
+        return reason, end_text(reason, shown)
+
+    def _protocol_error(self, extra: list[dict[str, Any]], what: str) -> tuple[str, str]:
+        self.kernel.kill()
+        extra.append(protocol.error_message(self.parent, "KernelProtocolError",
+                                            f"the kernel sent {what}; the session was ended"))
+        return "error", end_text("error", "its kernel broke the protocol")
+
+    async def _death(self, extra: list[dict[str, Any]]) -> tuple[str, str]:
+        """The kernel exited by itself: why, in the words of the limit that killed it if one did."""
+        status = await self.kernel.exited
+        signalled = os.WTERMSIG(status) if status >= 0 and os.WIFSIGNALED(status) else None
+        if signalled == signal.SIGXCPU:
+            cpu = BY_KEY["cpu"]
+            return self._limit(extra, cpu, self.config.cpu_limit, "cpu", duration(self.config.cpu_limit))
+        if signalled == signal.SIGKILL and self.device.pool.oom_kills(self.kernel) > self.oom_kills:
+            memory = BY_KEY["memory"]
+            return self._limit(extra, memory, self.config.memory_limit, "memory", self.config.memory_limit)
+        how = "was lost with its template process" if status == -1 else protocol.describe_exit(status)
+        extra.append(protocol.error_message(self.parent, "KernelDied", f"the session's kernel {how}"))
+        return "died", end_text("died", how)
+
+    async def _close(self, reason: str, text: str, extra: list[dict[str, Any]]) -> None:
+        """Kill the kernel, collect what it wrote, and store the end."""
+        self.inbox.close()
+        self.kernel.kill()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.kernel.exited), 5)
+        files = []
+        try:
+            self.kernel.kill_leftovers()
+            files = self.device.collect_files(self.kernel, self.record, extra)
+        except Exception:
+            log.exception("session %s: collecting its files failed", self.record.id)
+        request = self.record.message
+        final = list(extra)
+        if files:
+            final.append(protocol.extension_message(request, "files", {"files": [
+                {"name": f.name, "size": f.size, "content_type": f.content_type,
+                 "url": f"/files/{self.record.id}/{f.name}"} for f in files]}))
+        final.append(session_end_message(request, reason, text))
+        messages = [StoredMessage(self.seq + i + 1, m) for i, m in enumerate(final)]
+        for delay in (*STORE_RETRIES, None):
+            try:
+                if not self.device.store.end_session(self.record.id, self.device.name, reason, messages, files):
+                    log.warning("session %s had already ended elsewhere", self.record.id)
+                break
+            except Exception as exc:
+                if delay is None:
+                    log.error("session %s: storing its end failed (%s); its lease will run out", self.record.id, exc)
+                    break
+                await asyncio.sleep(delay)
+        log.info("session %s ended: %s", self.record.id, reason)
+        self._release()
+        self.device.announce([self.record.id])
+
+    def _release(self) -> None:
+        self.inbox.close()
+        self.kernel.kill()
+        self.device.pool.release(self.kernel)
+
+
+def _buffers(message: dict[str, Any]) -> list[bytes]:
+    """An input's binary buffers, sent base64-encoded (checked by the web tier)."""
+    out = []
+    for item in message.get("buffers") or ():
+        with contextlib.suppress(binascii.Error, ValueError, TypeError):
+            out.append(base64.b64decode(item))
+    return out
