@@ -10,7 +10,7 @@ import http.client
 import json
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 DEFAULT_SERVER = "http://127.0.0.1:8888"
@@ -111,16 +111,31 @@ class Client:
     def output(self, request_id: str, after: int = 0, wait: float = 0) -> Any:
         return self._json("GET", f"/output/{request_id}?after={after}&wait={wait:g}")
 
-    def messages(self, request_id: str, wait: float = 10.0) -> Iterator[dict[str, Any]]:
-        """Every message of the request, in order, as they come, until it is done."""
+    def messages(self, request_id: str, wait: float = 10.0, session: bool = False) -> Iterator[dict[str, Any]]:
+        """Every message of the request, in order, as they come, until it is done; with
+        ``session``, also while the cell's session is live (until it ends)."""
         after = 0
         while True:
             page = self.output(request_id, after=after, wait=wait)
             for item in page["messages"]:
                 yield item["msg"]
             after = page["next"]
-            if page["done"]:
+            live = session and (page.get("session") or {}).get("state") == "live"
+            if page["done"] and not live:
                 return
+
+    def send_input(self, request_id: str, msg_type: str, content: dict[str, Any], msg_id: str | None = None,
+                   buffers: Sequence[bytes] = ()) -> Any:
+        """Send a comm message to the cell's live session: ``{id, seq, msg_id}``. The kernel's
+        answers arrive at :meth:`output` with ``msg_id`` as their parent."""
+        message: dict[str, Any] = {"msg_type": msg_type, "content": content, "header": {"msg_id": msg_id or ""}}
+        if buffers:
+            message["buffers"] = [base64.b64encode(b).decode() for b in buffers]
+        return self._json("POST", f"/input/{request_id}", message, ok=(202,))
+
+    def stop(self, request_id: str) -> Any:
+        """Stop a cell, or end its session: ``{id, status}``."""
+        return self._json("POST", f"/stop/{request_id}", {}, ok=(202,))
 
     def status(self, request_id: str) -> str:
         return str(self.output(request_id, after=1 << 62)["status"])

@@ -6,10 +6,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from singlecell.errors import UnknownBackend
-from singlecell.store.base import FileRecord, NewRequest, Permalink, RequestRecord, Status, Store, StoredMessage
+from singlecell.store.base import (
+    FileRecord,
+    NewRequest,
+    NewSession,
+    Permalink,
+    RequestRecord,
+    SessionState,
+    Status,
+    Store,
+    StoredMessage,
+)
 from singlecell.store.sql import SqlStore
 
-__all__ = ["FileRecord", "NewRequest", "Permalink", "RequestRecord", "Status", "Store", "StoredMessage", "open_store"]
+__all__ = ["FileRecord", "NewRequest", "NewSession", "Permalink", "RequestRecord", "SessionState", "Status", "Store",
+           "StoredMessage", "open_store"]
 
 # URL scheme (without any "+driver") → backend.
 _BACKENDS: dict[str, Callable[[str], Store]] = {

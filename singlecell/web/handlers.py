@@ -442,7 +442,8 @@ class SubmitHandler(BodyHandler):
         live = self.services.store.live_sessions(client)
         if live >= cap:
             raise TooManySessions(
-                f"your cells hold {live} live sessions (widgets still open), the most one client may; "
+                f"your cells hold {live} live session{'' if live == 1 else 's'} (widgets still open), the most "
+                "one client may; "
                 "stop one (POST /stop/<id>) or close its page: a session no page reads ends within "
                 f"{self.services.config.session_unread:g} s", retry_after=SESSION_RETRY_AFTER)
 

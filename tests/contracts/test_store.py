@@ -24,6 +24,7 @@ from singlecell.protocol import execute_request, message
 from singlecell.store import (
     FileRecord,
     NewRequest,
+    NewSession,
     RequestRecord,
     Status,
     Store,
@@ -612,3 +613,122 @@ def test_a_database_newer_than_the_code_is_refused_untouched(url: str) -> None:
         assert schema.schema_version(conn) == schema.LATEST + 1
     s.close()
     engine.dispose()
+
+
+# -- sessions -------------------------------------------------------------------------------------
+
+def msgs(first: int, *kinds: str) -> list[StoredMessage]:
+    return [StoredMessage(first + i, message(kind, {})) for i, kind in enumerate(kinds)]
+
+
+def open_session(store: Store, rid: str, device: str = "dev-a", lease: float = LEASE) -> int:
+    """A request that finished ``done`` as a live session; returns its last seq."""
+    claim_one(store, rid, device)
+    assert store.finish(rid, device, Status.DONE, msgs(1, "status", "execute_reply", "status"),
+                        session=NewSession("alice", lease))
+    return 3
+
+
+def comm_msg(value: int) -> dict[str, Any]:
+    return {"msg_type": "comm_msg", "header": {"msg_id": f"in{value}"}, "content": {"comm_id": "c", "data": {
+        "method": "update", "state": {"value": value}}}}
+
+
+def test_a_finish_with_a_session_leaves_the_request_done_and_its_session_live(store: Store) -> None:
+    open_session(store, "s1")
+    rec = store.get_request("s1")
+    assert rec is not None and rec.status is Status.DONE and rec.last_seq == 3
+    assert rec.session is not None and rec.session.live and rec.session.reason is None
+    claim_one(store, "plain")
+    store.finish("plain", "dev-a", Status.DONE, msgs(1, "status"))
+    plain = store.get_request("plain")
+    assert plain is not None and plain.session is None
+
+
+def test_inputs_get_rising_seqs_and_only_a_live_session_takes_them(store: Store) -> None:
+    open_session(store, "s1")
+    assert [store.add_input("s1", comm_msg(n)) for n in (1, 2, 3)] == [1, 2, 3]
+    assert [(seq, m["content"]["data"]["state"]["value"]) for seq, m in store.inputs("s1", 1)] == [(2, 2), (3, 3)]
+    claim_one(store, "plain")
+    assert store.add_input("plain", comm_msg(1)) is None
+    assert store.add_input("unknown", comm_msg(1)) is None
+    assert store.inputs("plain", 0) == []
+
+
+def test_pending_inputs_are_the_undelivered_ones_of_that_devices_live_sessions(store: Store) -> None:
+    open_session(store, "s1")
+    open_session(store, "s2", device="dev-b")
+    store.add_input("s1", comm_msg(1))
+    store.add_input("s1", comm_msg(2))
+    store.add_input("s2", comm_msg(1))
+    assert {rid: [seq for seq, _ in items] for rid, items in store.pending_inputs("dev-a").items()} == {"s1": [1, 2]}
+    assert store.add_session_messages("s1", "dev-a", msgs(4, "status", "stream", "status"), delivered=1)
+    assert {rid: [seq for seq, _ in items] for rid, items in store.pending_inputs("dev-a").items()} == {"s1": [2]}
+
+
+def test_session_messages_follow_the_cells_and_only_its_device_adds_them(store: Store) -> None:
+    open_session(store, "s1")
+    assert store.add_session_messages("s1", "dev-a", msgs(4, "status", "comm_msg", "status"))
+    assert not store.add_session_messages("s1", "dev-b", msgs(7, "status"))
+    with pytest.raises(ValueError):
+        store.add_session_messages("s1", "dev-a", msgs(5, "status"))  # not above last_seq
+    assert [m.seq for m in store.get_messages("s1")] == [1, 2, 3, 4, 5, 6]
+    rec = store.get_request("s1")
+    assert rec is not None and rec.last_seq == 6 and rec.status is Status.DONE
+
+
+def test_ending_a_session_stores_its_reason_last_messages_and_files_once(store: Store) -> None:
+    open_session(store, "s1")
+    files = [FileRecord("out.txt", 3, "text/plain", "loc")]
+    assert not store.end_session("s1", "dev-b", "idle", msgs(4, "extension"))
+    assert store.end_session("s1", "dev-a", "idle", msgs(4, "extension"), files)
+    assert not store.end_session("s1", "dev-a", "stopped", msgs(5, "extension"))
+    rec = store.get_request("s1")
+    assert rec is not None and rec.session is not None and not rec.session.live and rec.session.reason == "idle"
+    assert rec.session.ended is not None and rec.last_seq == 4
+    assert store.list_files("s1") == files
+    assert store.add_input("s1", comm_msg(1)) is None
+    assert not store.add_session_messages("s1", "dev-a", msgs(5, "status"))
+
+
+def test_a_session_whose_lease_ran_out_ends_lost_with_a_readable_message(store: Store) -> None:
+    open_session(store, "s1", lease=0.5)
+    open_session(store, "s2", lease=60)
+    now = time.time() + 1
+    assert store.expire_leases(now=now) == ["s1"]
+    rec = store.get_request("s1")
+    assert rec is not None and rec.session is not None and rec.session.reason == "lost" and rec.last_seq == 4
+    last = store.get_messages("s1", after=3)[0].message
+    assert last["msg_type"] == "extension" and last["content"]["msg_type"] == "session_end"
+    assert last["content"]["content"]["reason"] == "lost"
+    assert last["parent_header"]["msg_id"] == "s1"
+    assert store.expire_leases(now=now) == []
+
+
+def test_renewing_keeps_a_devices_sessions_and_only_those(store: Store) -> None:
+    open_session(store, "s1", lease=0.5)
+    open_session(store, "s2", device="dev-b", lease=0.5)
+    assert store.renew_lease("dev-a", 60, [], ["s1", "s2"]) == 1
+    assert store.expire_leases(now=time.time() + 1) == ["s2"]
+
+
+def test_stopping_a_live_session_marks_it_for_its_device(store: Store) -> None:
+    open_session(store, "s1")
+    assert store.request_stop("s1", []) is Status.DONE
+    assert store.stops_for("dev-a") == ["s1"] and store.stops_for("dev-b") == []
+    store.end_session("s1", "dev-a", "stopped")
+    assert store.stops_for("dev-a") == []
+
+
+def test_reads_are_recorded_for_live_sessions_and_counted_per_client(store: Store) -> None:
+    open_session(store, "s1")
+    open_session(store, "s2")
+    before = store.session_reads("dev-a")
+    assert set(before) == {"s1", "s2"}
+    store.touch_session("s1", now=before["s1"] + 100)
+    assert store.session_reads("dev-a")["s1"] == before["s1"] + 100
+    store.touch_session("s1", now=before["s1"] + 101)  # within a few seconds: may be skipped
+    assert store.session_reads("dev-a")["s1"] in (before["s1"] + 100, before["s1"] + 101)
+    assert store.live_sessions("alice") == 2 and store.live_sessions("bob") == 0
+    store.end_session("s2", "dev-a", "idle")
+    assert store.live_sessions("alice") == 1 and set(store.session_reads("dev-a")) == {"s1"}
