@@ -14,7 +14,8 @@ const MAX_FRAME_HEIGHT = 4000; // px; taller output scrolls inside its frame
 const liveFrames = new Set(); // every output frame shown, to match a message to its sender
 let listening = false;
 
-function listen() {
+/** Start taking the size reports of output frames (once a page). */
+export function listen() {
   if (listening) return;
   listening = true;
   window.addEventListener("message", (event) => {
@@ -131,6 +132,7 @@ export class Output {
     this.lastError = null;
     this.displays = new Map(); // display_id → elements showing it
     this.clearPending = false;
+    this.widgets = null; // the run's WidgetHost, set by the cell
   }
 
   /** Frames in `node` start reporting their size; those of `old` (replaced or cleared) stop. */
@@ -162,6 +164,15 @@ export class Output {
     } else if (type === "error") this.error(c);
     else if (type === "extension" && c.msg_type === "files") this.files(c.content.files || []);
     else if (type === "extension" && c.msg_type === "limit") this.limit(c.content || {});
+    else if (type === "extension" && c.msg_type === "session_end") this.sessionEnded(c.content || {});
+  }
+
+  /** The session ended: say how, in its words, below what it showed. */
+  sessionEnded(c) {
+    const note = el("div", "sc-session-end", String(c.message || "The session ended."));
+    note.setAttribute("role", "status");
+    note.setAttribute("data-reason", String(c.reason || ""));
+    this.append(note);
   }
 
   stream(name, text) {
@@ -177,6 +188,12 @@ export class Output {
   }
 
   display(content) {
+    const view = content.data && content.data["application/vnd.jupyter.widget-view+json"];
+    if (view && view.model_id && this.widgets) { // a live widget: drawn in the cell's widget frame
+      this.widgets.display(view.model_id);
+      this.lastStream = null;
+      return;
+    }
     const node = renderBundle(content.data || {}, content.metadata || {}, this.server, this.theme);
     if (!node) return;
     const id = content.transient && content.transient.display_id;

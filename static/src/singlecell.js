@@ -7,11 +7,13 @@
 //
 // The only global it defines is SingleCellBlock. Each cell lives in a shadow root (host CSS
 // does not restyle it; its CSS stays in), rich output renders in sandboxed iframes, and no
-// output is ever evaluated in the host page.
+// output is ever evaluated in the host page. A cell whose widgets stay open after it ran is a
+// live session: its widgets (in a sandboxed frame, widgets-host.js) talk to the same kernel.
 import CELL_CSS from "./cell.css";
 import { EDITORS, createEditor } from "./editor.js";
 import { Output, el } from "./render.js";
 import { THEMES, blendsIn, resolveTheme } from "./theme.js";
+import { WidgetHost } from "./widgets-host.js";
 
 const VERSION = "0.2.0";
 const HIDEABLE = ["editor", "evalButton", "stop", "permalink", "status", "output", "files"];
@@ -113,7 +115,8 @@ class SingleCellBlock {
    *   the default: from the page's background behind the cell; "light"; "dark"), snippet (a
    *   snippet of the server's library, "id" or "id@revision": its files are in the kernel's
    *   folder, and a one-file snippet's file runs before the cell), and the
-   *   callbacks onStarted({id}), onOutput(msg, seq), onDone({id, status, seconds, files, error})
+   *   callbacks onStarted({id}), onOutput(msg, seq), onDone({id, status, seconds, files, error}),
+   *   onSession({id, state: "live" | "ended", reason, message})
    */
   constructor(element, options) {
     if (typeof element === "string") element = document.querySelector(element);
@@ -135,6 +138,9 @@ class SingleCellBlock {
     this.timeout = Number(o.timeout) > 0 ? Number(o.timeout) : undefined;
     this.requestId = null;
     this.running = null;
+    this.generation = 0; // one a run: what an older run still receives is dropped
+    this.sessionLive = false;
+    this.inputs = Promise.resolve(); // inputs to the session go one after another, in order
 
     const code = o.code !== undefined ? String(o.code) : dedent(element.textContent || "");
     element.textContent = "";
@@ -175,6 +181,7 @@ class SingleCellBlock {
       cell.append(outputArea, filesArea);
     }
     this.output = new Output(outputArea, filesArea, this.server, outputTheme);
+    this.outputTheme = outputTheme;
     if (hide.has("editor")) editorBox.classList.add("sc-hidden");
     if (hide.has("evalButton")) this.runButton.classList.add("sc-hidden");
     if (hide.has("permalink")) this.shareButton.classList.add("sc-hidden");
@@ -200,8 +207,13 @@ class SingleCellBlock {
     return this.running;
   }
 
-  /** Stop the running cell (it ends "aborted"); does nothing when none runs. */
+  /** Stop the running cell (it ends "aborted"), or end its live session; does nothing when neither is. */
   async stop() {
+    if (!this.running && this.sessionLive && this.requestId) {
+      this.stopButton.disabled = true;
+      await this._sendStop(this.requestId);
+      return;
+    }
     if (!this.running) return;
     this.stopAsked = true;
     this.stopButton.disabled = true;
@@ -234,7 +246,13 @@ class SingleCellBlock {
 
   async _run() {
     const code = this.getCode();
+    if (this.sessionLive && this.requestId) this._endQuietly(this.requestId); // its widgets are about to go
+    const generation = ++this.generation;
+    this.sessionLive = false;
+    if (this.output.widgets) this.output.widgets.reset();
     this.output.clear();
+    this.output.widgets = new WidgetHost(this.server, this.outputTheme, (node) => this.output.append(node),
+      (msg) => this._sendInput(generation, msg));
     this.requestId = null;
     this.files = [];
     this.stopAsked = false;
@@ -253,9 +271,12 @@ class SingleCellBlock {
       this.requestId = accepted.id;
       this._emit("started", { id: accepted.id });
       if (this.stopAsked) await this._sendStop(accepted.id);
-      const status = await this._follow(accepted.id);
+      const status = await new Promise((resolve, reject) => {
+        this._follow(accepted.id, generation, resolve).then(resolve, reject);
+      });
       result = { id: accepted.id, status, seconds: seconds(), files: this.files };
-      this._setStatus(this._describe(status, seconds()), status);
+      if (this.sessionLive) this._setStatus(`${this._describe(status, seconds())} · widgets live`, "live");
+      else this._setStatus(this._describe(status, seconds()), status);
     } catch (error) {
       result = { id: this.requestId, status: "failed", seconds: seconds(), error: error.message };
       this._setStatus(`Failed: ${error.message}`, "failed");
@@ -263,7 +284,12 @@ class SingleCellBlock {
       clearInterval(this.ticker);
       this.reconnecting = false;
       this.runButton.disabled = false;
-      this.stopButton.classList.add("sc-hidden");
+      if (this.sessionLive) {
+        this.stopButton.disabled = false;
+        this.stopButton.title = "End the live session of this cell's widgets";
+      } else {
+        this.stopButton.classList.add("sc-hidden");
+      }
     }
     this._emit("done", result);
     return result;
@@ -319,11 +345,15 @@ class SingleCellBlock {
     return answer;
   }
 
-  /** Long-poll the output; a dropped connection resumes after the last seq shown. */
-  async _follow(id) {
+  /** Long-poll the output; a dropped connection resumes after the last seq shown. ``cellDone``
+   * is called with the status once the cell has ended; while its session is live the poll goes
+   * on (the widgets' answers come this way) until the session ends or the cell runs again. */
+  async _follow(id, generation, cellDone) {
     let after = 0;
     let failures = 0;
+    let status = null;
     for (;;) {
+      if (generation !== this.generation) return status; // run again: this output is gone
       let page;
       try {
         const response = await fetch(`${this.server}/output/${id}?after=${after}&wait=${POLL_WAIT}`, { cache: "no-store" });
@@ -332,24 +362,87 @@ class SingleCellBlock {
       } catch (error) {
         if (error instanceof ClientError && !error.transient) throw error;
         failures += 1;
-        this.reconnecting = true;
         const wait = Math.min(250 * 2 ** failures, 5000);
-        this._setStatus(`Connection lost; reconnecting in ${(wait / 1000).toFixed(1)} s…`, "running");
+        if (status === null) { // while the cell runs, say so; a live session retries quietly
+          this.reconnecting = true;
+          this._setStatus(`Connection lost; reconnecting in ${(wait / 1000).toFixed(1)} s…`, "running");
+        }
         await sleep(wait);
         continue;
       }
+      if (generation !== this.generation) return status;
       failures = 0;
       this.reconnecting = false;
       for (const { seq, msg } of page.messages) {
         if (seq <= after) continue; // never show a message twice
-        this.output.add(msg);
-        const c = msg.content || {};
-        if (msg.msg_type === "extension" && c.msg_type === "files") this.files.push(...((c.content || {}).files || []));
+        this._show(id, msg);
         after = seq;
         this._emit("output", { seq, msg });
       }
-      if (page.done) return page.status;
+      const live = Boolean(page.session && page.session.state === "live");
+      if (page.done && status === null) {
+        status = page.status;
+        this.sessionLive = live;
+        if (!live && !page.session && this.output.widgets && this.output.widgets.shown) {
+          this.output.widgets.ended("These widgets are not live: the server kept no session for this cell.");
+        }
+        cellDone(status);
+      }
+      if (status !== null && !live) {
+        this.sessionLive = false;
+        return status;
+      }
     }
+  }
+
+  /** One message of the cell's output: the widgets' own go to their frame, the rest is shown. */
+  _show(id, msg) {
+    const widgets = this.output.widgets;
+    const c = msg.content || {};
+    if (msg.msg_type === "extension" && c.msg_type === "session") {
+      this.sessionLive = true;
+      this._emit("session", { id, state: "live" });
+    } else if (msg.msg_type === "extension" && c.msg_type === "session_end") {
+      const end = c.content || {};
+      const text = String(end.message || "The session ended.");
+      this.sessionLive = false;
+      if (widgets) widgets.ended(text);
+      if (!this.running) {
+        this._setStatus(text, "ended");
+        this.stopButton.classList.add("sc-hidden");
+      }
+      this._emit("session", { id, state: "ended", reason: end.reason, message: end.message });
+    }
+    if (widgets && widgets.handle(msg)) return;
+    // a session's end is said beside the Run button, and where its widgets are: the output
+    // says it only when no widget was shown
+    if (msg.msg_type === "extension" && c.msg_type === "session_end" && widgets && widgets.shown) return;
+    this.output.add(msg);
+    if (msg.msg_type === "extension" && c.msg_type === "files") this.files.push(...((c.content || {}).files || []));
+  }
+
+  /** A message from the widgets for the kernel: POST /input, in the order they came. */
+  _sendInput(generation, msg) {
+    const id = this.requestId;
+    if (!id || generation !== this.generation) return;
+    this.inputs = this.inputs.then(async () => {
+      try {
+        const response = await fetch(`${this.server}/input/${id}`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(msg),
+        });
+        // 409: the session ended meanwhile; its session_end is on its way
+        if (!response.ok && response.status !== 409) await this._json(response);
+      } catch (error) {
+        if (generation === this.generation) this._setStatus(`Could not reach the session: ${error.message}`, "live");
+      }
+    });
+  }
+
+  /** End a session whose widgets are going away (the cell runs again), saying nothing. */
+  _endQuietly(id) {
+    fetch(`${this.server}/stop/${id}`, { method: "POST" }).catch(() => {});
   }
 
   async _sendStop(id) {

@@ -1,0 +1,184 @@
+"""Live widgets in an embedded cell, in a real Chromium, on a host page of another origin: an
+``@interact`` driven from the keyboard, a session ending idle with its words on the page, and
+widget output that cannot reach the host page."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import HostSite, Watched, screenshot
+from tests.browser.test_embed import attribute_cell, host_page, python
+from tests.servers import Server, Servers
+
+INTERACT = """
+from ipywidgets import interact
+import matplotlib.pyplot as plt
+
+@interact(n=(1, 10), colour=["red", "blue"])
+def draw(n=3, colour="red"):
+    print(f"n is {n}, colour {colour}")
+    plt.plot(range(n), color=colour)
+    plt.title(f"{n} points")
+    plt.show()
+"""
+
+HOSTILE_WIDGETS = """
+import ipywidgets as w
+from IPython.display import HTML, display
+html = w.HTML("<b id='bold'>bold</b><img src=x onerror=\\"parent.document.title='pwned'\\">"
+              "<script>parent.document.title = 'pwned'</script>")
+out = w.Output()
+button = w.Button(description="Attack")
+def attack(_):
+    with out:
+        display(HTML("<p id='inside'>inside</p><script>try { parent.document.body.remove() } catch (e) {}"
+                     "try { localStorage.setItem('pwned', 1) } catch (e) {} top.location = 'about:blank'</script>"))
+        print("<img src=x onerror=alert(1)>")
+button.on_click(attack)
+display(html, button, out)
+"""
+
+
+def frame_of(page: Any, cell: str) -> Any:
+    return page.frame_locator(f"{cell} .sc-frame-widgets")
+
+
+def wait_text(page: Any, cell: str, pattern: str, timeout: float = 20_000) -> None:
+    """Wait until the cell's widget frame shows text matching ``pattern``."""
+    frame = page.locator(f"{cell} .sc-frame-widgets").element_handle(timeout=timeout).content_frame()
+    frame.wait_for_function("(p) => new RegExp(p).test(document.body.innerText)", arg=pattern, timeout=timeout)
+
+
+def status(page: Any, cell: str) -> str:
+    return str(page.locator(f"{cell} .sc-status").inner_text())
+
+
+@pytest.mark.parametrize("dark", [False, True], ids=["light-page", "dark-page"])
+def test_an_interact_redraws_its_plot_when_its_slider_moves_from_the_keyboard(
+        watched: Watched, server: Server, host_site: HostSite, dark: bool) -> None:
+    page = watched.page
+    css = "body { background: #111418; color: #ddd; }" if dark else ""
+    url = host_site.add(f"/interact-{dark}.html", host_page(server, python("plot", INTERACT), css=css))
+    page.goto(url)
+    before = page.evaluate("() => document.querySelectorAll('script[src]').length")
+    page.locator("#plot button.sc-run").click()
+    page.wait_for_function("() => /widgets live/.test(document.querySelector('#plot').shadowRoot"
+                           ".querySelector('.sc-status').textContent)", timeout=30_000)
+    assert re.fullmatch(r"Done in [0-9.]+ s · widgets live", status(page, "#plot"))
+    frame = frame_of(page, "#plot")
+    wait_text(page, "#plot", "n is 3, colour red")
+    first_plot = frame.locator(".widget-output img").first.get_attribute("src")
+    assert first_plot and first_plot.startswith("data:image/png;base64,")
+    # the widget runtime came with the first widget, into the frame, from the server: nothing was
+    # added to the page, which had not loaded it before
+    assert page.evaluate("() => document.querySelectorAll('script[src]').length") == before
+    assert not page.evaluate("() => performance.getEntriesByType('resource').some((e) => /widgets/.test(e.name))")
+    inside = page.locator("#plot .sc-frame-widgets").element_handle().content_frame()
+    loaded = inside.evaluate("() => performance.getEntriesByType('resource').map((e) => e.name)")
+    assert [u for u in loaded if "singlecell-widgets.js" in u][0].startswith(f"{server.url}/static/")
+    screenshot(page, f"interact-{'dark' if dark else 'light'}-start")
+
+    handle = frame.locator(".noUi-handle").first
+    handle.focus()
+    handle.press("ArrowRight")
+    handle.press("ArrowRight")
+    wait_text(page, "#plot", "n is 5, colour red")
+    frame.locator(".widget-output img").first.wait_for()
+    assert frame.locator(".widget-output").inner_text().count("n is") == 1  # cleared, redrawn
+    second_plot = frame.locator(".widget-output img").first.get_attribute("src")
+    assert second_plot != first_plot
+
+    frame.locator("select").select_option("blue")
+    wait_text(page, "#plot", "n is 5, colour blue")
+    assert status(page, "#plot").endswith("widgets live")
+    # the page shows nothing of the widgets' traffic as output of its own
+    assert page.locator("#plot .sc-stdout").count() == 0
+    assert watched.errors == []
+    origins = {re.match(r"[a-z]+://[^/]+", u).group(0) for u in watched.requests  # type: ignore[union-attr]
+               if not u.startswith(("data:", "about:", "blob:"))}
+    assert origins <= {host_site.origin, server.url}, origins
+    screenshot(page, f"interact-{'dark' if dark else 'light'}-moved")
+    page.locator("#plot button.sc-stop").click()  # ends the session
+    wait_text(page, "#plot", "Session stopped: press Run to start again")
+    assert status(page, "#plot") == "Session stopped: press Run to start again"
+
+
+@pytest.fixture(scope="module")
+def idle_server(module_servers: Servers) -> Server:
+    return module_servers("serve", "--session-idle", "4", name="idle-sessions")
+
+
+def test_an_idle_session_ends_and_the_page_says_so_in_words(watched: Watched, idle_server: Server,
+                                                           host_site: HostSite) -> None:
+    page = watched.page
+    url = host_site.add("/idle.html", host_page(idle_server, python(
+        "slider", "import ipywidgets as w\ns = w.IntSlider(description='n')\n"
+                  "s.observe(lambda c: print('n =', c['new']), names='value')\ndisplay(s)")))
+    page.goto(url)
+    page.evaluate("""() => document.querySelector('#slider').addEventListener('singlecell:session',
+        (e) => { e.target.scSession = e.detail; })""")
+    page.locator("#slider button.sc-run").click()
+    frame = frame_of(page, "#slider")
+    frame.locator(".noUi-handle").wait_for()
+    page.wait_for_function("() => /widgets live/.test(document.querySelector('#slider').shadowRoot"
+                           ".querySelector('.sc-status').textContent)")
+    assert page.locator("#slider .sc-status").get_attribute("data-state") == "live"
+    screenshot(page, "session-live")
+    words = "Session ended after 4 seconds idle: press Run to start again"
+    page.wait_for_function("(w) => document.querySelector('#slider').shadowRoot.querySelector('.sc-status')"
+                           ".textContent === w", arg=words, timeout=20_000)
+    assert page.locator("#slider .sc-status").get_attribute("data-state") == "ended"
+    ended = page.evaluate("() => document.querySelector('#slider').scSession")
+    assert ended == {"id": ended["id"], "state": "ended", "reason": "idle", "message": words}
+    assert page.locator("#slider button.sc-stop").is_hidden()
+    wait_text(page, "#slider", "Session ended after 4 seconds idle")  # in the widgets' frame too
+    # the controls are off: a key on the slider sends nothing any more
+    inputs: list[str] = []
+    page.on("request", lambda r: inputs.append(r.url) if "/input/" in r.url else None)
+    with contextlib.suppress(Exception):  # inert: the key may not even reach it
+        frame.locator(".noUi-handle").press("ArrowRight", timeout=2000)
+    page.wait_for_timeout(500)
+    assert inputs == []
+    screenshot(page, "session-ended-idle")
+    # Run again starts a new session
+    page.locator("#slider button.sc-run").click()
+    page.wait_for_function("() => /widgets live/.test(document.querySelector('#slider').shadowRoot"
+                           ".querySelector('.sc-status').textContent)")
+    assert page.locator("#slider .sc-frame-widgets").count() == 1  # the old frame went with its output
+
+
+def test_widget_output_cannot_reach_the_host_page(watched: Watched, server: Server, host_site: HostSite) -> None:
+    page = watched.page
+    url = host_site.add("/hostile-widgets.html", host_page(server, f"""
+<p id="marker">the host's own paragraph</p>
+{attribute_cell("evil", HOSTILE_WIDGETS)}
+"""))
+    page.goto(url)
+    page.evaluate("() => localStorage.setItem('mine', 'kept')")
+    dom = "() => [document.body.children.length, document.getElementById('marker').textContent]"
+    before = page.evaluate(dom)
+    page.locator("#evil button.sc-run").click()
+    frame = frame_of(page, "#evil")
+    frame.locator("#bold").wait_for()
+    frame.get_by_role("button", name="Attack").click()
+    frame.locator("iframe, #inside").first.wait_for()
+    wait_text(page, "#evil", "onerror")
+    page.wait_for_timeout(1000)  # time for any script that would run late
+
+    assert page.title() == "Host page" and page.url == url
+    assert page.evaluate(dom) == before
+    assert page.evaluate("() => [localStorage.getItem('mine'), localStorage.getItem('pwned')]") == ["kept", None]
+    assert watched.dialogs == []
+    widgets = page.locator("#evil .sc-frame-widgets")
+    assert widgets.get_attribute("sandbox") == "allow-scripts allow-popups allow-popups-to-escape-sandbox"
+    inside = widgets.element_handle().content_frame()
+    assert inside.evaluate("() => window.origin") == "null"
+    assert inside.evaluate("() => { try { return parent.document.title; } catch (e) { return e.name; } }") \
+        == "SecurityError"
+    # printed text stayed text inside the Output widget
+    assert frame.locator(".widget-output").locator("img[src=x]").count() == 0
+    screenshot(page, "hostile-widgets")
