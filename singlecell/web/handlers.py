@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import datetime
 import json
 import re
@@ -71,6 +72,17 @@ class Waiters:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(request_id, set()).add(future)
         return future
+
+    def register_all(self, request_ids: list[str]) -> asyncio.Future[None]:
+        """One waiter woken by news of any of the requests (unregister it with :meth:`unregister_all`)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for request_id in request_ids:
+            self._waiting.setdefault(request_id, set()).add(future)
+        return future
+
+    def unregister_all(self, request_ids: list[str], future: asyncio.Future[None]) -> None:
+        for request_id in request_ids:
+            self.unregister(request_id, future)
 
     def unregister(self, request_id: str, future: asyncio.Future[None]) -> None:
         waiting = self._waiting.get(request_id)
@@ -645,6 +657,95 @@ class OutputHandler(BaseHandler):
         })
 
 
+class WatchHandler(BaseHandler):
+    """``GET /watch?ids=<id>:<after>,<id>:<after>…&wait=S``: the long-poll of a page with many cells
+    (browsers allow six connections per origin). Waits up to S seconds until any of the requests
+    has messages after its seq, then answers ``{"requests": {id: <as /output>}}`` for every one
+    that has; ``{}`` when none had by then. Unknown ids are listed in ``"missing"``."""
+
+    closed = False
+
+    def on_connection_close(self) -> None:
+        self.closed = True  # the page went (or aborted this poll to follow another cell): stop waiting
+
+    async def get(self) -> None:
+        wait = min(_number(self.get_argument("wait", "0"), "wait", float), MAX_WAIT)
+        if not wait >= 0:
+            raise BadRequest("wait must be a number that is not negative")
+        wanted = parse_watch(self.get_argument("ids", ""))
+        services, store = self.services, self.services.store
+        ids = list(wanted)
+        records: dict[str, RequestRecord] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        first = True
+        while True:
+            # registered before reading: news between the read and the wait is not missed
+            woken = services.waiters.register_all(ids)
+            try:
+                for request_id in ids:
+                    record = store.get_request(request_id)
+                    if record is not None:
+                        records[request_id] = record
+                        if first and _live(record):
+                            store.touch_session(request_id)  # someone is reading it: not a closed tab
+                first = False
+                answers = self._news(records, wanted)
+                left = deadline - loop.time()
+                if answers or not any(_open(r) for r in records.values()) or left <= 0 or self.closed:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken, min(left, services.config.poll_interval))
+            finally:
+                services.waiters.unregister_all(ids, woken)
+        if not self.closed:
+            self.send_json({"requests": answers, "missing": [i for i in ids if i not in records]})
+
+    def _news(self, records: dict[str, RequestRecord], wanted: dict[str, int]) -> dict[str, Any]:
+        """The /output answer of every request with messages past what the page has, or over
+        (finished, no session live): a page follows only requests it has not seen end, and the
+        status it saw may have been read before the last messages were."""
+        answers = {}
+        for request_id, record in records.items():
+            after = wanted[request_id]
+            if record.last_seq <= after and _open(record):
+                continue
+            messages = self.services.store.get_messages(request_id, after, PAGE_SIZE)
+            last = messages[-1].seq if messages else after
+            answers[request_id] = {
+                "status": record.status.value,
+                "done": record.status.terminal and last >= record.last_seq,
+                "session": session_json(record),
+                "messages": [{"seq": m.seq, "msg": m.message} for m in messages],
+                "next": last,
+            }
+        return answers
+
+
+MAX_WATCHED = 64  # requests one /watch follows
+
+
+def parse_watch(raw: str) -> dict[str, int]:
+    """``id:after,id:after`` → {id: after}; ``BadRequest`` saying what to fix."""
+    wanted: dict[str, int] = {}
+    for item in filter(None, raw.split(",")):
+        request_id, _, after = item.partition(":")
+        if not re.fullmatch(REQUEST_ID, request_id) or not after.isdigit():
+            raise BadRequest(f"ids lists request ids with the seq each page has, like ids=<32 hex digits>:0,…; "
+                             f"{item[:80]!r} is not one")
+        wanted[request_id] = int(after)
+    if not wanted:
+        raise BadRequest("ids names no request: give ids=<id>:<seq>,… (the seq is the last one the page has)")
+    if len(wanted) > MAX_WATCHED:
+        raise BadRequest(f"one /watch follows at most {MAX_WATCHED} requests, not {len(wanted)}")
+    return wanted
+
+
+def _open(record: RequestRecord) -> bool:
+    """More may come: the cell runs, or its session is live."""
+    return not record.status.terminal or _live(record)
+
+
 def _live(record: RequestRecord) -> bool:
     return record.session is not None and record.session.live
 
@@ -892,6 +993,7 @@ def routes(services: Services) -> list[Any]:
         (r"/eval", SubmitHandler, {**args, "wait": True}),
         (rf"/output/({REQUEST_ID})", OutputHandler, args),
         (rf"/input/({REQUEST_ID})", InputHandler, args),
+        (r"/watch", WatchHandler, args),
         (r"/output/([^/]+)", _UnknownIdHandler, args),
         (rf"/files/({REQUEST_ID})/(.+)", FileHandler, args),
         (r"/health", HealthHandler, args),

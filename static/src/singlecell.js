@@ -13,11 +13,11 @@ import CELL_CSS from "./cell.css";
 import { EDITORS, createEditor } from "./editor.js";
 import { Output, el } from "./render.js";
 import { THEMES, blendsIn, resolveTheme } from "./theme.js";
+import { watcher } from "./watch.js";
 import { WidgetHost } from "./widgets-host.js";
 
 const VERSION = "0.2.0";
 const HIDEABLE = ["editor", "evalButton", "stop", "permalink", "status", "output", "files"];
-const POLL_WAIT = 25; // seconds the server may hold one long-poll
 const SUBMIT_RETRIES = 5; // answers of 503 (queue full) waited out before giving up
 
 const script = document.currentScript;
@@ -141,6 +141,7 @@ class SingleCellBlock {
     this.generation = 0; // one a run: what an older run still receives is dropped
     this.sessionLive = false;
     this.inputs = Promise.resolve(); // inputs to the session go one after another, in order
+    this.unfollow = null;
 
     const code = o.code !== undefined ? String(o.code) : dedent(element.textContent || "");
     element.textContent = "";
@@ -248,6 +249,7 @@ class SingleCellBlock {
     const code = this.getCode();
     if (this.sessionLive && this.requestId) this._endQuietly(this.requestId); // its widgets are about to go
     const generation = ++this.generation;
+    if (this.unfollow) this.unfollow(); // the last run's session (if any) is not followed any more
     this.sessionLive = false;
     if (this.output.widgets) this.output.widgets.reset();
     this.output.clear();
@@ -345,54 +347,48 @@ class SingleCellBlock {
     return answer;
   }
 
-  /** Long-poll the output; a dropped connection resumes after the last seq shown. ``cellDone``
-   * is called with the status once the cell has ended; while its session is live the poll goes
-   * on (the widgets' answers come this way) until the session ends or the cell runs again. */
-  async _follow(id, generation, cellDone) {
-    let after = 0;
-    let failures = 0;
-    let status = null;
-    for (;;) {
-      if (generation !== this.generation) return status; // run again: this output is gone
-      let page;
-      try {
-        const response = await fetch(`${this.server}/output/${id}?after=${after}&wait=${POLL_WAIT}`, { cache: "no-store" });
-        if (response.status >= 500) throw new Error(`HTTP ${response.status}`);
-        page = await this._json(response);
-      } catch (error) {
-        if (error instanceof ClientError && !error.transient) throw error;
-        failures += 1;
-        const wait = Math.min(250 * 2 ** failures, 5000);
-        if (status === null) { // while the cell runs, say so; a live session retries quietly
+  /** Follow the output (through the page's one long-poll, watch.js). ``cellDone`` is called with
+   * the status once the cell has ended; while its session is live the following goes on (the
+   * widgets' answers come this way) until the session ends or the cell runs again. */
+  _follow(id, generation, cellDone) {
+    return new Promise((resolve, reject) => {
+      let after = 0;
+      let status = null;
+      const unfollow = watcher(this.server).follow(id, 0, {
+        page: (page) => {
+          if (generation !== this.generation) return false;
+          this.reconnecting = false;
+          for (const { seq, msg } of page.messages) {
+            if (seq <= after) continue; // never show a message twice
+            this._show(id, msg);
+            after = seq;
+            this._emit("output", { seq, msg });
+          }
+          const live = Boolean(page.session && page.session.state === "live");
+          if (page.done && status === null) {
+            status = page.status;
+            this.sessionLive = live;
+            if (!live && !page.session && this.output.widgets && this.output.widgets.shown) {
+              this.output.widgets.ended("These widgets are not live: the server kept no session for this cell.");
+            }
+            cellDone(status);
+          }
+          if (status !== null && !live) {
+            this.sessionLive = false;
+            resolve(status);
+            return false;
+          }
+          return true;
+        },
+        trouble: (wait) => {
+          if (status !== null) return; // a live session retries quietly
           this.reconnecting = true;
           this._setStatus(`Connection lost; reconnecting in ${(wait / 1000).toFixed(1)} s…`, "running");
-        }
-        await sleep(wait);
-        continue;
-      }
-      if (generation !== this.generation) return status;
-      failures = 0;
-      this.reconnecting = false;
-      for (const { seq, msg } of page.messages) {
-        if (seq <= after) continue; // never show a message twice
-        this._show(id, msg);
-        after = seq;
-        this._emit("output", { seq, msg });
-      }
-      const live = Boolean(page.session && page.session.state === "live");
-      if (page.done && status === null) {
-        status = page.status;
-        this.sessionLive = live;
-        if (!live && !page.session && this.output.widgets && this.output.widgets.shown) {
-          this.output.widgets.ended("These widgets are not live: the server kept no session for this cell.");
-        }
-        cellDone(status);
-      }
-      if (status !== null && !live) {
-        this.sessionLive = false;
-        return status;
-      }
-    }
+        },
+        fail: reject,
+      });
+      this.unfollow = () => { unfollow(); resolve(status); };
+    });
   }
 
   /** One message of the cell's output: the widgets' own go to their frame, the rest is shown. */

@@ -279,7 +279,7 @@ def test_a_dropped_connection_resumes_with_no_duplicate_and_no_gap(
         else:
             route.continue_()
 
-    page.route(re.compile(r".*/output/[0-9a-f]{32}.*"), flaky)
+    page.route(re.compile(r".*/watch\?.*"), flaky)
     page.goto(host_site.add("/flaky.html", host_page(server, python("count", """
 import time
 for i in range(30):
@@ -291,7 +291,7 @@ for i in range(30):
     assert page.locator("#count .sc-stdout").inner_text() == "".join(f"{i}\n" for i in range(30))
     assert len(polls) >= 4
     # the retries resumed from the last seq shown
-    afters = [int(re.search(r"after=(\d+)", p).group(1)) for p in polls]  # type: ignore[union-attr]
+    afters = [int(re.search(r"ids=[0-9a-f]{32}:(\d+)", p).group(1)) for p in polls]  # type: ignore[union-attr]
     assert afters == sorted(afters)
     with server.client() as client:
         stored = client.output(done["id"])["messages"]

@@ -79,7 +79,7 @@ def test_an_interact_redraws_its_plot_when_its_slider_moves_from_the_keyboard(
     assert not page.evaluate("() => performance.getEntriesByType('resource').some((e) => /widgets/.test(e.name))")
     inside = page.locator("#plot .sc-frame-widgets").element_handle().content_frame()
     loaded = inside.evaluate("() => performance.getEntriesByType('resource').map((e) => e.name)")
-    assert [u for u in loaded if "singlecell-widgets.js" in u][0].startswith(f"{server.url}/static/")
+    assert next(u for u in loaded if "singlecell-widgets.js" in u).startswith(f"{server.url}/static/")
     screenshot(page, f"interact-{'dark' if dark else 'light'}-start")
 
     handle = frame.locator(".noUi-handle").first
@@ -182,3 +182,47 @@ def test_widget_output_cannot_reach_the_host_page(watched: Watched, server: Serv
     # printed text stayed text inside the Output widget
     assert frame.locator(".widget-output").locator("img[src=x]").count() == 0
     screenshot(page, "hostile-widgets")
+
+
+@pytest.fixture(scope="module")
+def roomy_server(module_servers: Servers) -> Server:
+    return module_servers("serve", "--max-sessions-per-client", "20", name="roomy-sessions")
+
+
+def test_eight_live_cells_share_one_long_poll_and_all_answer(watched: Watched, roomy_server: Server,
+                                                             host_site: HostSite) -> None:
+    """More live cells than a browser opens connections to one origin (six): with a long-poll each
+    the seventh would wait; the page's one /watch serves them all."""
+    page = watched.page
+    count = """<script>
+    window.scWatches = { inFlight: 0, most: 0, total: 0 };
+    const realFetch = window.fetch;
+    window.fetch = async (...args) => {
+        const watch = String(args[0]).includes("/watch?");
+        if (watch) {
+            scWatches.inFlight++; scWatches.total++; scWatches.most = Math.max(scWatches.most, scWatches.inFlight);
+        }
+        try { return await realFetch(...args); } finally { if (watch) scWatches.inFlight--; }
+    };
+    </script>"""
+    cells = "".join(python(f"c{n}", f"import ipywidgets as w\ns = w.IntSlider(description='cell {n}')\n"
+                                    f"s.observe(lambda c: print('cell {n} at', c['new']), names='value')\n"
+                                    "display(s)") for n in range(8))
+    page.goto(host_site.add("/eight.html", host_page(roomy_server, count + cells)))
+    for n in range(8):  # not click(): frames that appear move the buttons under the pointer
+        page.locator(f"#c{n} button.sc-run").dispatch_event("click")
+    page.wait_for_function("""() => [...Array(8).keys()].every((n) => /widgets live/.test(
+        document.querySelector('#c' + n).shadowRoot.querySelector('.sc-status').textContent))""", timeout=60_000)
+    for n in range(8):
+        handle = frame_of(page, f"#c{n}").locator(".noUi-handle")
+        handle.focus()
+        handle.press("ArrowRight")
+    for n in range(8):
+        page.locator(f"#c{n} .sc-stdout").filter(has_text=f"cell {n} at 1").wait_for(timeout=20_000)
+    watches = page.evaluate("() => window.scWatches")
+    assert watches["most"] == 1, watches  # one poll at a time, for all eight cells
+    screenshot(page, "eight-live-cells")
+    for n in range(8):
+        page.locator(f"#c{n} button.sc-stop").dispatch_event("click")
+    page.wait_for_function("""() => [...Array(8).keys()].every((n) => /^Session stopped/.test(
+        document.querySelector('#c' + n).shadowRoot.querySelector('.sc-status').textContent))""")
