@@ -33,6 +33,20 @@ class KernelComm(BaseComm):
         content = {"data": {} if data is None else data, "comm_id": self.comm_id, **keys}
         current_kernel().send_comm(msg_type, content, metadata or {}, [bytes(b) for b in buffers or ()])
 
+    def handle_msg(self, msg: dict[str, Any]) -> None:
+        """As the comm package does, but a handler's exception is shown as a cell's would be: a
+        traceback the page shows, and a limit it ran into named (which ends the session). The
+        comm manager would only log it."""
+        try:
+            super().handle_msg(msg)
+        except Exception:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+            if shell is None:
+                raise
+            shell.showtraceback()
+
 
 def install() -> None:
     """Make ``comm`` (and so ipywidgets) publish through our kernels. Widgets echo nothing

@@ -134,3 +134,23 @@ def test_a_body_over_the_limit_gets_the_servers_json_answer(behind_nginx: tuple[
         status, _, body = client.request("POST", "/execute", b"x" * (8640 * 1024),
                                          {"Content-Type": "text/plain"})
         assert status == 413 and "the code is" in json.loads(body)["error"]["message"]
+
+
+def test_a_live_session_works_through_nginx(behind_nginx: tuple[str, list[Server]]) -> None:
+    """Inputs and the page's /watch pass nginx, spread over both web processes; the session is
+    counted against the client's address (here both are 127.0.0.1: nginx's X-Real-IP header is
+    what the web tier reads, xheaders=True)."""
+    from tests.e2e.test_sessions import Session
+
+    url, webs = behind_nginx
+    with Client(url) as client:
+        session = Session(client)
+        for n in (1, 2, 3):  # nginx spreads these over both web processes
+            answers = session.answers(session.update({"value": n}))
+            assert "".join(m["content"]["text"] for m in answers if m["msg_type"] == "stream") == f"value {n}\n"
+        status, _, body = client.request("GET", f"/watch?ids={session.id}:{session.after}&wait=2")
+        assert status == 200 and json.loads(body)["requests"] == {}  # live, nothing new: held, then empty
+        clients = webs[0].db_rows("SELECT client FROM sessions WHERE request_id = ?", (session.id,))
+        assert clients == [("127.0.0.1",)]
+        client.stop(session.id)
+        assert session.ended()["reason"] == "stopped"

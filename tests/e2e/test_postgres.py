@@ -151,3 +151,26 @@ def test_four_processes_started_at_once_on_a_new_database_all_come_up(start_serv
                 assert client.eval("print(6 * 7)")["stdout"] == "42\n"
             for server in started:
                 server.stop()
+
+
+def test_a_sessions_inputs_reach_its_device_through_any_web_process(start_server: Callable[..., Server]) -> None:
+    """On PostgreSQL an input wakes the session's device by NOTIFY, whichever web process took it,
+    and the answers reach a page polling another web process."""
+    from tests.e2e.test_sessions import Session
+
+    with cluster(start_server) as c:
+        webs = [c.web(), c.web()]
+        devices = [c.device(), c.device()]
+        first, second = (w.client() for w in webs)
+        session = Session(first)
+        assert session.state == "live"
+        for n in range(1, 7):
+            session.client = (first, second)[n % 2]  # inputs and reads alternate between the two
+            answers = session.answers(session.update({"value": n}), timeout=10)
+            assert "".join(m["content"]["text"] for m in answers if m["msg_type"] == "stream") == f"value {n}\n"
+        held = c.rows(f"SELECT device FROM sessions WHERE request_id = '{session.id}'")
+        assert len(held) == 1 and len(devices) == 2
+        first.stop(session.id)
+        assert session.ended()["reason"] == "stopped"
+        first.close()
+        second.close()

@@ -447,3 +447,31 @@ def test_stopping_a_session_kills_its_kernel(client: Client, server: Server) -> 
     client.stop(session.id)
     session.ended()
     assert wait_until(lambda: not any(_alive(k) for k in during), 10)
+
+
+def test_a_handlers_exception_is_shown_as_a_traceback_and_the_session_goes_on(client: Client) -> None:
+    code = SLIDER.replace('print("value", change["new"])', '1 / (change["new"] - 1)')
+    session = Session(client, code)
+    answers = session.answers(session.update({"value": 1}))
+    errors = [m["content"] for m in answers if m["msg_type"] == "error"]
+    assert [e["ename"] for e in errors] == ["ZeroDivisionError"] and errors[0]["traceback"]
+    assert session.state == "live"
+    assert [m["msg_type"] for m in session.answers(session.update({"value": 2}))] == ["status", "status"]
+    client.stop(session.id)
+    session.ended()
+
+
+def test_the_memory_limit_counts_the_whole_session(module_servers: Servers) -> None:
+    server = module_servers("serve", "--memory-limit", "150", name="session-memory")
+    client = server.client()
+    code = ("import ipywidgets as w\nkept = []\ns = w.IntSlider()\n"
+            "s.observe(lambda c: kept.append(bytearray(60 * 2**20)), names='value')\ndisplay(s)")
+    session = Session(client, code)
+    for n in range(1, 6):
+        session.answers(session.update({"value": n}), timeout=30)
+        if session.state == "ended":
+            break
+    end = session.ended()
+    assert end["reason"] == "memory" and "150 MB" in end["message"]
+    assert 2 <= n <= 3, f"ended at input {n}: 60 MB each, 150 MB for the whole session"
+    client.close()
