@@ -43,6 +43,21 @@ EXAMPLES: list[Draft] = [
         command='plt.plot(x, np.sin(2 * x)); plt.title("A faster wave"); plt.show()',
     ),
     Draft(
+        title="An interactive plot",
+        blurb="Run it, then move the slider or pick a colour: the function runs again in the same kernel and "
+              "redraws the plot. The widgets stay live while the page shows them (a few minutes idle ends them).",
+        tags=("interact", "plotting/2d", "matplotlib"),
+        files={"wave.py": (
+            "from ipywidgets import interact\nimport matplotlib.pyplot as plt\nimport numpy as np\n\n"
+            "x = np.linspace(0, 2 * np.pi, 300)\n\n\n"
+            '@interact(frequency=(1, 10), colour=["steelblue", "crimson", "seagreen"])\n'
+            'def wave(frequency=2, colour="steelblue"):\n'
+            "    plt.plot(x, np.sin(frequency * x), color=colour)\n"
+            '    plt.title(f"sin({frequency}x)")\n'
+            "    plt.show()\n"
+        )},
+    ),
+    Draft(
         title="A 3D surface",
         blurb="matplotlib draws surfaces too.",
         tags=("plotting/3d", "matplotlib"),

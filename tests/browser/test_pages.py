@@ -68,8 +68,14 @@ def test_the_embedding_page_examples_all_run(watched: Watched, server: Server) -
     page.locator("#example-stop .sc-stdout", has_text="2").wait_for()
     page.locator("#example-stop").get_by_role("button", name="Stop").click()
     page.locator("#example-stop .sc-status", has_text="Stopped after").wait_for()
+    # the widgets example: live, and its plot drawn in its widget frame
+    assert run_and_wait(page, "#example-widgets")["status"] == "done"
+    page.locator("#example-widgets .sc-status", has_text="widgets live").wait_for()
+    page.frame_locator("#example-widgets .sc-frame-widgets").locator(".widget-output img").first.wait_for()
     assert watched.errors == []
     screenshot(page, "embedding")
+    page.locator("#example-widgets").get_by_role("button", name="Stop").click()
+    page.locator("#example-widgets .sc-status", has_text="Session stopped").wait_for()
 
 
 @pytest.mark.parametrize(("path", "title"), PAGES)

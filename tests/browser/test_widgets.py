@@ -5,6 +5,7 @@ widget output that cannot reach the host page."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from typing import Any
 
@@ -226,3 +227,30 @@ def test_eight_live_cells_share_one_long_poll_and_all_answer(watched: Watched, r
         page.locator(f"#c{n} button.sc-stop").dispatch_event("click")
     page.wait_for_function("""() => [...Array(8).keys()].every((n) => /^Session stopped/.test(
         document.querySelector('#c' + n).shadowRoot.querySelector('.sc-status').textContent))""")
+
+
+def test_the_librarys_interactive_example_is_live_on_its_page(watched: Watched, server: Server) -> None:
+    """The snippet library's interacts: its example runs on its own page (the snippet's file first),
+    and its slider redraws the plot."""
+    page = watched.page
+    found = json.loads(server.client().request("GET", "/api/snippets?q=interactive", b"", {})[2])
+    snippet = next(item["id"] for item in found["items"] if item["title"] == "An interactive plot")
+    page.goto(server.url + f"/s/{snippet}")
+    page.locator("#cell button.sc-run").click()
+    page.wait_for_function("() => /widgets live/.test(document.querySelector('#cell').shadowRoot"
+                           ".querySelector('.sc-status').textContent)", timeout=30_000)
+    frame = frame_of(page, "#cell")
+    plot = frame.locator(".widget-output img").first
+    before = plot.get_attribute("src")
+    handle = frame.locator(".noUi-handle").first
+    handle.focus()
+    handle.press("ArrowRight")
+    frame.locator(".widget-readout", has_text="3").wait_for()
+    for _ in range(50):
+        if plot.get_attribute("src") != before:
+            break
+        page.wait_for_timeout(100)
+    assert plot.get_attribute("src") != before
+    assert watched.errors == []
+    screenshot(page, "library-interactive-example")
+    page.locator("#cell button.sc-stop").click()

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from singlecell.library.examples import EXAMPLES
 from tests.servers import ROOT, Server, Servers
 
 JSON = {"Content-Type": "application/json"}
@@ -85,10 +86,11 @@ def shapes(ada: Api) -> dict[str, Any]:
 
 def test_a_first_start_shows_the_examples(nobody: Api) -> None:
     found = nobody.call("GET", "/api/snippets?owner=examples", expect=200)
-    assert found["total"] == 7 and all(item["example"] for item in found["items"])
+    assert found["total"] == len(EXAMPLES) == 8 and all(item["example"] for item in found["items"])
     assert found["items"][0]["title"] == "Hello, world"
     titles = {item["title"] for item in found["items"]}
-    assert {"A matplotlib plot", "LaTeX and HTML output", "Tangent lines", "Write a CSV file"} <= titles
+    assert {"A matplotlib plot", "LaTeX and HTML output", "Tangent lines", "Write a CSV file",
+            "An interactive plot"} <= titles
 
 
 def test_writing_needs_an_account_and_a_valid_token(nobody: Api, server: Server) -> None:
