@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -474,4 +475,19 @@ def test_the_memory_limit_counts_the_whole_session(module_servers: Servers) -> N
     end = session.ended()
     assert end["reason"] == "memory" and "150 MB" in end["message"]
     assert 2 <= n <= 3, f"ended at input {n}: 60 MB each, 150 MB for the whole session"
+    client.close()
+
+
+def test_a_session_ends_server_stopped_when_serve_stops_and_says_so_after_a_restart(
+        start_server: Callable[..., Server]) -> None:
+    server = start_server("serve")
+    client = server.client()
+    session = Session(client)
+    server.stop()
+    server.start().wait_up()
+    client.close()
+    session.client = client = server.client()
+    end = session.ended(timeout=10)
+    assert end == {"reason": "server_stopped",
+                   "message": "Session ended: the server was restarted; press Run to start again"}
     client.close()
