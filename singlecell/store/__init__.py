@@ -11,6 +11,7 @@ from singlecell.store.base import (
     NewRequest,
     NewSession,
     Permalink,
+    Progress,
     RequestRecord,
     SessionState,
     Status,
@@ -19,8 +20,8 @@ from singlecell.store.base import (
 )
 from singlecell.store.sql import SqlStore
 
-__all__ = ["FileRecord", "NewRequest", "NewSession", "Permalink", "RequestRecord", "SessionState", "Status", "Store",
-           "StoredMessage", "open_store"]
+__all__ = ["FileRecord", "NewRequest", "NewSession", "Permalink", "Progress", "RequestRecord", "SessionState",
+           "Status", "Store", "StoredMessage", "open_store"]
 
 # URL scheme (without any "+driver") → backend.
 _BACKENDS: dict[str, Callable[[str], Store]] = {

@@ -67,6 +67,14 @@ class SessionState:
     reason: str | None  # why it ended (a key of singlecell.sessions.SESSION_ENDS); None while live
     started: float
     ended: float | None
+    last_read: float = 0.0  # when a client last read its output, as recorded by touch_session
+
+
+#: seconds between two records of a session's reads (touch_session): its readers poll far more often
+TOUCH_EVERY = 2.0
+
+#: what :meth:`Store.progress_of` says of a request: its status, last seq, and whether its session is live
+Progress = tuple[str, int, bool]
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,11 @@ class Store(ABC):
 
         An unknown id gives ``[]``; callers tell "unknown" apart with :meth:`get_request`.
         """
+
+    @abstractmethod
+    def progress_of(self, request_ids: Sequence[str]) -> dict[str, Progress]:
+        """For each known request of ``request_ids``: (status, last_seq, session live), in one
+        read. The web tier's fallback for lost wake-ups compares it with what its long-polls saw."""
 
     @abstractmethod
     def count_queued(self) -> int:
@@ -308,8 +321,9 @@ class Store(ABC):
 
     @abstractmethod
     def touch_session(self, request_id: str, now: float | None = None) -> None:
-        """A client read the session's output (the web tier, on every read of a live one).
-        May skip the write when the last read is under a few seconds old."""
+        """A client read the session's output (the web tier, on a read of a live one whose last
+        recorded read is :data:`TOUCH_EVERY` seconds old or more). May skip the write when the
+        last read is under :data:`TOUCH_EVERY` seconds old."""
 
     @abstractmethod
     def session_reads(self, device: str) -> dict[str, float]:

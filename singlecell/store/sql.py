@@ -23,11 +23,13 @@ from singlecell.errors import DuplicateRequest, QueueFull
 from singlecell.protocol import lost_error_message
 from singlecell.sessions import end_text, session_end_message
 from singlecell.store.base import (
+    TOUCH_EVERY,
     FileRecord,
     JsonDict,
     NewRequest,
     NewSession,
     Permalink,
+    Progress,
     RequestRecord,
     SessionState,
     Status,
@@ -57,7 +59,7 @@ def _dumps(value: Any) -> str:
 def _record(row: Row[Any]) -> RequestRecord:
     started = getattr(row, "session_started", None)  # only _GET_REQUEST joins the session
     session = None if started is None else SessionState(bool(row.session_live), row.session_reason, started,
-                                                        row.session_ended)
+                                                        row.session_ended, row.session_read)
     return RequestRecord(
         id=row.id,
         message=json.loads(row.message),
@@ -104,7 +106,8 @@ _COUNT_QUEUED = sa.select(sa.func.count()).select_from(request_table).where(_req
 _ses, _inp = session_table.c, input_table.c
 _GET_REQUEST = (
     sa.select(request_table, _ses.live.label("session_live"), _ses.reason.label("session_reason"),
-              _ses.started.label("session_started"), _ses.ended.label("session_ended"))
+              _ses.started.label("session_started"), _ses.ended.label("session_ended"),
+              _ses.last_read.label("session_read"))
     .select_from(request_table.outerjoin(session_table, _ses.request_id == _req.id))
     .where(_req.id == _rid)
 )
@@ -223,7 +226,11 @@ _BUMP_SEQ = (
     request_table.update().where(_req.id == _rid).values(last_seq=_req.last_seq + 1)
     .returning(_req.message, _req.last_seq)
 )
-_TOUCH_EVERY = 2.0  # seconds: a live session's last read is written at most this often
+_PROGRESS = (
+    sa.select(_req.id, _req.status, _req.last_seq, _ses.live)
+    .select_from(request_table.outerjoin(session_table, _ses.request_id == _req.id))
+    .where(_req.id.in_(sa.bindparam("ids", expanding=True)))
+)
 _GET_PERMALINK = sa.select(permalink_table).where(permalink_table.c.id == sa.bindparam("pid"))
 
 
@@ -330,6 +337,12 @@ class SqlStore(Store):
         # seq is a 32-bit column: PostgreSQL refuses a bigger bound, and none is stored above it
         rows = self._read(_GET_MESSAGES, {"rid": request_id, "after": min(after, _MAX_SEQ), "n": limit})
         return [StoredMessage(row.seq, json.loads(row.message)) for row in rows]
+
+    def progress_of(self, request_ids: Sequence[str]) -> dict[str, Progress]:
+        if not request_ids:
+            return {}
+        rows = self._read(_PROGRESS, {"ids": list(request_ids)})
+        return {row.id: (row.status, row.last_seq, bool(row.live)) for row in rows}
 
     def count_queued(self) -> int:
         return int(self._read(_COUNT_QUEUED)[0][0])
@@ -535,7 +548,7 @@ class SqlStore(Store):
     def touch_session(self, request_id: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self._writer.begin() as conn:
-            conn.execute(_TOUCH_SESSION, {"rid": request_id, "now": now, "stale": now - _TOUCH_EVERY})
+            conn.execute(_TOUCH_SESSION, {"rid": request_id, "now": now, "stale": now - TOUCH_EVERY})
 
     def session_reads(self, device: str) -> dict[str, float]:
         return {row.request_id: row.last_read for row in self._read(_SESSION_READS, {"dev": device})}

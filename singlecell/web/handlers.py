@@ -8,6 +8,7 @@ import binascii
 import contextlib
 import datetime
 import json
+import logging
 import re
 import time
 import urllib.parse
@@ -38,9 +39,11 @@ from singlecell.errors import (
 )
 from singlecell.library import Library
 from singlecell.library.model import REVISION_ID, SNIPPET_ID
-from singlecell.store.base import NewRequest, Permalink, RequestRecord, Status, Store
+from singlecell.store.base import TOUCH_EVERY, NewRequest, Permalink, Progress, RequestRecord, Status, Store
 from singlecell.summary import as_text, summarize
 from singlecell.wakeup import Wakeups
+
+log = logging.getLogger(__name__)
 
 REQUEST_ID = r"[0-9a-f]{32}"
 SNIPPET_SPEC = re.compile(rf"{SNIPPET_ID}(@{REVISION_ID})?")
@@ -62,11 +65,30 @@ ALLOWED_BODY_TYPES = ("application/json", "text/plain")
 class Waiters:
     """Long-polls waiting for news of a request, woken by the device's wake-ups.
 
-    Register *before* reading the store, or a wake-up between the read and the wait is missed.
+    Register *before* reading the store, or a wake-up between the read and the wait is missed;
+    then say what the read found (:meth:`saw`). The fallback for lost wake-ups is one read of
+    every waited-for request a poll interval (:meth:`Services.fallback`), which wakes those whose
+    progress differs from what their waiters saw: its cost does not grow with the open pages.
     """
 
     def __init__(self) -> None:
         self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self._seen: dict[str, Progress | None] = {}  # the oldest progress a waiter of it saw
+
+    def saw(self, request_id: str, progress: Progress | None) -> None:
+        """A waiter of the request read it (after registering) and found ``progress``."""
+        if request_id in self._waiting:
+            self._seen.setdefault(request_id, progress)
+
+    def waited_for(self) -> list[str]:
+        return list(self._waiting)
+
+    def compare(self, progress: dict[str, Progress]) -> None:
+        """Wake the waiters of every request whose progress is not what they saw."""
+        for request_id in list(self._waiting):
+            now = progress.get(request_id)
+            if now is not None and self._seen.get(request_id) != now:
+                self.notify(request_id)
 
     def register(self, request_id: str) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -90,8 +112,10 @@ class Waiters:
             waiting.discard(future)
             if not waiting:
                 del self._waiting[request_id]
+                self._seen.pop(request_id, None)
 
     def notify(self, request_id: str) -> None:
+        self._seen.pop(request_id, None)
         for future in self._waiting.pop(request_id, ()):
             if not future.done():
                 future.set_result(None)
@@ -110,17 +134,37 @@ class Services:
         self.library = library
         self.tag_cloud: tuple[float, list[tuple[str, int]]] | None = None  # (count again after, tags)
         self.waiters = Waiters()
+        self._fallback: asyncio.Task[None] | None = None
         if wakeups is not None:
             wakeups.on_progress = self.waiters.notify
 
+    def start_fallback(self) -> None:
+        """Start (once) the fallback for lost wake-ups: every poll interval, one read of every
+        request a long-poll waits for."""
+        if self._fallback is None or self._fallback.done():
+            self._fallback = asyncio.ensure_future(self.fallback())
+
+    async def fallback(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            waited = self.waiters.waited_for()
+            if not waited:
+                continue
+            try:
+                self.waiters.compare(self.store.progress_of(waited))
+            except Exception:
+                log.exception("the fallback read of waited-for requests failed; trying again")
+
     async def wait_for_news(self, request_id: str, timeout: float, registered: asyncio.Future[None] | None = None,
                             after: int | None = None) -> RequestRecord | None:
-        """Wait up to ``timeout`` s for a wake-up about the request (or one poll interval,
-        whichever is shorter: the fallback when wake-ups are lost), then read it again.
+        """Wait up to ``timeout`` s for a wake-up about the request (or the fallback's, when
+        wake-ups are lost), then read it again.
 
-        ``registered``: a waiter registered before the request was even submitted, so no news
-        can have come unseen and the first read is skipped. ``after``: the last seq the caller has;
-        a request with more (a live session's new messages) is news too."""
+        ``registered``: a waiter registered before the request was even submitted (its progress
+        then seen as queued), so no news can have come unseen and the first read is skipped.
+        ``after``: the last seq the caller has; a request with more (a live session's new
+        messages) is news too."""
+        self.start_fallback()
         future = registered or self.waiters.register(request_id)
         try:
             if registered is None:
@@ -129,13 +173,21 @@ class Services:
                 if record is not None and ((record.status.terminal and not _live(record))
                                            or (after is not None and record.last_seq > after)):
                     return record
+                self.waiters.saw(request_id, progress(record))
             try:
-                await asyncio.wait_for(future, min(timeout, self.config.poll_interval))
+                await asyncio.wait_for(future, timeout)
             except TimeoutError:
                 pass
         finally:
             self.waiters.unregister(request_id, future)
         return self.store.get_request(request_id)
+
+
+def progress(record: RequestRecord | None) -> Progress | None:
+    """What :meth:`Store.progress_of` says of the request, from its record."""
+    if record is None:
+        return None
+    return record.status.value, record.last_seq, _live(record)
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -426,6 +478,8 @@ class SubmitHandler(BodyHandler):
         request_id = protocol.request_id(message)
         # /eval listens before it submits: the first wake-up then needs no read to be trusted
         first = self.services.waiters.register(request_id) if self.wait else None
+        if first is not None:
+            self.services.waiters.saw(request_id, (Status.QUEUED.value, 0, False))
         try:
             self.services.store.submit(NewRequest(request_id, message, timeout, inputs,
                                                   client=self.request.remote_ip or ""), config.max_queue)
@@ -634,8 +688,7 @@ class OutputHandler(BaseHandler):
             raise BadRequest("after and wait must be numbers that are not negative")
         store = self.services.store
         record = self.record(request_id)
-        if _live(record):
-            store.touch_session(request_id)  # someone is reading it: not a closed tab
+        touch_if_due(store, record)
         messages = store.get_messages(request_id, after, PAGE_SIZE)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -687,15 +740,17 @@ class WatchHandler(BaseHandler):
                     record = store.get_request(request_id)
                     if record is not None:
                         records[request_id] = record
-                        if first and _live(record):
-                            store.touch_session(request_id)  # someone is reading it: not a closed tab
+                        if first:
+                            touch_if_due(store, record)
+                    services.waiters.saw(request_id, progress(record))
                 first = False
                 answers = self._news(records, wanted)
                 left = deadline - loop.time()
                 if answers or not any(_open(r) for r in records.values()) or left <= 0 or self.closed:
                     break
+                services.start_fallback()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken, min(left, services.config.poll_interval))
+                    await asyncio.wait_for(woken, left)
             finally:
                 services.waiters.unregister_all(ids, woken)
         if not self.closed:
@@ -739,6 +794,12 @@ def parse_watch(raw: str) -> dict[str, int]:
     if len(wanted) > MAX_WATCHED:
         raise BadRequest(f"one /watch follows at most {MAX_WATCHED} requests, not {len(wanted)}")
     return wanted
+
+
+def touch_if_due(store: Store, record: RequestRecord) -> None:
+    """Someone reads a live session: record it (not a closed tab), when the last record is old."""
+    if record.session is not None and record.session.live and time.time() - record.session.last_read >= TOUCH_EVERY:
+        store.touch_session(record.id)
 
 
 def _open(record: RequestRecord) -> bool:

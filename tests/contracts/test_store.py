@@ -732,3 +732,15 @@ def test_reads_are_recorded_for_live_sessions_and_counted_per_client(store: Stor
     assert store.live_sessions("alice") == 2 and store.live_sessions("bob") == 0
     store.end_session("s2", "dev-a", "idle")
     assert store.live_sessions("alice") == 1 and set(store.session_reads("dev-a")) == {"s1"}
+
+
+def test_progress_of_reads_status_last_seq_and_a_live_session_of_many_requests_at_once(store: Store) -> None:
+    claim_one(store, "r1")
+    store.add_messages("r1", "dev-a", msgs(1, "status", "stream"))
+    open_session(store, "s1")
+    submit_all(store, ["q1"])
+    assert store.progress_of(["q1", "r1", "s1", "unknown"]) == {
+        "q1": ("queued", 0, False), "r1": ("running", 2, False), "s1": ("done", 3, True)}
+    store.end_session("s1", "dev-a", "idle", msgs(4, "extension"))
+    assert store.progress_of(["s1"]) == {"s1": ("done", 4, False)}
+    assert store.progress_of([]) == {}
