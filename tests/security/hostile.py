@@ -116,16 +116,23 @@ def assert_nothing_left(server: Server, uid: int, timeout: float = LEFTOVER_GRAC
 
 
 def server_pids(server: Server) -> dict[str, int]:
-    """The server's own processes: the web tier, the device and the kernel template."""
+    """The server's own processes: the web tier, the device and the kernel template (the device's
+    child: a kernel the template has just forked has the template's name and command line until
+    it names itself)."""
     pids = {"web": server.pid}
+    templates: dict[int, int] = {}  # pid → its parent
     for pid, _ in descendants(server.pid):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
         if b"singlecell\0device" in cmdline:
             pids["device"] = pid
         elif b"device.template" in cmdline and _status_field(pid, "Name") == "sc-template":
+            templates[pid] = parent
+    for pid, parent in templates.items():
+        if parent == pids.get("device"):
             pids["template"] = pid
     assert set(pids) == {"web", "device", "template"}, f"cannot find the server's processes: {pids}"
     return pids
