@@ -3,26 +3,13 @@
 // by the singlecell server) and tells the cell its height. It is loaded by the frame's own
 // document, as <script src=".../singlecell-frame.js" data-kind=... data-mathjax=...>.
 import { marked } from "marked";
+import { sizeReporter } from "./size.js";
 
 const me = document.currentScript;
 const kind = me.dataset.kind;
 const mathjaxUrl = me.dataset.mathjax;
 
-function height() {
-  const body = document.body;
-  if (!body) return 0;
-  const margin = parseFloat(getComputedStyle(body).marginBottom) || 0;
-  return Math.ceil(Math.max(body.getBoundingClientRect().bottom + margin, body.scrollHeight));
-}
-
-let reported = -1;
-function report() {
-  const h = height();
-  if (h !== reported) {
-    reported = h;
-    parent.postMessage({ singlecell: "size", height: h }, "*");
-  }
-}
+const report = sizeReporter((message) => parent.postMessage(message, "*"));
 
 function typeset() {
   window.MathJax = {

@@ -24,6 +24,7 @@ import * as base from "@jupyter-widgets/base";
 import * as controls from "@jupyter-widgets/controls";
 import { marked } from "marked";
 import { readable } from "./ansi.js";
+import { sizeReporter } from "./size.js";
 import CSS from "./widgets.css";
 
 const theme = document.documentElement.dataset.theme === "dark" ? "dark" : "light";
@@ -383,20 +384,7 @@ new MutationObserver((records) => {
 
 // ---- height -----------------------------------------------------------------------------------
 
-function height() {
-  const body = document.body;
-  const margin = parseFloat(getComputedStyle(body).marginBottom) || 0;
-  return Math.ceil(Math.max(body.getBoundingClientRect().bottom + margin, body.scrollHeight));
-}
-
-let reported = -1;
-function report() {
-  const h = height();
-  if (h !== reported) {
-    reported = h;
-    post({ singlecell: "size", height: h });
-  }
-}
+const report = sizeReporter(post);
 
 post({ singlecell: "widgets", kind: "ready" });
 
