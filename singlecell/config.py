@@ -103,7 +103,9 @@ class Config:
     open_files_limit: int = _setting(256, "files a cell may hold open at once", commands=KERNEL_HOSTS)
 
     # -- sessions: a cell whose widgets are still open keeps its kernel (see device/session.py)
-    max_sessions: int = _setting(32, "live sessions (kernels kept for open widgets) per device, apart from "
+    # 12: with the 8 cells of --kernels, 20 kernels of at most --memory-limit (1 GB) each fit in 24 GiB,
+    # however much each session holds (an idle one holds about 9 MB of its own)
+    max_sessions: int = _setting(12, "live sessions (kernels kept for open widgets) per device, apart from "
                                  "--kernels; at the cap the least recently used one is ended (0: none)",
                                  commands=KERNEL_HOSTS)
     max_sessions_per_client: int = _setting(8, "live sessions one client address may hold; past it "
