@@ -33,9 +33,9 @@ from filestore.base import FileStore
 from singlecell import protocol
 from singlecell.config import Config
 from singlecell.errors import SingleCellError
-from singlecell.limits import BY_KEY, KERNEL_NAMED, Limit
+from singlecell.limits import BY_KEY, KERNEL_NAMED, Limit, output_backstop
 from singlecell.sessions import end_text, session_live_message
-from singlecell.store.base import FileRecord, NewSession, RequestRecord, Status, Store, StoredMessage
+from singlecell.store.base import FileRecord, NewSession, RequestRecord, Status, Store, StoredMessage, numbered
 from singlecell.wakeup import Wakeups
 
 log = logging.getLogger(__name__)
@@ -339,7 +339,7 @@ class Device:
                             outcome: Outcome) -> None:
         """Store what the kernel sends until it says idle, dies, or breaks a rule."""
         request = record.message
-        hard_cap = 2 * self.config.output_limit + (1 << 20)  # the kernel truncates; this is the backstop
+        hard_cap = output_backstop(self.config.output_limit)
         loop = asyncio.get_running_loop()
         flush_at = math.inf
         while outcome.idle is None:
@@ -362,12 +362,10 @@ class Device:
                 except ValueError as exc:
                     self._protocol_error(kernel, outcome, request, str(exc))
                     return
-                if clean["msg_type"] == "error" and clean["content"].get("ename") in KERNEL_NAMED:
-                    # a limit the kernel ran into (it names it): the cell was stopped by it
-                    named = KERNEL_NAMED[clean["content"]["ename"]]
-                    outcome.status = Status(named.status)
-                    outcome.extra.append(protocol.limit_message(request, named.key, self._value(named), named.ename,
-                                                                str(clean["content"].get("evalue", ""))))
+                named = self.named_limit(request, clean)
+                if named is not None:  # a limit the kernel ran into (it names it): the cell was stopped by it
+                    outcome.status = Status(named[0].status)
+                    outcome.extra.append(named[1])
                 if clean["msg_type"] == "execute_reply":
                     outcome.reply_status = str(clean["content"].get("status", "error"))
                     comms = clean["metadata"].pop("singlecell_comms", 0)
@@ -380,7 +378,7 @@ class Device:
             if outcome.output_bytes > hard_cap:
                 kernel.kill()
                 output = BY_KEY["output"]
-                self._note_limit(outcome, request, output, self._value(output))
+                self._note_limit(outcome, request, output, self.limit_value(output))
                 return
             if outcome.pending and flush_at == math.inf:
                 flush_at = loop.time() + COALESCE
@@ -399,16 +397,49 @@ class Device:
         outcome.extra.append(protocol.error_message(
             request, "KernelProtocolError", f"the kernel sent {what}; the cell was stopped"))
 
-    def _value(self, limit: Limit) -> float:
+    def limit_value(self, limit: Limit) -> float:
+        """The setting of ``limit`` on this device."""
         value: float = getattr(self.config, limit.setting)
         return value
 
     def _note_limit(self, outcome: Outcome, request: dict[str, Any], limit: Limit, value: float) -> None:
         """The cell was stopped by ``limit``: its error, its extension, and its status."""
-        evalue = limit.evalue(value)
         outcome.status = Status(limit.status)
-        outcome.extra.append(protocol.error_message(request, limit.ename, evalue))
-        outcome.extra.append(protocol.limit_message(request, limit.key, value, limit.ename, evalue))
+        outcome.extra += self.limit_messages(request, limit, value)
+
+    @staticmethod
+    def limit_messages(parent: dict[str, Any], limit: Limit, value: float) -> list[dict[str, Any]]:
+        """What the device says when it stops a cell (or a session) for ``limit``: an ``error``
+        whose ename names it and whose evalue says it in words, and the ``limit`` extension."""
+        evalue = limit.evalue(value)
+        return [protocol.error_message(parent, limit.ename, evalue),
+                protocol.limit_message(parent, limit.key, value, limit.ename, evalue)]
+
+    def named_limit(self, parent: dict[str, Any], msg: dict[str, Any]) -> tuple[Limit, dict[str, Any]] | None:
+        """For a kernel's ``error`` that names a limit it ran into: the limit, and its ``limit``
+        extension (answering ``parent``); None for any other message."""
+        ename = msg["content"].get("ename") if msg["msg_type"] == "error" else None
+        if ename not in KERNEL_NAMED:
+            return None
+        named = KERNEL_NAMED[ename]
+        return named, protocol.limit_message(parent, named.key, self.limit_value(named), named.ename,
+                                             str(msg["content"].get("evalue", "")))
+
+    def death_limit(self, kernel: RunningKernel, wait_status: int, oom_kills_before: int) -> Limit | None:
+        """The limit that killed a kernel which died by itself, when one did: its control group's
+        OOM killer (memory), or SIGXCPU (CPU seconds)."""
+        signalled = os.WTERMSIG(wait_status) if wait_status >= 0 and os.WIFSIGNALED(wait_status) else None
+        if signalled == signal.SIGKILL and self.pool.oom_kills(kernel) > oom_kills_before:
+            return BY_KEY["memory"]
+        if signalled == signal.SIGXCPU:
+            return BY_KEY["cpu"]
+        return None
+
+    def files_message(self, request: dict[str, Any], request_id: str, files: list[FileRecord]) -> dict[str, Any]:
+        """The ``files`` extension that lists what a cell (or a session) wrote."""
+        return protocol.extension_message(request, "files", {"files": [
+            {"name": f.name, "size": f.size, "content_type": f.content_type, "url": file_url(request_id, f.name)}
+            for f in files]})
 
     async def _end(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome,
                    session: bool = False) -> int | None:
@@ -470,12 +501,9 @@ class Device:
             # it died before finishing the cell
             wait_status = await kernel.exited
             outcome.status = Status.ABORTED
-            signalled = os.WTERMSIG(wait_status) if wait_status >= 0 and os.WIFSIGNALED(wait_status) else None
-            if signalled == signal.SIGKILL and self.pool.oom_kills(kernel) > outcome.oom_kills:
-                # its control group's memory limit (the OOM killer) killed it
-                self._note_limit(outcome, request, BY_KEY["memory"], self.config.memory_limit)
-            elif signalled == signal.SIGXCPU:
-                self._note_limit(outcome, request, BY_KEY["cpu"], self.config.cpu_limit)
+            killer = self.death_limit(kernel, wait_status, outcome.oom_kills)
+            if killer is not None:
+                self._note_limit(outcome, request, killer, self.limit_value(killer))
             else:
                 outcome.extra.append(self._death_message(request, wait_status))
         files: list[FileRecord] = []
@@ -489,13 +517,11 @@ class Device:
         status = outcome.status or (Status.DONE if outcome.reply_status == "ok" else Status.ERROR)
         final = [*outcome.extra]
         if files:
-            final.append(protocol.extension_message(request, "files", {"files": [
-                {"name": f.name, "size": f.size, "content_type": f.content_type,
-                 "url": file_url(record.id, f.name)} for f in files]}))
+            final.append(self.files_message(request, record.id, files))
         if session:
             final.append(session_live_message(request, self.config.session_idle, self.config.session_lifetime))
         final.append(outcome.idle or protocol.message("status", {"execution_state": "idle"}, request))
-        return status, [*outcome.pending, *_numbered(outcome.seq, final)], files
+        return status, [*outcome.pending, *numbered(outcome.seq, final)], files
 
     def _broken(self, record: RequestRecord, outcome: Outcome, exc: Exception,
                 pending: list[StoredMessage]) -> list[StoredMessage]:
@@ -504,7 +530,7 @@ class Device:
         seq = outcome.seq - len(outcome.pending) + len(pending)
         final = [_server_error(record.message, exc, "while finishing this cell; its output may be incomplete"),
                  protocol.message("status", {"execution_state": "idle"}, record.message)]
-        return [*pending, *_numbered(seq, final)]
+        return [*pending, *numbered(seq, final)]
 
     async def _await_exit(self, kernel: RunningKernel) -> None:
         try:
@@ -552,8 +578,6 @@ class Device:
         self.pool.release(kernel)
 
 
-def _numbered(after: int, messages: list[dict[str, Any]]) -> list[StoredMessage]:
-    return [StoredMessage(after + i + 1, m) for i, m in enumerate(messages)]
 
 
 def _server_error(request: dict[str, Any], exc: BaseException, when: str) -> dict[str, Any]:

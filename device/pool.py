@@ -32,6 +32,7 @@ from device.sandbox.libc import become_subreaper, kill_children
 from device.uids import KernelUids
 from device.workspace import Workspace
 from singlecell.errors import KernelUnavailable
+from singlecell.limits import output_backstop
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class KernelPool(KernelLauncher):
         self.preload = list(preload)
         self.layers = layers
         self.output_limit = output_limit
-        self.max_message = 2 * output_limit + (1 << 20)  # the device's hard cap on a cell's output
+        self.max_message = output_backstop(output_limit)  # no one message may pass the device's backstop
         self.context = context or zmq.asyncio.Context.instance()
         self.layer_report: list[tuple[str, bool, str]] = []
         self._ready: asyncio.Queue[Kernel] = asyncio.Queue()

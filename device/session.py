@@ -25,17 +25,15 @@ import binascii
 import contextlib
 import logging
 import math
-import os
-import signal
 import time
 from typing import TYPE_CHECKING, Any
 
 from device.base import RunningKernel
 from device.inbox import FROM_KERNELS, Inbox, clean
 from singlecell import protocol
-from singlecell.limits import BY_KEY, KERNEL_NAMED, Limit
+from singlecell.limits import BY_KEY, Limit, output_backstop
 from singlecell.sessions import duration, end_text, session_end_message
-from singlecell.store.base import RequestRecord, StoredMessage
+from singlecell.store.base import RequestRecord, StoredMessage, numbered
 
 if TYPE_CHECKING:
     from device.device import Device
@@ -185,8 +183,7 @@ class LiveSession:
             return await asyncio.wait_for(self._answers(seq, extra), self.config.time_limit)
         except TimeoutError:
             self.kernel.kill()
-            return self._limit(extra, BY_KEY["time"], self.config.time_limit, "time",
-                               duration(self.config.time_limit))
+            return self._limit(extra, BY_KEY["time"])
         finally:
             self.busy = False
             self.last_active = asyncio.get_running_loop().time()
@@ -234,19 +231,17 @@ class LiveSession:
                 comms = kept["metadata"].pop("singlecell_comms", 1)
             self.seq += 1
             pending.append(StoredMessage(self.seq, kept))
-            if kept["msg_type"] == "error" and kept["content"].get("ename") in KERNEL_NAMED:
-                named = KERNEL_NAMED[kept["content"]["ename"]]
-                extra.append(protocol.limit_message(self.parent, named.key, self._value(named), named.ename,
-                                                    str(kept["content"].get("evalue", ""))))
+            named = self.device.named_limit(self.parent, kept)
+            if named is not None:
+                extra.append(named[1])
                 self.kernel.kill()
-                return named.key, self._limit_words(named)
+                return named[0].key, self._limit_words(named[0])
             if is_idle and idle is not None:
                 idle.append(isinstance(comms, int) and comms > 0)
                 return None
-        if self.output_bytes > 2 * self.config.output_limit + (1 << 20):  # the kernel's cut failed
+        if self.output_bytes > output_backstop(self.config.output_limit):  # the kernel's cut failed
             self.kernel.kill()
-            output = BY_KEY["output"]
-            return self._limit(extra, output, self.config.output_limit, "output", self.config.output_limit)
+            return self._limit(extra, BY_KEY["output"])
         return None
 
     def _store(self, pending: list[StoredMessage], delivered: int | None = None) -> None:
@@ -260,21 +255,16 @@ class LiveSession:
 
     # -- how it ends -----------------------------------------------------------------------
 
-    def _value(self, limit: Limit) -> float:
-        value: float = getattr(self.config, limit.setting)
-        return value
-
     def _limit_words(self, limit: Limit) -> str:
-        value = self._value(limit)
-        return end_text(limit.key, duration(value) if limit.key in ("cpu", "time") else f"{value:g}")
+        value = self.device.limit_value(limit)
+        if limit.key in ("cpu", "time"):
+            return end_text(limit.key, duration(value))
+        return end_text(limit.key, int(value) if float(value).is_integer() else value)  # not 1e+06
 
-    def _limit(self, extra: list[dict[str, Any]], limit: Limit, value: float, reason: str,
-               shown: object) -> tuple[str, str]:
+    def _limit(self, extra: list[dict[str, Any]], limit: Limit) -> tuple[str, str]:
         """The device stopped the session for ``limit``: its error and its extension, as for a cell."""
-        evalue = limit.evalue(value)
-        extra.append(protocol.error_message(self.parent, limit.ename, evalue))
-        extra.append(protocol.limit_message(self.parent, limit.key, value, limit.ename, evalue))
-        return reason, end_text(reason, shown)
+        extra += self.device.limit_messages(self.parent, limit, self.device.limit_value(limit))
+        return limit.key, self._limit_words(limit)
 
     def _protocol_error(self, extra: list[dict[str, Any]], what: str) -> tuple[str, str]:
         self.kernel.kill()
@@ -285,13 +275,9 @@ class LiveSession:
     async def _death(self, extra: list[dict[str, Any]]) -> tuple[str, str]:
         """The kernel exited by itself: why, in the words of the limit that killed it if one did."""
         status = await self.kernel.exited
-        signalled = os.WTERMSIG(status) if status >= 0 and os.WIFSIGNALED(status) else None
-        if signalled == signal.SIGXCPU:
-            cpu = BY_KEY["cpu"]
-            return self._limit(extra, cpu, self.config.cpu_limit, "cpu", duration(self.config.cpu_limit))
-        if signalled == signal.SIGKILL and self.device.pool.oom_kills(self.kernel) > self.oom_kills:
-            memory = BY_KEY["memory"]
-            return self._limit(extra, memory, self.config.memory_limit, "memory", self.config.memory_limit)
+        killer = self.device.death_limit(self.kernel, status, self.oom_kills)
+        if killer is not None:
+            return self._limit(extra, killer)
         how = "was lost with its template process" if status == -1 else protocol.describe_exit(status)
         extra.append(protocol.error_message(self.parent, "KernelDied", f"the session's kernel {how}"))
         return "died", end_text("died", how)
@@ -311,11 +297,9 @@ class LiveSession:
         request = self.record.message
         final = list(extra)
         if files:
-            final.append(protocol.extension_message(request, "files", {"files": [
-                {"name": f.name, "size": f.size, "content_type": f.content_type,
-                 "url": f"/files/{self.record.id}/{f.name}"} for f in files]}))
+            final.append(self.device.files_message(request, self.record.id, files))
         final.append(session_end_message(request, reason, text))
-        messages = [StoredMessage(self.seq + i + 1, m) for i, m in enumerate(final)]
+        messages = numbered(self.seq, final)
         for delay in (*STORE_RETRIES, None):
             try:
                 if not self.device.store.end_session(self.record.id, self.device.name, reason, messages, files):

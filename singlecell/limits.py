@@ -55,6 +55,12 @@ LIMITS: tuple[Limit, ...] = (
 )
 
 BY_KEY: dict[str, Limit] = {limit.key: limit for limit in LIMITS}
+
+
+def output_backstop(output_limit: int) -> int:
+    """Bytes on the wire past which the device stops a kernel's output itself: the kernel cuts
+    its output at ``output_limit``; this catches what a cell sent past that cut."""
+    return 2 * output_limit + (1 << 20)
 BY_ENAME: dict[str, Limit] = {limit.ename: limit for limit in LIMITS}
 #: the limits a kernel names itself; the device believes only these enames from a kernel
 KERNEL_NAMED: dict[str, Limit] = {limit.ename: limit for limit in LIMITS if limit.named_by != "device"}

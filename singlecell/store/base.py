@@ -110,6 +110,11 @@ class StoredMessage:
     message: JsonDict
 
 
+def numbered(after: int, messages: Sequence[JsonDict]) -> list[StoredMessage]:
+    """``messages`` as stored, their seqs following ``after``."""
+    return [StoredMessage(after + i + 1, m) for i, m in enumerate(messages)]
+
+
 @dataclass(frozen=True)
 class FileRecord:
     """A file a cell wrote. ``location`` is the FileStore's own reference to the bytes."""

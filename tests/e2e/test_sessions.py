@@ -491,3 +491,16 @@ def test_a_session_ends_server_stopped_when_serve_stops_and_says_so_after_a_rest
     assert end == {"reason": "server_stopped",
                    "message": "Session ended: the server was restarted; press Run to start again"}
     client.close()
+
+
+def test_a_limit_the_kernel_names_in_a_handler_ends_the_session_in_its_words(module_servers: Servers) -> None:
+    server = module_servers("serve", "--file-size-limit", "1000", name="session-file-size")
+    client = server.client()
+    code = SLIDER.replace('print("value", change["new"])', 'open("big.bin", "wb").write(b"x" * 50_000)')
+    session = Session(client, code)
+    session.answers(session.update({"value": 1}))
+    end = session.ended()
+    words = "Session ended: it tried to write a file larger than 1000 bytes; press Run to start again"
+    assert end == {"reason": "file_size", "message": words}
+    assert "FileSizeLimitExceeded" in [m["content"]["ename"] for m in session.messages if m["msg_type"] == "error"]
+    client.close()
