@@ -39,7 +39,16 @@ from singlecell.errors import (
 )
 from singlecell.library import Library
 from singlecell.library.model import REVISION_ID, SNIPPET_ID
-from singlecell.store.base import TOUCH_EVERY, NewRequest, Permalink, Progress, RequestRecord, Status, Store
+from singlecell.store.base import (
+    TOUCH_EVERY,
+    NewRequest,
+    Permalink,
+    Progress,
+    RequestRecord,
+    Status,
+    Store,
+    StoredMessage,
+)
 from singlecell.summary import as_text, summarize
 from singlecell.wakeup import Wakeups
 
@@ -696,18 +705,7 @@ class OutputHandler(BaseHandler):
             news = await self.services.wait_for_news(request_id, deadline - loop.time(), after=after)
             record = news or record
             messages = store.get_messages(request_id, after, PAGE_SIZE)
-        # the status was read before the messages, and a terminal status is written in one
-        # transaction with the last messages: so "done" never hides a message
-        last = messages[-1].seq if messages else after
-        done = record.status.terminal and last >= record.last_seq
-        self.send_json({
-            "id": request_id,
-            "status": record.status.value,
-            "done": done,
-            "session": session_json(record),
-            "messages": [{"seq": m.seq, "msg": m.message} for m in messages],
-            "next": last,
-        })
+        self.send_json({"id": request_id, **output_page(record, messages, after)})
 
 
 class WatchHandler(BaseHandler):
@@ -765,15 +763,8 @@ class WatchHandler(BaseHandler):
             after = wanted[request_id]
             if record.last_seq <= after and _open(record):
                 continue
-            messages = self.services.store.get_messages(request_id, after, PAGE_SIZE)
-            last = messages[-1].seq if messages else after
-            answers[request_id] = {
-                "status": record.status.value,
-                "done": record.status.terminal and last >= record.last_seq,
-                "session": session_json(record),
-                "messages": [{"seq": m.seq, "msg": m.message} for m in messages],
-                "next": last,
-            }
+            answers[request_id] = output_page(record, self.services.store.get_messages(request_id, after, PAGE_SIZE),
+                                              after)
         return answers
 
 
@@ -805,6 +796,20 @@ def touch_if_due(store: Store, record: RequestRecord) -> None:
 def _open(record: RequestRecord) -> bool:
     """More may come: the cell runs, or its session is live."""
     return not record.status.terminal or _live(record)
+
+
+def output_page(record: RequestRecord, messages: list[StoredMessage], after: int) -> dict[str, Any]:
+    """What ``/output`` (and ``/watch``, per request) answers: the messages after ``after``, read
+    after ``record``. The status was read before the messages, and a terminal status is written in
+    one transaction with the last messages: so "done" never hides a message."""
+    last = messages[-1].seq if messages else after
+    return {
+        "status": record.status.value,
+        "done": record.status.terminal and last >= record.last_seq,
+        "session": session_json(record),
+        "messages": [{"seq": m.seq, "msg": m.message} for m in messages],
+        "next": last,
+    }
 
 
 def _live(record: RequestRecord) -> bool:
