@@ -9,7 +9,8 @@
 // does not restyle it; its CSS stays in), rich output renders in sandboxed iframes, and no
 // output is ever evaluated in the host page. A cell whose widgets stay open after it ran is a
 // live session: its widgets (in a sandboxed frame, widgets-host.js) talk to the same kernel.
-import CELL_CSS from "./cell.css";
+import ANSI_CSS from "./ansi.css";
+import CELL_CSS_ONLY from "./cell.css";
 import { EDITORS, createEditor } from "./editor.js";
 import { Output, el } from "./render.js";
 import { THEMES, blendsIn, resolveTheme } from "./theme.js";
@@ -26,6 +27,7 @@ const DEFAULT_SERVER = script && script.src
   ? script.src.replace(/\/static\/singlecell(\.min)?\.js([?#].*)?$/, "")
   : location.origin;
 
+const CELL_CSS = ANSI_CSS + CELL_CSS_ONLY; // the palette is shared with the widget frames
 let sheet = null;
 function adoptStyles(root) {
   // a constructed sheet: one for every cell, and no inline <style> for a host CSP to refuse
