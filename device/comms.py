@@ -79,3 +79,9 @@ def dispatch(msg: dict[str, Any]) -> None:
     stderr, as in ipykernel: it reaches the page as a ``stream``)."""
     handler = getattr(manager(), msg["msg_type"])
     handler(None, None, msg)
+
+
+def comm_info(target_name: str | None) -> dict[str, dict[str, str]]:
+    """The open comms (of ``target_name`` only, if given), as a ``comm_info_reply`` lists them."""
+    return {comm_id: {"target_name": c.target_name} for comm_id, c in manager().comms.items()
+            if target_name is None or c.target_name == target_name}

@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fnmatch
 import io
 import json
 import logging
 import os
-import platform
 import secrets
 import signal
 import socket
@@ -43,24 +41,19 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import IPython
 import zmq
-from IPython.core import page, payloadpage
-from IPython.core.completer import provisionalcompleter, rectify_completions
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.tokenutil import token_at_cursor
 from jupyter_client.session import Session
 
-import device.kernel as kernel_module
-import singlecell
 from device.confinement import ConfinementFailed, confine
 from device.control import KernelSpec
+from device.interrupts import Interrupts
 from device.kernel import (
     EXIT_SANDBOX_FAILED,
     Channel,
@@ -68,6 +61,7 @@ from device.kernel import (
     OutputBudget,
     make_shell,
 )
+from device.replies import ANSWERED, Replies
 from device.sandbox.base import KernelPlace, LayerStatus, SandboxLayer
 from device.sandbox.identity import Identity
 from device.sandbox.libc import set_process_name
@@ -77,8 +71,6 @@ from device.workspace import Workspace, enter_private_mounts
 from singlecell import config as settings
 from singlecell.errors import KernelUnavailable, SandboxError, SingleCellError
 
-PROTOCOL_VERSION = "5.3"
-HISTORY_SESSION = 1  # one session per kernel process: its history is kept in memory only
 EXIT_CONFIG_FAILED = 2
 
 log = logging.getLogger("singlecell.jupyter_kernel")
@@ -127,39 +119,6 @@ class ConnectionInfo:
         return f"{self.transport}://{self.ip}:{port}"
 
 
-class Interrupts:
-    """SIGINT becomes a KeyboardInterrupt in the running cell, and only there.
-
-    Between cells it is ignored. While the main thread is sending a message, the interrupt waits
-    until the message is out: a multipart message cut in half would garble the channel."""
-
-    def __init__(self) -> None:
-        self.executing = False
-        self.depth = 0  # nesting of the main thread's sends
-        self.deferred = False
-
-    def handle(self, signum: int, frame: FrameType | None) -> None:
-        if not self.executing:
-            return
-        if self.depth:
-            self.deferred = True
-            return
-        raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def deferring(self) -> Iterator[None]:
-        """Hold interrupts back for a send of the main thread; raise one that came meanwhile."""
-        self.depth += 1
-        try:
-            yield
-        finally:
-            self.depth -= 1
-        if not self.depth and self.deferred:
-            self.deferred = False
-            if self.executing:
-                raise KeyboardInterrupt
-
-
 class IOPubChannel(Channel):
     """:class:`device.kernel.Channel` on the iopub PUB socket instead of a PAIR to a device.
 
@@ -187,8 +146,9 @@ class IOPubChannel(Channel):
               parent: dict[str, Any], metadata: dict[str, Any] | None = None,
               buffers: Sequence[bytes] | None = None) -> None:
         """Send one message on ``socket`` (shell or iopub) with this channel's Session."""
-        guard = self.interrupts.deferring() if threading.current_thread() is threading.main_thread() \
-            else contextlib.nullcontext()
+        interrupts = self.interrupts
+        guard = interrupts.deferring() if interrupts is not None and \
+            threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
         with guard, self.lock:
             if socket.closed:  # the kernel is shutting down: what the control thread still says is moot
                 return
@@ -214,13 +174,6 @@ class NoStdin(io.TextIOBase):
         return self.readline(size)
 
 
-@dataclass
-class HistoryEntry:
-    line: int
-    source: str
-    output: str | None
-
-
 class JupyterKernel:
     """Serves one shell (one namespace) to Jupyter clients until a shutdown request."""
 
@@ -236,8 +189,8 @@ class JupyterKernel:
         self.control_session = control_session
         self.interrupts = interrupts
         self.output_limit = output_limit
-        self.layers = layers
-        self.history: list[HistoryEntry] = []
+        self.replies = Replies(shell, "; ".join(f"{s.name}: {s.detail}" if s.active else f"{s.name}: off ({s.detail})"
+                                               for s in layers) or "no layers")
         self.stopping = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -245,21 +198,14 @@ class JupyterKernel:
         self.threads: list[threading.Thread] = []
         self.shell_handlers: dict[str, Handler] = {
             "execute_request": self.execute,
-            "kernel_info_request": self.kernel_info,
-            "is_complete_request": self.is_complete,
-            "complete_request": self.complete,
-            "inspect_request": self.inspect,
-            "history_request": self.history_request,
-            "comm_info_request": self.comm_info,
+            **dict.fromkeys(ANSWERED, self.answer),
             "shutdown_request": self.shutdown,
         }
         self.control_handlers: dict[str, Handler] = {
-            "kernel_info_request": self.kernel_info,
+            "kernel_info_request": self.answer,
             "interrupt_request": self.interrupt,
             "shutdown_request": self.shutdown,
         }
-        # `obj?` and %page show their text as a "page" payload of the execute_reply
-        shell.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
 
     # -- the loops ------------------------------------------------------------------------
 
@@ -356,81 +302,20 @@ class JupyterKernel:
 
     # -- shell requests -------------------------------------------------------------------
 
-    def kernel_info_content(self) -> dict[str, Any]:
-        python = platform.python_version()
-        sandbox = "; ".join(f"{s.name}: {s.detail}" if s.active else f"{s.name}: off ({s.detail})"
-                            for s in self.layers) or "no layers"
-        return {
-            "status": "ok",
-            "protocol_version": PROTOCOL_VERSION,
-            "implementation": "singlecell",
-            "implementation_version": singlecell.__version__,
-            "language_info": {
-                "name": "python",
-                "version": python,
-                "mimetype": "text/x-python",
-                "file_extension": ".py",
-                "pygments_lexer": "ipython3",
-                "codemirror_mode": {"name": "ipython", "version": sys.version_info[0]},
-                "nbconvert_exporter": "python",
-            },
-            "banner": (f"Python {python} (singlecell {singlecell.__version__}, IPython {IPython.__version__})"
-                       f" in the singlecell sandbox\nsandbox: {sandbox}\n"),
-            "help_links": [],
-            "debugger": False,
-        }
-
-    def kernel_info(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
-        self.reply(socket, idents, msg, "kernel_info_reply", self.kernel_info_content())
+    def answer(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
+        """kernel_info, is_complete, complete, inspect, history and comm_info (:mod:`device.replies`)."""
+        answered = self.replies.answer(msg["header"]["msg_type"], msg["content"])
+        assert answered is not None
+        self.reply(socket, idents, msg, *answered)
 
     def execute(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
-        content = msg["content"]
-        code = str(content.get("code", ""))
-        silent = bool(content.get("silent", False))
-        store_history = bool(content.get("store_history", not silent)) and not silent
-        shell, kernel = self.shell, self.kernel
-        count = shell.execution_count
-        if not silent:
-            self.iopub.send("execute_input", {"code": code, "execution_count": count})
-        kernel.budget = OutputBudget(self.output_limit)  # the output limit is per cell
-        kernel.truncation_noted = False
-        kernel.error_content = None
-        kernel.running = True
-        success = False
-        user_expressions: dict[str, Any] = {}
-        self.interrupts.executing = True
-        try:
-            result = shell.run_cell(code, store_history=store_history, silent=silent)
-            success = result.success
-            if success:
-                user_expressions = shell.user_expressions(content.get("user_expressions") or {})
-        except KeyboardInterrupt:  # came before IPython could catch it for the cell
-            kernel.report_error(KeyboardInterrupt, "", ["KeyboardInterrupt"])
-        finally:
-            self.interrupts.executing = False
-        kernel_module._flush_c_stdio()
-        kernel.flush_streams()
-        kernel.running = False
-        payload: list[dict[str, Any]] = []
-        if shell.payload_manager is not None:
-            payload = shell.payload_manager.read_payload()
-            shell.payload_manager.clear_payload()
-        if shell.exit_now:  # exit() or quit(): the client asks whether to shut the kernel down
-            shell.exit_now = False
-            payload.append({"source": "ask_exit", "keepkernel": False})
-        if store_history:
-            output = shell.history_manager.output_hist_reprs.get(count) if shell.history_manager else None
-            self.history.append(HistoryEntry(count, code.rstrip("\n"), output))
-        reply: dict[str, Any] = {"execution_count": shell.execution_count - 1, "payload": payload,
-                                 "user_expressions": user_expressions}
-        if success:
-            reply["status"] = "ok"
-        else:
-            error = kernel.error_content or {"ename": "UnknownError", "evalue": "the cell failed", "traceback": []}
-            reply.update(status="error", **error)
+        self.kernel.budget = OutputBudget(self.output_limit)  # the output limit is per cell
+        self.kernel.truncation_noted = False
+        reply = self.replies.execute(self.kernel, msg["content"], self.interrupts)
         # the cells already waiting are taken before the reply goes out: a client that sends its
         # next cell once it has the reply must see that cell run, however slow this kernel is
-        queued = self.take_queued() if not success and content.get("stop_on_error", True) else []
+        failed = reply["status"] != "ok" and msg["content"].get("stop_on_error", True)
+        queued = self.take_queued() if failed else []
         self.reply(socket, idents, msg, "execute_reply", reply, metadata={"status": reply["status"]})
         self.abort_queued_executions(queued)
 
@@ -454,81 +339,6 @@ class JupyterKernel:
             self.reply(self.shell_socket, idents, msg, "execute_reply", {"status": "aborted"},
                        metadata={"status": "aborted"})
             self.iopub.publish("status", {"execution_state": "idle"}, msg["header"])
-
-    def is_complete(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
-        status, indent = self.shell.input_transformer_manager.check_complete(str(msg["content"].get("code", "")))
-        content: dict[str, Any] = {"status": status}
-        if status == "incomplete":
-            content["indent"] = " " * (indent or 0)
-        self.reply(socket, idents, msg, "is_complete_reply", content)
-
-    def complete(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
-        code = str(msg["content"].get("code", ""))
-        cursor = msg["content"].get("cursor_pos")
-        cursor = len(code) if cursor is None else int(cursor)
-        with provisionalcompleter():
-            completions = list(rectify_completions(code, self.shell.Completer.completions(code, cursor)))
-        start = completions[0].start if completions else cursor
-        end = completions[0].end if completions else cursor
-        self.reply(socket, idents, msg, "complete_reply", {
-            "status": "ok",
-            "matches": [c.text for c in completions],
-            "cursor_start": start,
-            "cursor_end": end,
-            "metadata": {"_jupyter_types_experimental": [
-                {"start": c.start, "end": c.end, "text": c.text, "type": c.type, "signature": c.signature}
-                for c in completions]},
-        })
-
-    def inspect(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
-        content = msg["content"]
-        code = str(content.get("code", ""))
-        cursor = content.get("cursor_pos")
-        name = token_at_cursor(code, len(code) if cursor is None else int(cursor))
-        try:
-            data = self.shell.object_inspect_mime(name, detail_level=int(content.get("detail_level", 0)))
-            found = True
-        except KeyError:  # no such object
-            data, found = {}, False
-        if not self.shell.enable_html_pager:
-            data.pop("text/html", None)
-        self.reply(socket, idents, msg, "inspect_reply", {"status": "ok", "found": found, "data": data,
-                                                           "metadata": {}})
-
-    def history_request(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
-        history = self.search_history(msg["content"])
-        self.reply(socket, idents, msg, "history_reply", {"status": "ok", "history": history})
-
-    def search_history(self, request: dict[str, Any]) -> list[list[Any]]:
-        """IPython's history access (tail, range, search by glob) over this session's cells."""
-        kind = request.get("hist_access_type")
-        entries = self.history
-        if kind == "range":
-            session = int(request.get("session", 0))
-            if session not in (0, HISTORY_SESSION):
-                entries = []
-            start, stop = int(request.get("start", 0)), request.get("stop")
-            entries = [e for e in entries if e.line >= start and (stop is None or e.line < int(stop))]
-        elif kind == "search":
-            pattern = str(request.get("pattern", "*"))
-            entries = [e for e in entries if fnmatch.fnmatchcase(e.source, pattern)]
-            if request.get("unique"):
-                seen: dict[str, HistoryEntry] = {}
-                for entry in entries:  # the latest of each source, in the order of those
-                    seen.pop(entry.source, None)
-                    seen[entry.source] = entry
-                entries = list(seen.values())
-        elif kind != "tail":
-            entries = []
-        n = request.get("n")
-        if kind in ("tail", "search") and n is not None:
-            entries = entries[-int(n):] if int(n) > 0 else []
-        if request.get("output"):
-            return [[HISTORY_SESSION, e.line, [e.source, e.output]] for e in entries]
-        return [[HISTORY_SESSION, e.line, e.source] for e in entries]
-
-    def comm_info(self, socket: zmq.Socket[bytes], idents: list[bytes], msg: dict[str, Any]) -> None:
-        self.reply(socket, idents, msg, "comm_info_reply", {"status": "ok", "comms": {}})
 
     # -- control requests (shutdown also comes on shell) ------------------------------------
 
