@@ -52,6 +52,11 @@ class RunningKernel(ABC):
         """SIGKILL the kernel and what it started; :attr:`exited` resolves once all is gone."""
 
     @abstractmethod
+    def interrupt(self) -> None:
+        """SIGINT the kernel's process group (a Jupyter client's interrupt): a kernel that takes
+        interrupts raises ``KeyboardInterrupt`` in the running cell, and its subprocesses stop."""
+
+    @abstractmethod
     def kill_leftovers(self) -> None:
         """After the kernel exited: kill what it left running."""
 

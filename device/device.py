@@ -279,6 +279,8 @@ class Device:
                 kernel.kill()
                 outcome.status = Status.ABORTED
                 outcome.extra.append(_server_error(request, exc, "while this cell ran"))
+            if request.get("metadata", {}).get("singlecell_kernel") is True and outcome.idle is not None:
+                outcome.reply_status = "ok"  # a Jupyter client's kernel runs no cell: ready is done
             keep = self._may_keep(kernel, record, outcome)
             if keep:
                 self._make_room()
@@ -295,13 +297,14 @@ class Device:
 
     def _may_keep(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome) -> bool:
         """Whether the cell becomes a session: it ended well or with its own exception, with
-        comms (widgets) open, and its client may have one."""
-        return (self._session_allowed(record) and outcome.status is None and outcome.idle is not None
-                and outcome.comms > 0 and kernel.alive and not self._stopping)
-
-    def _session_allowed(self, record: RequestRecord) -> bool:
+        comms (widgets) open, and its client may have one; or it is a Jupyter client's kernel."""
+        if self.config.max_sessions <= 0 or outcome.status is not None or outcome.idle is None \
+                or not kernel.alive or self._stopping:
+            return False
         # the web tier marks the cells that may become sessions (POST /execute, never /eval)
-        return self.config.max_sessions > 0 and record.message.get("metadata", {}).get("singlecell_session") is True
+        metadata = record.message.get("metadata", {})
+        return metadata.get("singlecell_kernel") is True or (
+            metadata.get("singlecell_session") is True and outcome.comms > 0)
 
     async def _converse_until_stopped(self, kernel: RunningKernel, record: RequestRecord, outcome: Outcome,
                                       stop: asyncio.Future[None]) -> None:
@@ -323,8 +326,11 @@ class Device:
         """Send the request; store what comes back until the kernel says idle or dies."""
         request = record.message
         names = list(record.inputs)
-        to_kernel = dict(request, metadata={**request.get("metadata", {}), "singlecell_inputs": names,
-                                            "singlecell_session": self._session_allowed(record)})
+        metadata = request.get("metadata", {})
+        allowed = self.config.max_sessions > 0  # else the kernel must not wait for widgets' inputs
+        marks = {mark: allowed and metadata.get(mark) is True for mark in ("singlecell_session", "singlecell_kernel")}
+        to_kernel = dict(request, metadata={**metadata, "singlecell_inputs": names, **marks})
+        to_kernel["metadata"].pop("singlecell_owner", None)  # whose kernel it is is none of the kernel's business
         sending: asyncio.Future[Any] = asyncio.ensure_future(kernel.send(to_kernel, [record.inputs[n] for n in names]))
         exited: asyncio.Future[Any] = kernel.exited
         # a PAIR socket whose peer died blocks a send forever: race it with the exit
@@ -461,7 +467,10 @@ class Device:
             kernel.kill()
             status, messages, files = Status.ABORTED, self._broken(record, outcome, exc, outcome.pending), []
             session = False
-        new = NewSession(record.client, self.config.lease_seconds) if session else None
+        metadata = record.message.get("metadata", {})
+        kind = "kernel" if metadata.get("singlecell_kernel") is True else "widgets"
+        new = NewSession(record.client, self.config.lease_seconds, kind, str(metadata.get("singlecell_owner", ""))) \
+            if session else None
         stored = await self._store_finish(record, status, messages, files, new)
         ended = messages[-1].seq if stored else None
         if stored is None and (status is not Status.ABORTED or outcome.pending or files):

@@ -16,6 +16,9 @@ STANDARD_KEYS = ("header", "parent_header", "metadata", "content", "msg_type")
 FROM_KERNELS = frozenset({"status", "execute_input", "stream", "display_data", "update_display_data",
                           "execute_result", "error", "execute_reply", "clear_output",
                           "comm_open", "comm_msg", "comm_close"})
+#: … and what a Jupyter client's kernel may send too: the replies to its requests, and input()'s question
+FROM_JUPYTER_KERNELS = FROM_KERNELS | {"kernel_info_reply", "is_complete_reply", "complete_reply", "inspect_reply",
+                                      "history_reply", "comm_info_reply", "input_request"}
 
 
 def clean(msg: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:

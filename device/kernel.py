@@ -38,9 +38,13 @@ from traitlets.config import Config as TraitletsConfig
 
 from device import comms
 from device.control import KernelSpec
+from device.interrupts import Interrupts
+from device.replies import ANSWERED, Replies
 from device.sandbox.base import SandboxLayer
 from singlecell.limits import BY_KEY
 
+#: what a Jupyter client's kernel answers, besides comm messages (stdin's input_reply comes to read_stdin)
+JUPYTER_REQUESTS = frozenset({"execute_request", *ANSWERED})
 FLUSH_INTERVAL = 0.05  # seconds a stream write may wait before it is sent: coalesces print loops
 EXIT_SANDBOX_FAILED = 71  # the device reads this exit code as "the sandbox could not be applied"
 EXIT_CHANNEL_FAILED = 72  # … as "the kernel could not open its channel to the device"
@@ -177,10 +181,14 @@ class Channel:
         session.pid = os.getpid()  # Session drops messages sent from a fork of its creator
         self.lock = threading.Lock()
         self.parent: dict[str, Any] = {}
+        self.interrupts: Interrupts | None = None  # set once the kernel takes interrupts (a Jupyter client's)
 
     def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None,
              buffers: Sequence[bytes] | None = None) -> None:
-        with self.lock:
+        interrupts = self.interrupts
+        guard = interrupts.deferring() if interrupts is not None and \
+            threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
+        with guard, self.lock:
             self.session.send(self.socket, msg_type, content, parent=self.parent, metadata=metadata,
                               buffers=list(buffers) if buffers else None)
 
@@ -380,6 +388,9 @@ class Kernel:
         self.signaled = False  # a wake-up for the pump is already pending
         self.running = False  # between the request's arrival and its execute_reply
         self.fd_pipes: list[tuple[int, OutStream]] = []
+        self.replies: Replies | None = None  # a Jupyter client's kernel: what it answers (start_jupyter)
+        self.interrupts = Interrupts()
+        self.allow_stdin = False  # the request being answered lets input() ask its client
 
     # -- sending -------------------------------------------------------------------------
 
@@ -574,35 +585,95 @@ class Kernel:
     # -- a session: the cell's widgets stay live -------------------------------------------
 
     def serve_session(self) -> None:
-        """Answer the front end's comm messages, one at a time, until the device ends the session
-        (it kills this process)."""
+        """Answer the session's inputs, one at a time, until the device ends the session (it kills
+        this process): the front end's comm messages, and a Jupyter client's requests."""
         while True:
             msg = self.channel.receive()
-            if msg.get("msg_type") in comms.FROM_FRONT_END:
+            msg_type = msg.get("msg_type")
+            if msg_type in comms.FROM_FRONT_END or (self.replies is not None and msg_type in JUPYTER_REQUESTS):
                 self.handle_input(msg)
 
+    def start_jupyter(self, sandbox: str) -> None:
+        """Become a Jupyter client's kernel (``POST /api/kernels``): it answers every request of
+        :data:`JUPYTER_REQUESTS`, SIGINT interrupts the running cell, and ``input()`` asks the
+        client (``input_request`` on stdin). Says ``idle``: the device then keeps it as a session."""
+        self.replies = Replies(self.shell, sandbox)
+        self.channel.interrupts = self.interrupts
+        signal.signal(signal.SIGINT, self.interrupts.handle)
+        import builtins
+        import getpass
+
+        builtins.input = self.read_stdin  # as ipykernel does, for the kernel's whole life
+        getpass.getpass = lambda prompt="Password: ", stream=None: self.read_stdin(prompt, password=True)
+        self.channel.send("status", {"execution_state": "idle"}, metadata={"singlecell_comms": 0})
+
+    def read_stdin(self, prompt: object = "", password: bool = False) -> str:
+        """``input()``: ask the client that sent the running cell (``input_request``), wait for its
+        ``input_reply``. The device sends nothing else while a request is being answered."""
+        if not self.allow_stdin:
+            from IPython.core.error import StdinNotImplementedError
+
+            raise StdinNotImplementedError("input() was called, but the client that ran this cell does not "
+                                           "support input requests")
+        self.flush_streams()
+        self.channel.send("input_request", {"prompt": str(prompt), "password": password})
+        while True:
+            msg = self.channel.receive()
+            if msg.get("msg_type") == "input_reply":
+                break
+        value = msg.get("content", {}).get("value", "")
+        if value == "\x04":  # Ctrl-D in a console client, as ipykernel reads it
+            raise EOFError("EOF when reading a line")
+        return str(value)
+
     def handle_input(self, msg: dict[str, Any]) -> None:
-        """One input: ``busy``, what its handlers print, display and send, then ``idle`` (which
-        says how many comms are still open: none left ends the session)."""
+        """One input: ``busy``, its answer (what its handlers print, display and send, or a
+        request's reply), then ``idle`` (which says how many comms are still open: for widgets,
+        none left ends the session)."""
         self.channel.parent = msg.get("header", {})
         self.error_content = None
         self.channel.send("status", {"execution_state": "busy"})
-        self.running = True
-        try:
-            comms.dispatch(msg)  # a handler's exception is logged to stderr by the comm manager
-        except Exception:  # what the manager itself raised, or an output limit while it logged
-            with contextlib.suppress(Exception):
-                self.shell.showtraceback()
-        _flush_c_stdio()
-        with contextlib.suppress(OutputLimitExceeded):
-            self.flush_streams()
-        self.running = False
+        msg_type = msg["msg_type"]
+        content = msg.get("content", {})
+        if self.replies is not None and msg_type == "execute_request":
+            self.allow_stdin = bool(content.get("allow_stdin", False))
+            reply = self.replies.execute(self, content, self.interrupts)
+            self.allow_stdin = False
+            self.channel.send("execute_reply", reply, metadata={"status": reply["status"]})
+        elif self.replies is not None and msg_type in ANSWERED:
+            try:
+                answered = self.replies.answer(msg_type, content)
+            except Exception as exc:  # a bug, or a request it could not take: answer, or the client waits
+                answered = (ANSWERED[msg_type], {"status": "error", "ename": type(exc).__name__,
+                                                 "evalue": str(exc), "traceback": []})
+            assert answered is not None
+            self.channel.send(*answered)
+        else:
+            self._comm_input(msg)
         said: dict[str, Any] = self.error_content or {}
         if self.budget.exhausted and said.get("ename") != "OutputLimitExceeded":
             # the device ends the session for it; a handler may have swallowed the exception
             self.channel.send("error", {"ename": "OutputLimitExceeded", "evalue": str(self.output_exceeded()),
                                         "traceback": []})
         self.channel.send("status", {"execution_state": "idle"}, metadata={"singlecell_comms": comms.open_comms()})
+
+    def _comm_input(self, msg: dict[str, Any]) -> None:
+        self.running = True
+        self.interrupts.executing = self.replies is not None  # a Jupyter client may interrupt a handler
+        try:
+            comms.dispatch(msg)  # a handler's exception is logged to stderr by the comm manager
+        except Exception:  # what the manager itself raised, or an output limit while it logged
+            with contextlib.suppress(Exception):
+                self.shell.showtraceback()
+        except KeyboardInterrupt:
+            with contextlib.suppress(Exception):
+                self.report_error(KeyboardInterrupt, "", ["KeyboardInterrupt"])
+        finally:
+            self.interrupts.executing = False
+        _flush_c_stdio()
+        with contextlib.suppress(OutputLimitExceeded):
+            self.flush_streams()
+        self.running = False
 
     def run_file(self, name: str) -> BaseException | None:
         """Run an uploaded file in the cell's namespace, as ``%run`` would (``__name__`` is

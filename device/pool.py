@@ -111,6 +111,11 @@ class Kernel(RunningKernel):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
 
+    def interrupt(self) -> None:
+        if self.pid is not None and self.alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGINT)
+
     def kill_leftovers(self) -> None:
         if self.pid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -134,6 +134,7 @@ class ScriptedKernel(RunningKernel):
         self.exited = asyncio.get_running_loop().create_future()
         self.received: list[tuple[dict[str, Any], list[bytes]]] = []  # what the device sent
         self.killed = False
+        self.interrupts = 0  # how many times the device interrupted it
         self.oom_kills = 0
         # as a ZeroMQ socket does: a message handed to a waiting receive is gone from the socket,
         # even if that receive is then cancelled before it returns
@@ -192,6 +193,9 @@ class ScriptedKernel(RunningKernel):
         if self.alive:
             self.killed = True
             self._exit(signal.SIGKILL)
+
+    def interrupt(self) -> None:
+        self.interrupts += 1
 
     def kill_leftovers(self) -> None:
         pass  # a scripted kernel starts nothing

@@ -26,10 +26,12 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from device.base import RunningKernel
-from device.inbox import FROM_KERNELS, Inbox, clean
+from device.inbox import FROM_JUPYTER_KERNELS, FROM_KERNELS, Inbox, clean
+from device.sweep import sweep
 from singlecell import protocol
 from singlecell.limits import BY_KEY, Limit, output_backstop
 from singlecell.sessions import duration, end_text, session_end_message
@@ -42,6 +44,10 @@ log = logging.getLogger(__name__)
 
 COALESCE = 0.010  # seconds a long turn's output waits for more before it is stored (as a cell's)
 STORE_RETRIES = (0.1, 0.5, 2.0)  # seconds between tries of a session's ending the store refused
+START_TIMEOUT = 30.0  # seconds a restarted kernel may take to say it is ready
+#: a Jupyter client's inputs that do not wait their turn: the answer to the running cell's input(),
+#: an interrupt, a shutdown or restart (the device handles the last two itself)
+URGENT = frozenset({"input_reply", "interrupt_request", "shutdown_request"})
 
 
 class _Gone(Exception):
@@ -60,7 +66,14 @@ class LiveSession:
         self.inbox = inbox
         self.seq = seq  # the request's last stored seq
         self.output_bytes = output_bytes  # on the wire, the cell's included: the backstop counts the session
-        self.delivered = 0  # the last input sent to the kernel
+        self.read_upto = 0  # the last input read from the store
+        self.queue: deque[tuple[int, dict[str, Any]]] = deque()  # read, waiting for their turn
+        #: a Jupyter client's kernel (POST /api/kernels), not a cell's widgets
+        self.jupyter = record.message.get("metadata", {}).get("singlecell_kernel") is True
+        self.stdin_since: float | None = None  # loop time the running input asked its client for input()
+        self.asked: dict[str, Any] | None = None  # a shutdown_request (or restart) to act on
+        self.reply_failed = False  # the last turn was an execute_request whose reply said error
+        self.stdin_waited = 0.0  # seconds the running input has waited for input() replies
         loop = asyncio.get_running_loop()
         self.started = loop.time()
         self.last_active = self.started  # the last input's arrival, for --session-idle
@@ -115,19 +128,85 @@ class LiveSession:
             if expired is not None:
                 return expired
             self.wake.clear()
-            for seq, message in self.device.store.inputs(self.record.id, self.delivered):
-                if seq <= self.delivered:
-                    continue
+            await self._read_inputs(extra)
+            while self.queue and self.asked is None and self.ending is None:
+                seq, message = self.queue.popleft()
                 why = await self._turn(seq, message, extra)
                 if why is not None:
                     return why
-                if self.ending is not None:
-                    return self.ending
-            if self.wake.is_set():
+                if self.reply_failed and message.get("content", {}).get("stop_on_error", True) is not False:
+                    await self._read_inputs(extra)
+                    self._abort_queued()
+            if self.asked is not None:
+                why = await self._act(extra)
+                if why is not None:
+                    return why
+                continue
+            if self.wake.is_set() or self.ending is not None:
                 continue
             why = await self._wait(self._next_deadline(loop.time()) - loop.time(), extra)
             if why is not None:
                 return why
+
+    async def _read_inputs(self, extra: list[dict[str, Any]]) -> None:
+        """Read the inputs that came since the last read: queue them, except a Jupyter client's
+        urgent ones, which are handled at once."""
+        for seq, message in self.device.store.inputs(self.record.id, self.read_upto):
+            if seq <= self.read_upto:
+                continue
+            self.read_upto = seq
+            self.last_active = asyncio.get_running_loop().time()
+            if self.jupyter and message.get("msg_type") in URGENT:
+                await self._urgent(message)
+            else:
+                self.queue.append((seq, message))
+
+    async def _urgent(self, message: dict[str, Any]) -> None:
+        msg_type = message["msg_type"]
+        if msg_type == "input_reply":
+            if self.stdin_since is None:
+                return  # no input() waits for it: nothing to answer
+            loop = asyncio.get_running_loop()
+            self.stdin_waited += loop.time() - self.stdin_since
+            self.stdin_since = None
+            await self._send(message)
+        elif msg_type == "interrupt_request":
+            self.kernel.interrupt()
+            self._store([StoredMessage(self.seq + 1, _on_channel(
+                protocol.message("interrupt_reply", {"status": "ok"}, message), message))])
+            self.seq += 1
+        elif self.asked is None:  # shutdown_request
+            self.asked = message
+
+    def _abort_queued(self) -> None:
+        """After a cell failed, the cells waiting behind it are not run (as ipykernel does with
+        ``stop_on_error``): each gets an ``execute_reply`` that says ``aborted``."""
+        kept: deque[tuple[int, dict[str, Any]]] = deque()
+        answers: list[dict[str, Any]] = []
+        for seq, message in self.queue:
+            if message.get("msg_type") != "execute_request":
+                kept.append((seq, message))
+                continue
+            answers += [protocol.message("status", {"execution_state": "busy"}, message),
+                        protocol.message("execute_reply", {"status": "aborted"}, message, {"status": "aborted"}),
+                        protocol.message("status", {"execution_state": "idle"}, message)]
+        self.queue = kept
+        if answers:
+            pending = numbered(self.seq, answers)
+            self.seq = pending[-1].seq
+            self._store(pending)
+
+    async def _act(self, extra: list[dict[str, Any]]) -> tuple[str, str] | None:
+        """A client's ``shutdown_request``: end the session, or (``restart``) give it a new kernel."""
+        request, self.asked = self.asked, None
+        assert request is not None
+        restart = bool(request.get("content", {}).get("restart", False))
+        reply = _on_channel(protocol.message("shutdown_reply", {"status": "ok", "restart": restart}, request),
+                            request)
+        if not restart:
+            extra.append(reply)
+            return "shutdown", end_text("shutdown")
+        return await self._restart(request, reply, extra)
 
     def _expired(self, now: float) -> tuple[str, str] | None:
         config = self.config
@@ -165,39 +244,117 @@ class LiveSession:
 
     # -- one input -------------------------------------------------------------------------
 
-    async def _turn(self, seq: int, message: dict[str, Any], extra: list[dict[str, Any]]) -> tuple[str, str] | None:
-        """Send one input to the kernel; store what it answers up to its ``idle``."""
-        self.delivered = seq
-        self.last_active = asyncio.get_running_loop().time()
-        self.parent = message
-        buffers = _buffers(message)
+    async def _restart(self, request: dict[str, Any], reply: dict[str, Any],
+                       extra: list[dict[str, Any]]) -> tuple[str, str] | None:
+        """A new kernel from the pool for the same session (its id, its inputs, its lifetime). The
+        files the old one wrote are carried over into the new one's folder, as a restarted Jupyter
+        kernel finds its files; what the sweep leaves out is said in a ``stream`` note."""
+        self.parent = request
+        old = self.kernel
+        self.inbox.close()
+        old.kill()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(old.exited), 5)
+        old.kill_leftovers()
+        carried = sweep(str(old.workdir), {}, self.config.max_output_files, self.config.max_output_file_size,
+                        self.config.disk_limit * 1024 * 1024)
+        self.device.pool.release(old)
+        kernel = await self.device.pool.acquire()
+        self.kernel, self.inbox = kernel, Inbox(kernel)
+        self.oom_kills, self.output_bytes = self.device.pool.oom_kills(kernel), 0
+        self.device.pool.kept(kernel)
+        start = protocol.message("execute_request", {"code": "", "silent": True}, request,
+                                 {"singlecell_kernel": True, "singlecell_inputs": [f.name for f in carried.files]})
+        start["header"] = dict(request["header"])  # its answers are the restart's
+        start["buffers"] = [base64.b64encode(f.data).decode("ascii") for f in carried.files]
+        if not await self._send(start):
+            return await self._death(extra)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_TIMEOUT
+        while True:
+            batch = await self.inbox.next(deadline - loop.time())
+            if batch is None:
+                return await self._death(extra)
+            if isinstance(batch, ValueError):
+                return self._protocol_error(extra, "a message that was not signed with its key")
+            if batch == [] and loop.time() >= deadline:
+                self.kernel.kill()
+                return "died", end_text("died", f"did not restart within {duration(START_TIMEOUT)}")
+            if any(m["msg_type"] == "status" and m["content"].get("execution_state") == "idle" for m, _ in batch):
+                break
+        said: list[dict[str, Any]] = []
+        if carried.skipped:
+            said.append(protocol.message("stream", {"name": "stderr", "text": (
+                "[files not carried over to the restarted kernel: " + "; ".join(carried.skipped) + "]\n")}, request))
+        said += [reply, protocol.message("status", {"execution_state": "starting"}, request)]
+        pending = numbered(self.seq, said)
+        self.seq = pending[-1].seq
+        self._store(pending)
+        log.info("session %s: kernel restarted", self.record.id)
+        return None
+
+    async def _send(self, message: dict[str, Any]) -> bool:
+        """Send an input to the kernel; False when it died instead (a PAIR socket whose peer died
+        blocks a send for ever)."""
         to_kernel = {key: message.get(key, {}) for key in ("header", "parent_header", "metadata", "content")}
         to_kernel["msg_type"] = message["msg_type"]
-        sending: asyncio.Future[Any] = asyncio.ensure_future(self.kernel.send(to_kernel, buffers))
+        sending: asyncio.Future[Any] = asyncio.ensure_future(self.kernel.send(to_kernel, _buffers(message)))
         await asyncio.wait({sending, self.kernel.exited}, return_when=asyncio.FIRST_COMPLETED)
-        if not sending.done():  # a PAIR socket whose peer died blocks a send for ever
+        if not sending.done():
             sending.cancel()
+            return False
+        return True
+
+    async def _turn(self, seq: int, message: dict[str, Any], extra: list[dict[str, Any]]) -> tuple[str, str] | None:
+        """Send one input to the kernel; store what it answers up to its ``idle``."""
+        self.last_active = asyncio.get_running_loop().time()
+        self.parent = message
+        self.reply_failed = False
+        if not await self._send(message):
             return await self._death(extra)
         self.busy = True
         try:
-            return await asyncio.wait_for(self._answers(seq, extra), self.config.time_limit)
-        except TimeoutError:
-            self.kernel.kill()
-            return self._limit(extra, BY_KEY["time"])
+            return await self._answers(seq, extra)
         finally:
             self.busy = False
+            self.stdin_since = None
             self.last_active = asyncio.get_running_loop().time()
 
     async def _answers(self, seq: int, extra: list[dict[str, Any]]) -> tuple[str, str] | None:
+        """Store what the kernel answers, in 10 ms batches, up to its ``idle``. A Jupyter client's
+        urgent inputs are handled meanwhile; the time limit does not count a wait for input()."""
         loop = asyncio.get_running_loop()
         pending: list[StoredMessage] = []
         flush_at = math.inf
+        started = loop.time()
+        self.stdin_waited = 0.0
         while True:
-            batch = await self.inbox.next(flush_at - loop.time())
+            deadline = math.inf if self.stdin_since is not None else \
+                started + self.stdin_waited + self.config.time_limit
+            timeout = max(min(flush_at, deadline) - loop.time(), 0.0)
+            if self.jupyter:
+                woken = asyncio.ensure_future(self.wake.wait())
+                try:
+                    batch = await self.inbox.next_or(woken, timeout)
+                finally:
+                    woken.cancel()
+            else:
+                batch = await self.inbox.next(timeout)
             if batch == []:
-                self._store(pending)
-                pending = []
-                flush_at = math.inf
+                if self.wake.is_set():
+                    self.wake.clear()
+                    await self._read_inputs(extra)
+                    if self.asked is not None or self.ending is not None:  # a restart, a shutdown, a stop
+                        self._store(pending)
+                        return None
+                now = loop.time()
+                if self.stdin_since is None and now >= started + self.stdin_waited + self.config.time_limit:
+                    self._store(pending)
+                    self.kernel.kill()
+                    return self._limit(extra, BY_KEY["time"])
+                if now >= flush_at:
+                    self._store(pending)
+                    flush_at = math.inf
                 continue
             if batch is None:
                 self._store(pending)
@@ -208,8 +365,10 @@ class LiveSession:
             idle: list[bool] = []
             why = self._take(batch, pending, extra, idle)
             if why is not None or idle:
-                self._store(pending, delivered=seq)
-                return why if why is not None else (None if idle[0] else ("closed", end_text("closed")))
+                self._store(pending)
+                if why is not None:
+                    return why
+                return None if idle[0] or self.jupyter else ("closed", end_text("closed"))
             if pending and flush_at == math.inf:
                 flush_at = loop.time() + COALESCE
 
@@ -220,7 +379,7 @@ class LiveSession:
         Returns a reason to end the session, if the kernel gave one."""
         for msg, size in batch:
             self.output_bytes += size
-            if msg["msg_type"] not in FROM_KERNELS:
+            if msg["msg_type"] not in (FROM_JUPYTER_KERNELS if self.jupyter else FROM_KERNELS):
                 continue
             try:
                 kept = clean(msg, self.parent["header"])
@@ -229,6 +388,12 @@ class LiveSession:
             is_idle = kept["msg_type"] == "status" and kept["content"].get("execution_state") == "idle"
             if is_idle:
                 comms = kept["metadata"].pop("singlecell_comms", 1)
+            elif kept["msg_type"] == "input_request":
+                self.stdin_since = asyncio.get_running_loop().time()
+            elif kept["msg_type"] == "execute_reply":
+                self.reply_failed = kept["content"].get("status") == "error"
+            if kept["msg_type"].endswith("_reply"):
+                _on_channel(kept, self.parent)
             self.seq += 1
             pending.append(StoredMessage(self.seq, kept))
             named = self.device.named_limit(self.parent, kept)
@@ -244,9 +409,11 @@ class LiveSession:
             return self._limit(extra, BY_KEY["output"])
         return None
 
-    def _store(self, pending: list[StoredMessage], delivered: int | None = None) -> None:
-        if not pending and delivered is None:
+    def _store(self, pending: list[StoredMessage]) -> None:
+        """Store the kernel's answers so far; the inputs handled by then are marked delivered."""
+        if not pending:
             return
+        delivered = self.queue[0][0] - 1 if self.queue else self.read_upto
         if not self.device.store.add_session_messages(self.record.id, self.device.name, pending, delivered):
             self.kernel.kill()
             raise _Gone()
@@ -318,6 +485,14 @@ class LiveSession:
         self.inbox.close()
         self.kernel.kill()
         self.device.pool.release(self.kernel)
+
+
+def _on_channel(reply: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """A reply goes back on the channel its request came on: ``control`` is marked (a client's
+    WebSocket tells the channels apart; shell is the default)."""
+    if request.get("channel") == "control":
+        reply["channel"] = "control"
+    return reply
 
 
 def _buffers(message: dict[str, Any]) -> list[bytes]:

@@ -225,8 +225,14 @@ def run_forked_kernel(shell: InteractiveShell, session: Session, spec: KernelSpe
         # for the cell's code; replacing a module function is the point here
         os._exit = exit_after_delivery(kernel, os.getpid(), os._exit)  # type: ignore[assignment]
         shell.kernel = kernel  # type: ignore[attr-defined]
+        metadata = request.get("metadata", {})
+        if metadata.get("singlecell_kernel") is True:  # a Jupyter client's kernel: no cell, only its requests
+            kernel.channel.parent = request["header"]
+            kernel.write_inputs(request)  # a restart carries the files of the kernel before
+            kernel.start_jupyter(", ".join(layer.name for layer in layers) or "no layers")
+            kernel.serve_session()
         kernel.run(request)
-        if request.get("metadata", {}).get("singlecell_session") is True and comms.open_comms():
+        if metadata.get("singlecell_session") is True and comms.open_comms():
             kernel.serve_session()  # its widgets stay live until the device ends the session
         set_background(True)  # the answer is out: tearing down can wait for a free core
         kernel.channel.close()

@@ -27,6 +27,7 @@ SESSION_ENDS: dict[str, str] = {
     "processes": "Session ended: it tried to run more than {} processes and threads; press Run to start again",
     "open_files": "Session ended: it tried to keep more than {} files open; press Run to start again",
     "stopped": "Session stopped: press Run to start again",
+    "shutdown": "Kernel shut down by its client",
     "evicted": "Session ended to make room for newer ones on this server: press Run to start again",
     "closed": "Session ended: its widgets were closed",
     "died": "Session ended: its kernel {}; press Run to start again",
