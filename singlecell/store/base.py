@@ -68,6 +68,9 @@ class SessionState:
     started: float
     ended: float | None
     last_read: float = 0.0  # when a client last read its output, as recorded by touch_session
+    kind: str = "widgets"  # a cell's open widgets; "kernel": a Jupyter client's kernel (POST /api/kernels)
+    owner: str = ""  # whose kernel it is: the key of the API token that started it, or "" (no token)
+    busy: bool = False  # inputs wait that its device has not answered yet
 
 
 #: seconds between two records of a session's reads (touch_session): its readers poll far more often
@@ -83,6 +86,8 @@ class NewSession:
 
     client: str
     lease_seconds: float
+    kind: str = "widgets"  # see SessionState
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -337,6 +342,21 @@ class Store(ABC):
     @abstractmethod
     def live_sessions(self, client: str) -> int:
         """How many live sessions the cells of ``client`` (a request's ``client``) hold."""
+
+    @abstractmethod
+    def kernels(self, owner: str) -> list[tuple[str, SessionState]]:
+        """The live sessions of kind ``"kernel"`` that ``owner`` holds, as (request id, state),
+        oldest first."""
+
+    @abstractmethod
+    def save_cursor(self, request_id: str, reader: str, seq: int) -> None:
+        """Record that ``reader`` (a client's own name for itself, such as a WebSocket's
+        ``session_id``) has the session's messages up to ``seq``: a reader that comes back, to
+        any web process, resumes after it. A cursor never moves back."""
+
+    @abstractmethod
+    def cursor(self, request_id: str, reader: str) -> int | None:
+        """Where ``reader`` has read the request's messages to, or None if it never said."""
 
     # -- files --------------------------------------------------------------------------
 

@@ -247,6 +247,12 @@ session_table = sa.Table(  # one row per cell that became a session; it stays af
     sa.Index("sessions_live_client", "live", "client"),
 )
 
+#: version 4's sessions table, as migration 4 makes it (version 5 adds columns below: see _kernels);
+#: the copy of ``requests`` beside it is there for its foreign key, and is never made from here
+_v4 = sa.MetaData()
+request_table.to_metadata(_v4)
+_V4_SESSIONS = session_table.to_metadata(_v4)
+
 input_table = sa.Table(  # what clients sent a session's kernel (POST /input), in order
     "session_inputs",
     metadata,
@@ -254,6 +260,37 @@ input_table = sa.Table(  # what clients sent a session's kernel (POST /input), i
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("message", sa.Text, nullable=False),
 )
+
+# -- version 5: Jupyter clients' kernels (sessions started by POST /api/kernels) ---------------
+
+session_kind = sa.Column("kind", sa.Text, nullable=False, server_default="widgets")  # or "kernel"
+session_owner = sa.Column("owner", sa.Text, nullable=False, server_default="")  # the API token's, or ""
+session_table.append_column(session_kind)
+session_table.append_column(session_owner)
+session_table.append_constraint(sa.Index("sessions_live_owner", "live", "owner"))
+
+cursor_table = sa.Table(  # how far each reader of a session (a WebSocket's session_id) has read
+    "session_cursors",
+    metadata,
+    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("reader", sa.Text, primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+)
+
+
+def _sessions(conn: Connection) -> None:
+    _v4.create_all(conn, tables=[_V4_SESSIONS])
+    metadata.create_all(conn, tables=[input_table])
+
+
+def _kernels(conn: Connection) -> None:
+    # the sessions table of version 4 gains two columns: the live Table above already has them
+    for column in (session_kind, session_owner):
+        default = column.server_default.arg  # type: ignore[union-attr]
+        conn.exec_driver_sql(f"ALTER TABLE sessions ADD COLUMN {column.name} TEXT NOT NULL DEFAULT '{default}'")
+    conn.exec_driver_sql("CREATE INDEX sessions_live_owner ON sessions (live, owner)")
+    metadata.create_all(conn, tables=[cursor_table])
+
 
 version_table = sa.Table("singlecell_schema", sa.MetaData(), sa.Column("version", sa.Integer, nullable=False))
 
@@ -272,7 +309,8 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _tables(request_table, message_table, file_table),  # 1: singlecell 0.1
     _tables(stop_table, permalink_table),  # 2: stop requests and permalinks
     _library,  # 3: accounts and the snippet library
-    _tables(session_table, input_table),  # 4: sessions and their inputs
+    _sessions,  # 4: sessions and their inputs
+    _kernels,  # 5: Jupyter clients' kernels, and where each reader of a session has read to
 ]
 LATEST = len(MIGRATIONS)
 

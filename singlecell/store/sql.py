@@ -39,6 +39,7 @@ from singlecell.store.base import (
 )
 from singlecell.store.database import Database
 from singlecell.store.schema import (
+    cursor_table,
     file_table,
     input_table,
     message_table,
@@ -58,8 +59,9 @@ def _dumps(value: Any) -> str:
 
 def _record(row: Row[Any]) -> RequestRecord:
     started = getattr(row, "session_started", None)  # only _GET_REQUEST joins the session
-    session = None if started is None else SessionState(bool(row.session_live), row.session_reason, started,
-                                                        row.session_ended, row.session_read)
+    session = None if started is None else SessionState(
+        bool(row.session_live), row.session_reason, started, row.session_ended, row.session_read,
+        row.session_kind, row.session_owner, row.session_input > row.session_delivered)
     return RequestRecord(
         id=row.id,
         message=json.loads(row.message),
@@ -107,7 +109,9 @@ _ses, _inp = session_table.c, input_table.c
 _GET_REQUEST = (
     sa.select(request_table, _ses.live.label("session_live"), _ses.reason.label("session_reason"),
               _ses.started.label("session_started"), _ses.ended.label("session_ended"),
-              _ses.last_read.label("session_read"))
+              _ses.last_read.label("session_read"), _ses.kind.label("session_kind"),
+              _ses.owner.label("session_owner"), _ses.last_input.label("session_input"),
+              _ses.delivered.label("session_delivered"))
     .select_from(request_table.outerjoin(session_table, _ses.request_id == _req.id))
     .where(_req.id == _rid)
 )
@@ -210,6 +214,12 @@ _LIVE_OF_CLIENT = (
     sa.select(sa.func.count()).select_from(session_table)
     .where(_ses.live.is_(True), _ses.client == sa.bindparam("who"))
 )
+_KERNELS = (
+    sa.select(session_table).where(_ses.live.is_(True), _ses.owner == sa.bindparam("who"), _ses.kind == "kernel")
+    .order_by(_ses.started, _ses.request_id)
+)
+_cur = cursor_table.c
+_CURSOR = sa.select(_cur.seq).where(_cur.request_id == _rid, _cur.reader == sa.bindparam("reader"))
 _RENEW_SESSIONS = (
     session_table.update()
     .where(_ses.live.is_(True), _ses.device == _dev, _ses.request_id.in_(sa.bindparam("ids", expanding=True)))
@@ -460,7 +470,7 @@ class SqlStore(Store):
                     conn.execute(_INSERT_SESSION, {
                         "request_id": request_id, "device": device, "client": session.client, "live": True,
                         "started": now, "lease_until": now + session.lease_seconds, "last_read": now,
-                        "last_input": 0, "delivered": 0})
+                        "last_input": 0, "delivered": 0, "kind": session.kind, "owner": session.owner})
         except sa.exc.IntegrityError:  # seqs are checked above, so only a file name can repeat
             raise ValueError(f"finish got two files with one name: {sorted(f.name for f in files)}") from None
         return True
@@ -555,6 +565,23 @@ class SqlStore(Store):
 
     def live_sessions(self, client: str) -> int:
         return int(self._read(_LIVE_OF_CLIENT, {"who": client})[0][0])
+
+    def kernels(self, owner: str) -> list[tuple[str, SessionState]]:
+        return [(row.request_id, SessionState(True, None, row.started, None, row.last_read, row.kind, row.owner,
+                                              row.last_input > row.delivered))
+                for row in self._read(_KERNELS, {"who": owner})]
+
+    def save_cursor(self, request_id: str, reader: str, seq: int) -> None:
+        with self._writer.begin() as conn:
+            insert = (sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert)(cursor_table)
+            conn.execute(insert.values(request_id=request_id, reader=reader, seq=seq).on_conflict_do_update(
+                index_elements=["request_id", "reader"], set_={"seq": sa.func.max(insert.excluded.seq, _cur.seq)
+                                                               if conn.dialect.name == "sqlite" else
+                                                               sa.func.greatest(insert.excluded.seq, _cur.seq)}))
+
+    def cursor(self, request_id: str, reader: str) -> int | None:
+        rows = self._read(_CURSOR, {"rid": request_id, "reader": reader})
+        return int(rows[0].seq) if rows else None
 
     # -- files --------------------------------------------------------------------------
 

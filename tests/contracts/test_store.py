@@ -744,3 +744,66 @@ def test_progress_of_reads_status_last_seq_and_a_live_session_of_many_requests_a
     store.end_session("s1", "dev-a", "idle", msgs(4, "extension"))
     assert store.progress_of(["s1"]) == {"s1": ("done", 4, False)}
     assert store.progress_of([]) == {}
+
+
+# -- Jupyter clients' kernels (schema version 5) ---------------------------------------------------
+
+def test_kernels_are_listed_per_owner_oldest_first_and_only_while_live(store: Store) -> None:
+    for rid, owner in (("k1", "t:a"), ("k2", "t:b"), ("k3", "t:a")):
+        claim_one(store, rid)
+        assert store.finish(rid, "dev-a", Status.DONE, msgs(1, "status"),
+                            session=NewSession("1.2.3.4", LEASE, "kernel", owner))
+    open_session(store, "widgets")  # a cell's widgets are no one's kernel
+    assert [rid for rid, _ in store.kernels("t:a")] == ["k1", "k3"]
+    assert [rid for rid, _ in store.kernels("t:b")] == ["k2"]
+    assert store.kernels("") == []
+    _, state = store.kernels("t:a")[0]
+    assert state.kind == "kernel" and state.owner == "t:a" and state.live and not state.busy
+    record = store.get_request("k1")
+    assert record is not None and record.session is not None and record.session.owner == "t:a"
+    widgets = store.get_request("widgets")
+    assert widgets is not None and widgets.session is not None and widgets.session.kind == "widgets"
+    assert store.add_input("k1", comm_msg(1)) == 1  # waiting: the kernel is busy until it is answered
+    assert [state.busy for _, state in store.kernels("t:a")] == [True, False]
+    assert store.add_session_messages("k1", "dev-a", msgs(2, "status"), delivered=1)
+    assert [state.busy for _, state in store.kernels("t:a")] == [False, False]
+    assert store.end_session("k1", "dev-a", "shutdown", msgs(3, "extension"))
+    assert [rid for rid, _ in store.kernels("t:a")] == ["k3"]
+
+
+def test_a_readers_cursor_is_kept_per_reader_and_never_moves_back(store: Store) -> None:
+    open_session(store, "k1")
+    assert store.cursor("k1", "tab-1") is None
+    store.save_cursor("k1", "tab-1", 5)
+    store.save_cursor("k1", "tab-2", 2)
+    store.save_cursor("k1", "tab-1", 3)  # an older connection closing late
+    assert store.cursor("k1", "tab-1") == 5 and store.cursor("k1", "tab-2") == 2
+    store.save_cursor("k1", "tab-1", 9)
+    assert store.cursor("k1", "tab-1") == 9
+    assert store.cursor("other", "tab-1") is None
+
+
+def test_an_upgrade_from_version_4_keeps_the_sessions_and_adds_kernels(url: str) -> None:
+    s = open_store(url)
+    engine = raw_engine(url)
+    with engine.begin() as conn:
+        schema.migrate(conn, 4)
+    now = time.time()
+    with engine.begin() as conn:  # a live session as version 4 kept it
+        conn.execute(schema.request_table.insert().values(
+            id="old", message='{"header": {"msg_id": "old"}}', status="done", timeout=30.0, inputs="{}",
+            client="1.2.3.4", created=now, last_seq=3))
+        conn.execute(sa.text("INSERT INTO sessions (request_id, device, client, live, started, lease_until, "
+                             "last_read, last_input, delivered) VALUES ('old', 'dev-a', '1.2.3.4', :t, :now, "
+                             ":later, :now, 0, 0)"), {"t": True, "now": now, "later": now + 60})
+    s.create_schema()
+    record = s.get_request("old")
+    assert record is not None and record.session is not None and record.session.live
+    assert record.session.kind == "widgets" and record.session.owner == ""
+    assert s.add_input("old", comm_msg(1)) == 1
+    s.save_cursor("old", "tab", 3)
+    assert s.cursor("old", "tab") == 3
+    s.close()
+    with engine.connect() as conn:
+        assert schema.schema_version(conn) == schema.LATEST == 5
+    engine.dispose()
