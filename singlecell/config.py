@@ -110,6 +110,9 @@ class Config:
                                  commands=KERNEL_HOSTS)
     max_sessions_per_client: int = _setting(8, "live sessions one client address may hold; past it "
                                             "POST /execute answers 429", commands=SERVERS)
+    require_token: bool = _setting(False, "the Jupyter kernel API (/api/kernels) needs an API token "
+                                   "(Authorization: token …); without this flag a request without one may start "
+                                   "kernels, which only requests without a token then see", commands=SERVERS)
     session_idle: float = _setting(300.0, "seconds a session lives with no input", commands=KERNEL_HOSTS)
     session_unread: float = _setting(60.0, "seconds a session lives with no client reading its output "
                                      "(a closed tab)", commands=KERNEL_HOSTS)

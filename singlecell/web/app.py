@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import tornado.web
+from tornado.log import access_log
 
 from filestore.base import FileStore
 from singlecell.accounts import Accounts
@@ -17,6 +19,7 @@ from singlecell.store.base import Store
 from singlecell.wakeup import Wakeups
 from singlecell.web.accounts import account_routes
 from singlecell.web.handlers import NotFoundHandler, Services, routes
+from singlecell.web.kernels import kernel_routes
 from singlecell.web.library import library_routes
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,8 @@ def make_app(config: Config, store: Store, filestore: FileStore, wakeups: Wakeup
              accounts: Accounts | None = None, library: Library | None = None) -> tornado.web.Application:
     services = Services(config, store, filestore, wakeups, accounts, library)
     app = tornado.web.Application(
-        [*routes(services), *account_routes({"services": services}), *library_routes({"services": services})],
+        [*routes(services), *kernel_routes(services), *account_routes({"services": services}),
+         *library_routes({"services": services})],
         default_handler_class=NotFoundHandler,
         default_handler_args={"services": services},
         static_path=str(asset_dir("static")),
@@ -41,11 +45,25 @@ def make_app(config: Config, store: Store, filestore: FileStore, wakeups: Wakeup
         template_whitespace="all",  # the pages hold Python, whose indentation is its syntax
         compress_response=False,
         # the double-submit cookie of every form (tornado's XSRF); pages read the token, not scripts
+        log_function=log_request,
         xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax",
                             "secure": config.public_url.startswith("https:")},
     )
     app.settings["services"] = services
     return app
+
+
+_SECRET_QUERY = re.compile(r"(?<=[?&]token=)[^&]*")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's access log line, without the API token a WebSocket's URL may carry (``?token=``,
+    as Jupyter clients send it): logs are read by people who must not get it."""
+    status = handler.get_status()
+    log_method = access_log.info if status < 400 else access_log.warning if status < 500 else access_log.error
+    request = handler.request
+    uri = _SECRET_QUERY.sub("[secret]", request.uri or "")
+    log_method("%d %s %s (%s) %.2fms", status, request.method, uri, request.remote_ip, 1000.0 * request.request_time())
 
 
 async def expire_leases_forever(store: Store, notify: Callable[[str], None], interval: float) -> None:

@@ -143,6 +143,7 @@ class Services:
         self.library = library
         self.tag_cloud: tuple[float, list[tuple[str, int]]] | None = None  # (count again after, tags)
         self.waiters = Waiters()
+        self.kernel_sockets: set[Any] = set()  # the kernel WebSockets open on this process (web/kernels.py)
         self._fallback: asyncio.Task[None] | None = None
         if wakeups is not None:
             wakeups.on_progress = self.waiters.notify
@@ -190,6 +191,35 @@ class Services:
         finally:
             self.waiters.unregister(request_id, future)
         return self.store.get_request(request_id)
+
+
+    def check_session_cap(self, client: str) -> None:
+        """``TooManySessions`` when ``client`` (an address) holds all the live sessions it may."""
+        cap = self.config.max_sessions_per_client
+        live = self.store.live_sessions(client)
+        if live >= cap:
+            raise TooManySessions(
+                f"your cells and kernels hold {live} live session{'' if live == 1 else 's'} (widgets still open, "
+                "or kernels), the most one client may; stop one (POST /stop/<id>, DELETE /api/kernels/<id>) or "
+                f"close its page: a session no page reads ends within {self.config.session_unread:g} s",
+                retry_after=SESSION_RETRY_AFTER)
+
+    async def wait_until_done(self, request_id: str, wait: float, first: asyncio.Future[None],
+                              base_url: str) -> RequestRecord:
+        """Wait (up to ``wait`` s: the cell's own limit, plus time to wait in the queue and to be
+        collected) for a request submitted after registering ``first``, to reach a terminal status."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        registered: asyncio.Future[None] | None = first
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise StillRunning(f"request {request_id} has not finished yet; read its output at "
+                                   f"{base_url}/output/{request_id}")
+            record = await self.wait_for_news(request_id, left, registered)
+            registered = None
+            if record is not None and record.status.terminal:
+                return record
 
 
 def progress(record: RequestRecord | None) -> Progress | None:
@@ -479,7 +509,7 @@ class SubmitHandler(BodyHandler):
         message = protocol.execute_request(code, client=client)
         if not self.wait:  # a queued cell may keep its kernel for its widgets; an /eval never does
             message["metadata"]["singlecell_session"] = True
-            self.check_session_cap(client)
+            self.services.check_session_cap(client)
         if submission.snippet is not None:
             inputs, run_first = snippet_inputs(self.services, submission.snippet, inputs)
             if run_first is not None:
@@ -502,7 +532,7 @@ class SubmitHandler(BodyHandler):
         if first is None:
             self.send_json({"id": request_id, "output_url": output_url}, status=202)
             return
-        record = await self._wait_until_done(request_id, timeout, first)
+        record = await self.services.wait_until_done(request_id, timeout + 60.0, first, self.absolute(""))
         messages = [m.message for m in self.services.store.get_messages(request_id, 0, 1_000_000)]
         summary = summarize(request_id, record.status, messages, base_url=self.absolute(""))
         if wants_text(self.request.headers.get("Accept", ""), plain_body):
@@ -511,32 +541,6 @@ class SubmitHandler(BodyHandler):
             self.finish(as_text(summary))
         else:
             self.send_json(summary)
-
-    def check_session_cap(self, client: str) -> None:
-        cap = self.services.config.max_sessions_per_client
-        live = self.services.store.live_sessions(client)
-        if live >= cap:
-            raise TooManySessions(
-                f"your cells hold {live} live session{'' if live == 1 else 's'} (widgets still open), the most "
-                "one client may; "
-                "stop one (POST /stop/<id>) or close its page: a session no page reads ends within "
-                f"{self.services.config.session_unread:g} s", retry_after=SESSION_RETRY_AFTER)
-
-    async def _wait_until_done(self, request_id: str, timeout: float, first: asyncio.Future[None]) -> RequestRecord:
-        loop = asyncio.get_running_loop()
-        # the cell's own limit, plus time to wait in the queue and to be collected
-        deadline = loop.time() + timeout + 60.0
-        registered: asyncio.Future[None] | None = first
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise StillRunning(f"request {request_id} has not finished yet; read its output at "
-                                   f"{self.absolute('/output/' + request_id)}")
-            record = await self.services.wait_for_news(request_id, left, registered)
-            registered = None
-            if record is not None and record.status.terminal:
-                return record
-
 
 @dataclass(frozen=True)
 class Submission:
