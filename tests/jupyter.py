@@ -5,10 +5,14 @@ the v1 binary format is decoded by Jupyter Server's own functions: nobody here w
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import websocket
@@ -18,7 +22,62 @@ from jupyter_server.services.kernels.connection.base import (
     serialize_msg_to_ws_v1,
 )
 
+from tests.servers import free_port, wait_until
+
 V1 = "v1.kernel.websocket.jupyter.org"
+TOKEN = "gateway-test-token"
+
+
+class JupyterServer:
+    """``jupyter server --gateway-url=…`` (or ``jupyter lab``, with ``lab``) as a subprocess, in
+    folders of its own; JupyterLab is told not to look for news or updates (no network here)."""
+
+    def __init__(self, gateway: str, folder: Path, lab: bool = False) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = folder / "jupyter-server.log"
+        env = {**os.environ, "JUPYTER_CONFIG_DIR": str(folder / "config"), "JUPYTER_DATA_DIR": str(folder / "data"),
+               "JUPYTER_RUNTIME_DIR": str(folder / "runtime"), "JUPYTER_PLATFORM_DIRS": "1",
+               "JUPYTERLAB_SETTINGS_DIR": str(folder / "lab-settings"),
+               "JUPYTERLAB_WORKSPACES_DIR": str(folder / "lab-workspaces")}
+        self.notebooks = folder / "notebooks"
+        self.notebooks.mkdir(parents=True, exist_ok=True)
+        settings = folder / "lab-settings" / "@jupyterlab" / "apputils-extension"
+        notification = settings / "notification.jupyterlab-settings"
+        notification.parent.mkdir(parents=True, exist_ok=True)
+        notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        self.log = open(self.log_path, "wb")  # closed by stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab" if lab else "jupyter_server", "--no-browser", "--allow-root",
+             f"--port={self.port}", "--ip=127.0.0.1", f"--ServerApp.token={TOKEN}", f"--gateway-url={gateway}",
+             f"--ServerApp.root_dir={folder / 'notebooks'}", "--GatewayClient.request_timeout=60"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def up() -> bool:
+            try:
+                return bool(call("GET", self.url + "/api/status", token=TOKEN))
+            except (HttpError, OSError):
+                return False
+
+        if not wait_until(up, 60, 0.2):
+            self.stop()
+            raise AssertionError(f"jupyter server did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def api(self, method: str, path: str, body: object = None) -> object:
+        return call(method, self.url + path, body, TOKEN)
+
+    def socket(self, kernel_id: str) -> KernelSocket:
+        return KernelSocket(f"ws://127.0.0.1:{self.port}/api/kernels/{kernel_id}/channels", token=TOKEN)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+
 
 
 class HttpError(Exception):

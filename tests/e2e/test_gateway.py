@@ -4,61 +4,12 @@ Server's REST and WebSocket API, as JupyterLab does."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.jupyter import HttpError, KernelSocket, call, of_type, stdout
-from tests.servers import Server, Servers, free_port, wait_until
-
-TOKEN = "gateway-test-token"
-
-
-class JupyterServer:
-    """``jupyter server --gateway-url=…`` as a subprocess, in folders of its own."""
-
-    def __init__(self, gateway: str, folder: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = folder / "jupyter-server.log"
-        env = {**os.environ, "JUPYTER_CONFIG_DIR": str(folder / "config"), "JUPYTER_DATA_DIR": str(folder / "data"),
-               "JUPYTER_RUNTIME_DIR": str(folder / "runtime"), "JUPYTER_PLATFORM_DIRS": "1"}
-        (folder / "notebooks").mkdir(parents=True, exist_ok=True)
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed by stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={self.port}",
-             "--ip=127.0.0.1", f"--ServerApp.token={TOKEN}", f"--gateway-url={gateway}",
-             f"--ServerApp.root_dir={folder / 'notebooks'}", "--GatewayClient.request_timeout=60"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-        def up() -> bool:
-            try:
-                return bool(call("GET", self.url + "/api/status", token=TOKEN))
-            except (HttpError, OSError):
-                return False
-
-        if not wait_until(up, 60, 0.2):
-            self.stop()
-            raise AssertionError(f"jupyter server did not start:\n{self.log_path.read_text()[-3000:]}")
-
-    def api(self, method: str, path: str, body: object = None) -> object:
-        return call(method, self.url + path, body, TOKEN)
-
-    def socket(self, kernel_id: str) -> KernelSocket:
-        return KernelSocket(f"ws://127.0.0.1:{self.port}/api/kernels/{kernel_id}/channels", token=TOKEN)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.log.close()
+from tests.jupyter import HttpError, JupyterServer, call, of_type, stdout
+from tests.servers import Server, Servers, wait_until
 
 
 @pytest.fixture(scope="module")
