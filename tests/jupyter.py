@@ -199,3 +199,60 @@ def stdout(messages: list[dict[str, Any]]) -> str:
 
 def of_type(messages: list[dict[str, Any]], msg_type: str) -> list[dict[str, Any]]:
     return [m for m in messages if m["msg_type"] == msg_type]
+
+
+class KernelCells:
+    """The exploit suite's client, through a Jupyter client's kernel: each cell runs in a kernel of
+    its own (``POST /api/kernels``, one ``execute_request`` over the WebSocket, then ``DELETE``),
+    so an attack meets the sandbox of the kernel API instead of ``/execute``'s. It answers
+    :func:`tests.servers.outcome` and ``eval``; a case that reads over ``/execute``, ``/output``
+    or ``/files`` is one-shot only, and skips here, saying so."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def kernel_outcome(self, code: str, files: dict[str, bytes] | None = None, timeout: float | None = None,
+                       deadline: float = 30.0) -> dict[str, Any]:
+        """How the cell ended, as :func:`tests.servers.outcome` tells it: the status is the
+        execute_reply's (``done``/``error``), or ``aborted`` when the kernel's session ended."""
+        import pytest
+
+        from tests.servers import ending
+
+        if files:
+            pytest.skip("this case uploads files: the kernel API takes none (one-shot only)")
+        started = time.monotonic()
+        kernel_id = call("POST", self.base + "/api/kernels", {})["id"]
+        ws = KernelSocket(f"{self.base.replace('http://', 'ws://')}/api/kernels/{kernel_id}/channels")
+
+        def dead(m: dict[str, Any]) -> bool:
+            return m["msg_type"] == "status" and m["content"]["execution_state"] == "dead"
+
+        try:
+            msg_id = ws.send("execute_request", {"code": code, "silent": False, "allow_stdin": False})
+            got = ws.until(lambda m: dead(m) or (m["parent_header"].get("msg_id") == msg_id
+                                                 and m["msg_type"] == "status"
+                                                 and m["content"]["execution_state"] == "idle"), deadline)
+            if not dead(got[-1]):
+                # the files the kernel wrote are collected when its session ends: read on to there
+                call("DELETE", f"{self.base}/api/kernels/{kernel_id}")
+                got += ws.until(dead, deadline)
+        finally:
+            ws.close()
+        reply = [m for m in got if m["msg_type"] == "execute_reply"]
+        status = "aborted" if not reply else "done" if reply[0]["content"]["status"] == "ok" else "error"
+        return ending(kernel_id, status, time.monotonic() - started, got)
+
+    def eval(self, code: str, timeout: float | None = None) -> dict[str, Any]:
+        ended = self.kernel_outcome(code)
+        result = next((m["content"]["data"] for m in ended["messages"] if m["msg_type"] == "execute_result"), None)
+        return {"id": ended["id"], "status": ended["status"], "stdout": ended["stdout"], "stderr": ended["stderr"],
+                "result": result, "error": ended["error"]}
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        import pytest
+
+        pytest.skip(f"this case uses the HTTP client's {name}(): one-shot only")

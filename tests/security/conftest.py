@@ -28,9 +28,22 @@ def hostile(hostile_pool: servers.Servers) -> servers.Server:
     return hostile_pool("serve", *HOSTILE_FLAGS, "--files", f"dir:{files}", name="hostile")
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The modules that say ``THROUGH_KERNELS = True`` run every attack twice: as a one-shot cell,
+    and in a Jupyter client's kernel (the kernel API and its WebSocket)."""
+    if "client" in metafunc.fixturenames and getattr(metafunc.module, "THROUGH_KERNELS", False):
+        metafunc.parametrize("client", ["cell", "kernel"], indirect=True)
+
+
 @pytest.fixture
-def client(hostile: servers.Server) -> Iterator[Client]:
-    """A client of the hostile server (this overrides the shared default server's)."""
+def client(hostile: servers.Server, request: pytest.FixtureRequest) -> Iterator[Client]:
+    """A client of the hostile server (this overrides the shared default server's); for
+    ``kernel``, one that runs each cell in a kernel of the kernel API."""
+    if getattr(request, "param", "cell") == "kernel":
+        from tests.jupyter import KernelCells
+
+        yield KernelCells(hostile.url)  # type: ignore[misc]
+        return
     c = hostile.client(timeout=60)
     yield c
     c.close()

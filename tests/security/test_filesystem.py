@@ -39,6 +39,9 @@ from tests.servers import Server, Servers, outcome
 
 SECRET_VAR = "OPERATOR_API_TOKEN"  # a secret in the operator's environment: cloud keys, say
 
+#: every attack here runs twice: as a one-shot cell, and in a Jupyter client's kernel
+THROUGH_KERNELS = True
+
 
 def files_of(ended: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The files the device collected, by name."""

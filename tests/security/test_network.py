@@ -28,6 +28,9 @@ UNIX_SOCKETS = ("/var/run/postgresql/.s.PGSQL.5432", "/run/postgresql/.s.PGSQL.5
                 "/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/run/redis/redis-server.sock",
                 "/var/run/redis/redis-server.sock")
 
+#: every attack here runs twice: as a one-shot cell, and in a Jupyter client's kernel
+THROUGH_KERNELS = True
+
 
 def reachable(family: int, address: object) -> bool:
     """Whether we (outside any sandbox) can connect: else a refused connection proves nothing."""

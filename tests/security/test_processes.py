@@ -67,6 +67,9 @@ import os, subprocess
 subprocess.Popen(['sh', '-c', 'sleep 0.5; exec sleep 1000'], start_new_session=True)
 """
 
+#: every attack here runs twice: as a one-shot cell, and in a Jupyter client's kernel
+THROUGH_KERNELS = True
+
 
 @pytest.mark.parametrize("code", [DOUBLE_FORK, NOHUP, PID_WALK, SLEEPER_AFTER_IDLE],
                          ids=["double-fork-setsid-subreaper", "nohup-and-new-session", "pid-walk",
