@@ -21,6 +21,7 @@ from singlecell.web.accounts import account_routes
 from singlecell.web.handlers import NotFoundHandler, Services, routes
 from singlecell.web.kernels import kernel_routes
 from singlecell.web.library import library_routes
+from singlecell.web.sagecell import sagecell_routes
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ def make_app(config: Config, store: Store, filestore: FileStore, wakeups: Wakeup
              accounts: Accounts | None = None, library: Library | None = None) -> tornado.web.Application:
     services = Services(config, store, filestore, wakeups, accounts, library)
     app = tornado.web.Application(
-        [*routes(services), *kernel_routes(services), *account_routes({"services": services}),
-         *library_routes({"services": services})],
+        [*routes(services), *kernel_routes(services), *sagecell_routes(services),
+         *account_routes({"services": services}), *library_routes({"services": services})],
         default_handler_class=NotFoundHandler,
         default_handler_args={"services": services},
         static_path=str(asset_dir("static")),
