@@ -195,6 +195,9 @@ class Device:
             session = self.sessions.get(request_id)
             if session is not None:
                 session.end("stopped", end_text("stopped"))
+            elif stop is None:  # a linked cell, waiting or running in one of our sessions
+                for live in self.sessions.values():
+                    live.stop_linked(request_id)
 
     def _done(self, request_id: str, _: object = None) -> None:
         task = self.running.pop(request_id, None)
@@ -279,8 +282,9 @@ class Device:
                 kernel.kill()
                 outcome.status = Status.ABORTED
                 outcome.extra.append(_server_error(request, exc, "while this cell ran"))
-            if request.get("metadata", {}).get("singlecell_kernel") is True and outcome.idle is not None:
-                outcome.reply_status = "ok"  # a Jupyter client's kernel runs no cell: ready is done
+            if request.get("metadata", {}).get("singlecell_kernel") is True and outcome.idle is not None \
+                    and outcome.reply_status is None:
+                outcome.reply_status = "ok"  # a Jupyter client's kernel that ran no cell: ready is done
             keep = self._may_keep(kernel, record, outcome)
             if keep:
                 self._make_room()

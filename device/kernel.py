@@ -593,10 +593,11 @@ class Kernel:
             if msg_type in comms.FROM_FRONT_END or (self.replies is not None and msg_type in JUPYTER_REQUESTS):
                 self.handle_input(msg)
 
-    def start_jupyter(self, sandbox: str) -> None:
+    def start_jupyter(self, sandbox: str, ready: bool = True) -> None:
         """Become a Jupyter client's kernel (``POST /api/kernels``): it answers every request of
         :data:`JUPYTER_REQUESTS`, SIGINT interrupts the running cell, and ``input()`` asks the
-        client (``input_request`` on stdin). Says ``idle``: the device then keeps it as a session."""
+        client (``input_request`` on stdin). Says ``idle`` (unless ``ready`` is false: a cell it ran
+        said it): the device then keeps it as a session."""
         self.replies = Replies(self.shell, sandbox)
         self.channel.interrupts = self.interrupts
         signal.signal(signal.SIGINT, self.interrupts.handle)
@@ -605,7 +606,8 @@ class Kernel:
 
         builtins.input = self.read_stdin  # as ipykernel does, for the kernel's whole life
         getpass.getpass = lambda prompt="Password: ", stream=None: self.read_stdin(prompt, password=True)
-        self.channel.send("status", {"execution_state": "idle"}, metadata={"singlecell_comms": 0})
+        if ready:
+            self.channel.send("status", {"execution_state": "idle"}, metadata={"singlecell_comms": 0})
 
     def read_stdin(self, prompt: object = "", password: bool = False) -> str:
         """``input()``: ask the client that sent the running cell (``input_request``), wait for its

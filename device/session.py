@@ -27,6 +27,7 @@ import logging
 import math
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from device.base import RunningKernel
@@ -35,7 +36,7 @@ from device.sweep import sweep
 from singlecell import protocol
 from singlecell.limits import BY_KEY, Limit, output_backstop
 from singlecell.sessions import duration, end_text, session_end_message
-from singlecell.store.base import RequestRecord, StoredMessage, numbered
+from singlecell.store.base import RequestRecord, Status, StoredMessage, numbered
 
 if TYPE_CHECKING:
     from device.device import Device
@@ -48,6 +49,16 @@ START_TIMEOUT = 30.0  # seconds a restarted kernel may take to say it is ready
 #: a Jupyter client's inputs that do not wait their turn: the answer to the running cell's input(),
 #: an interrupt, a shutdown or restart (the device handles the last two itself)
 URGENT = frozenset({"input_reply", "interrupt_request", "shutdown_request"})
+
+
+@dataclass
+class _Linked:
+    """A linked cell being answered: a request of its own, whose messages are its own."""
+
+    id: str
+    seq: int = 0  # its last stored seq
+    reply: str | None = None  # its execute_reply's status
+    stopped: bool = False  # a client asked to stop it: it was interrupted
 
 
 class _Gone(Exception):
@@ -74,6 +85,7 @@ class LiveSession:
         self.asked: dict[str, Any] | None = None  # a shutdown_request (or restart) to act on
         self.reply_failed = False  # the last turn was an execute_request whose reply said error
         self.stdin_waited = 0.0  # seconds the running input has waited for input() replies
+        self.linked: _Linked | None = None  # the linked cell being answered, if one is
         loop = asyncio.get_running_loop()
         self.started = loop.time()
         self.last_active = self.started  # the last input's arrival, for --session-idle
@@ -97,6 +109,22 @@ class LiveSession:
         """A client read the output at ``when`` (the store's record of the last read)."""
         self.last_read = max(self.last_read, when)
         self.wake.set()  # the deadline may have moved either way: look again
+
+    def stop_linked(self, request_id: str) -> None:
+        """A client asked to stop a linked cell of this session: interrupt it if it runs, drop it
+        (``aborted``) if it waits."""
+        if self.linked is not None and self.linked.id == request_id:
+            self.linked.stopped = True
+            self.kernel.interrupt()
+            return
+        for seq, message in list(self.queue):
+            if message["header"].get("msg_id") == request_id and _is_linked(message):
+                self.queue.remove((seq, message))
+                ended = numbered(0, [protocol.error_message(message, "CellStopped",
+                                                            "the cell was stopped at the client's request"),
+                                     protocol.message("status", {"execution_state": "idle"}, message)])
+                self.device.store.finish(request_id, self.device.name, Status.ABORTED, ended)
+                self.device.announce([request_id])
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -184,7 +212,7 @@ class LiveSession:
         kept: deque[tuple[int, dict[str, Any]]] = deque()
         answers: list[dict[str, Any]] = []
         for seq, message in self.queue:
-            if message.get("msg_type") != "execute_request":
+            if message.get("msg_type") != "execute_request" or _is_linked(message):  # a page's cells run on
                 kept.append((seq, message))
                 continue
             answers += [protocol.message("status", {"execution_state": "busy"}, message),
@@ -249,6 +277,10 @@ class LiveSession:
         """A new kernel from the pool for the same session (its id, its inputs, its lifetime). The
         files the old one wrote are carried over into the new one's folder, as a restarted Jupyter
         kernel finds its files; what the sweep leaves out is said in a ``stream`` note."""
+        if self.linked is not None:  # a linked cell was running: it ends, saying why
+            self._finish_linked([], [protocol.error_message(self.parent, "KernelRestarted",
+                                                            "the kernel was restarted while this cell ran")],
+                                Status.ABORTED)
         self.parent = request
         old = self.kernel
         self.inbox.close()
@@ -310,6 +342,7 @@ class LiveSession:
         self.last_active = asyncio.get_running_loop().time()
         self.parent = message
         self.reply_failed = False
+        self.linked = _Linked(str(message["header"]["msg_id"])) if _is_linked(message) else None
         if not await self._send(message):
             return await self._death(extra)
         self.busy = True
@@ -365,7 +398,10 @@ class LiveSession:
             idle: list[bool] = []
             why = self._take(batch, pending, extra, idle)
             if why is not None or idle:
-                self._store(pending)
+                if why is None and self.linked is not None:
+                    self._finish_linked(pending, [])
+                else:
+                    self._store(pending)
                 if why is not None:
                     return why
                 return None if idle[0] or self.jupyter else ("closed", end_text("closed"))
@@ -392,10 +428,11 @@ class LiveSession:
                 self.stdin_since = asyncio.get_running_loop().time()
             elif kept["msg_type"] == "execute_reply":
                 self.reply_failed = kept["content"].get("status") == "error"
+                if self.linked is not None:
+                    self.linked.reply = str(kept["content"].get("status"))
             if kept["msg_type"].endswith("_reply"):
                 _on_channel(kept, self.parent)
-            self.seq += 1
-            pending.append(StoredMessage(self.seq, kept))
+            pending.append(StoredMessage(self._next_seq(), kept))
             named = self.device.named_limit(self.parent, kept)
             if named is not None:
                 extra.append(named[1])
@@ -409,9 +446,44 @@ class LiveSession:
             return self._limit(extra, BY_KEY["output"])
         return None
 
+    def _next_seq(self) -> int:
+        """The seq of the next message stored: the linked cell's own, or the session's."""
+        if self.linked is not None:
+            self.linked.seq += 1
+            return self.linked.seq
+        self.seq += 1
+        return self.seq
+
+    def _finish_linked(self, pending: list[StoredMessage], extra: list[dict[str, Any]],
+                       status: Status | None = None) -> None:
+        """The linked cell is over: its last messages and its status, then its input delivered."""
+        linked = self.linked
+        assert linked is not None
+        self.linked = None
+        if status is None:
+            status = Status.ABORTED if linked.stopped else Status.DONE if linked.reply == "ok" else Status.ERROR
+        ending = list(pending) + numbered(pending[-1].seq if pending else linked.seq, extra)
+        if not ending or ending[-1].message["msg_type"] != "status":
+            ending += numbered(ending[-1].seq if ending else linked.seq,
+                               [protocol.message("status", {"execution_state": "idle"}, self.parent)])
+        if not self.device.store.finish(linked.id, self.device.name, status, ending):
+            log.warning("linked cell %s had already ended", linked.id)
+        pending.clear()
+        self.device.announce([linked.id])
+        delivered = self.queue[0][0] - 1 if self.queue else self.read_upto
+        if not self.device.store.add_session_messages(self.record.id, self.device.name, [], delivered):
+            self.kernel.kill()
+            raise _Gone()
+
     def _store(self, pending: list[StoredMessage]) -> None:
         """Store the kernel's answers so far; the inputs handled by then are marked delivered."""
         if not pending:
+            return
+        if self.linked is not None:  # a linked cell's output is its own request's
+            if not self.device.store.add_messages(self.linked.id, self.device.name, pending):
+                log.warning("linked cell %s had already ended", self.linked.id)
+            pending.clear()
+            self.device.announce([self.linked.id])
             return
         delivered = self.queue[0][0] - 1 if self.queue else self.read_upto
         if not self.device.store.add_session_messages(self.record.id, self.device.name, pending, delivered):
@@ -450,9 +522,18 @@ class LiveSession:
         return "died", end_text("died", how)
 
     async def _close(self, reason: str, text: str, extra: list[dict[str, Any]]) -> None:
-        """Kill the kernel, collect what it wrote, and store the end."""
+        """Kill the kernel, collect what it wrote, and store the end. A linked cell it was
+        answering ends with it, saying why (the limit's error is its own)."""
         self.inbox.close()
         self.kernel.kill()
+        if self.linked is not None:
+            said, extra[:] = list(extra), []
+            if not said:
+                said.append(protocol.error_message(self.parent, "SessionEnded", f"{text} (the cell did not finish)"))
+            try:
+                self._finish_linked([], said, Status.TIMEOUT if reason == "time" else Status.ABORTED)
+            except Exception:
+                log.exception("session %s: ending its linked cell failed", self.record.id)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.kernel.exited), 5)
         files = []
@@ -485,6 +566,10 @@ class LiveSession:
         self.inbox.close()
         self.kernel.kill()
         self.device.pool.release(self.kernel)
+
+
+def _is_linked(message: dict[str, Any]) -> bool:
+    return message.get("msg_type") == "execute_request" and message.get("metadata", {}).get("singlecell_linked") is True
 
 
 def _on_channel(reply: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:

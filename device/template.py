@@ -226,10 +226,15 @@ def run_forked_kernel(shell: InteractiveShell, session: Session, spec: KernelSpe
         os._exit = exit_after_delivery(kernel, os.getpid(), os._exit)  # type: ignore[assignment]
         shell.kernel = kernel  # type: ignore[attr-defined]
         metadata = request.get("metadata", {})
-        if metadata.get("singlecell_kernel") is True:  # a Jupyter client's kernel: no cell, only its requests
+        if metadata.get("singlecell_kernel") is True:  # a Jupyter client's kernel, or a page's linked cells
             kernel.channel.parent = request["header"]
-            kernel.write_inputs(request)  # a restart carries the files of the kernel before
-            kernel.start_jupyter(", ".join(layer.name for layer in layers) or "no layers")
+            sandbox = ", ".join(layer.name for layer in layers) or "no layers"
+            if request.get("content", {}).get("code"):
+                kernel.run(request)  # the first linked cell, then the kernel stays
+                kernel.start_jupyter(sandbox, ready=False)
+            else:
+                kernel.write_inputs(request)  # a restart carries the files of the kernel before
+                kernel.start_jupyter(sandbox)
             kernel.serve_session()
         kernel.run(request)
         if metadata.get("singlecell_session") is True and comms.open_comms():

@@ -92,21 +92,31 @@ class Client:
         return answer
 
     @staticmethod
-    def _payload(code: str, files: Mapping[str, bytes] | None, timeout: float | None) -> dict[str, Any]:
+    def _payload(code: str, files: Mapping[str, bytes] | None, timeout: float | None, session: str | None = None,
+                 linked: bool = False) -> dict[str, Any]:
         payload: dict[str, Any] = {"code": code}
+        if session is not None:
+            payload["session"] = session
+        if linked:
+            payload["linked"] = True
         if files:
             payload["files"] = {name: base64.b64encode(data).decode() for name, data in files.items()}
         if timeout is not None:
             payload["timeout"] = timeout
         return payload
 
-    def eval(self, code: str, files: Mapping[str, bytes] | None = None, timeout: float | None = None) -> Any:
-        """Run ``code`` and wait: ``{id, status, stdout, stderr, result, displays, error, files}``."""
-        return self._json("POST", "/eval", self._payload(code, files, timeout))
+    def eval(self, code: str, files: Mapping[str, bytes] | None = None, timeout: float | None = None,
+             session: str | None = None, linked: bool = False) -> Any:
+        """Run ``code`` and wait: ``{id, status, stdout, stderr, result, displays, error, files}``.
+        ``linked``: its kernel stays, and the answer's ``session`` names it; ``session``: run in
+        that kernel (linked cells), with what the cells before left in it."""
+        return self._json("POST", "/eval", self._payload(code, files, timeout, session, linked))
 
-    def execute(self, code: str, files: Mapping[str, bytes] | None = None, timeout: float | None = None) -> str:
-        """Queue ``code``; returns the request id."""
-        return str(self._json("POST", "/execute", self._payload(code, files, timeout), ok=(202,))["id"])
+    def execute(self, code: str, files: Mapping[str, bytes] | None = None, timeout: float | None = None,
+                session: str | None = None, linked: bool = False) -> str:
+        """Queue ``code``; returns the request id (``session`` and ``linked`` as for :meth:`eval`)."""
+        return str(self._json("POST", "/execute", self._payload(code, files, timeout, session, linked),
+                              ok=(202,))["id"])
 
     def output(self, request_id: str, after: int = 0, wait: float = 0) -> Any:
         return self._json("GET", f"/output/{request_id}?after={after}&wait={wait:g}")

@@ -107,6 +107,7 @@ class RequestRecord:
     finished: float | None
     last_seq: int  # the highest message seq stored for it; 0 when none
     session: SessionState | None = None  # set by get_request when the cell became a session
+    linked_to: str | None = None  # a linked cell: the request id of the session it runs in
 
 
 @dataclass(frozen=True)
@@ -305,6 +306,16 @@ class Store(ABC):
         (1, 2, … per session). ``None``, storing nothing, when the request has no live session."""
 
     @abstractmethod
+    def submit_linked(self, request: NewRequest, session_id: str, owner: str) -> int | None:
+        """Store a linked cell: ``request`` (an ``execute_request`` marked ``singlecell_linked``)
+        as a request of its own, ``running`` on the session's device from now (it is never
+        claimed), and as the next input of the live kernel session ``session_id`` that ``owner``
+        holds, in one transaction; returns the input's seq. ``None``, storing nothing, when there
+        is no such live session. The device finishes the request when the kernel answered it; when
+        the session ends first, the store ends it ``aborted`` with the session (:meth:`end_session`,
+        :meth:`expire_leases`), an error saying so its last message but one."""
+
+    @abstractmethod
     def inputs(self, request_id: str, after: int) -> list[tuple[int, JsonDict]]:
         """The session's inputs with ``seq > after``, as (seq, message), in order."""
 
@@ -326,8 +337,9 @@ class Store(ABC):
     def end_session(self, request_id: str, device: str, reason: str, messages: Sequence[StoredMessage] = (),
                     files: Sequence[FileRecord] = ()) -> bool:
         """End the live session ``device`` holds, for ``reason``, in one transaction with its
-        last ``messages`` (the ``session_end`` among them) and the files its kernel left.
-        Returns ``False``, changing nothing, when it is not live under ``device``."""
+        last ``messages`` (the ``session_end`` among them), the files its kernel left, and the end
+        (``aborted``) of the linked cells still waiting in it. Returns ``False``, changing
+        nothing, when it is not live under ``device``."""
 
     @abstractmethod
     def touch_session(self, request_id: str, now: float | None = None) -> None:

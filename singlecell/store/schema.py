@@ -44,6 +44,10 @@ request_table = sa.Table(
     sa.Index("requests_status_lease", "status", "lease_until"),  # expire_leases, renew_lease
 )
 
+#: version 1's requests table, as migration 1 makes it (version 5 adds a column below)
+_v1 = sa.MetaData()
+_V1_REQUESTS = request_table.to_metadata(_v1)
+
 message_table = sa.Table(
     "messages",
     metadata,
@@ -268,6 +272,10 @@ session_owner = sa.Column("owner", sa.Text, nullable=False, server_default="")  
 session_table.append_column(session_kind)
 session_table.append_column(session_owner)
 session_table.append_constraint(sa.Index("sessions_live_owner", "live", "owner"))
+# a linked cell (POST /execute with "session") runs in that live session's kernel
+request_session = sa.Column("session_id", sa.Text)
+request_table.append_column(request_session)
+request_table.append_constraint(sa.Index("requests_session", "session_id"))
 
 cursor_table = sa.Table(  # how far each reader of a session (a WebSocket's session_id) has read
     "session_cursors",
@@ -276,6 +284,11 @@ cursor_table = sa.Table(  # how far each reader of a session (a WebSocket's sess
     sa.Column("reader", sa.Text, primary_key=True),
     sa.Column("seq", sa.Integer, nullable=False),
 )
+
+
+def _first(conn: Connection) -> None:
+    _v1.create_all(conn, tables=[_V1_REQUESTS])
+    metadata.create_all(conn, tables=[message_table, file_table])
 
 
 def _sessions(conn: Connection) -> None:
@@ -289,6 +302,8 @@ def _kernels(conn: Connection) -> None:
         default = column.server_default.arg  # type: ignore[union-attr]
         conn.exec_driver_sql(f"ALTER TABLE sessions ADD COLUMN {column.name} TEXT NOT NULL DEFAULT '{default}'")
     conn.exec_driver_sql("CREATE INDEX sessions_live_owner ON sessions (live, owner)")
+    conn.exec_driver_sql("ALTER TABLE requests ADD COLUMN session_id TEXT")
+    conn.exec_driver_sql("CREATE INDEX requests_session ON requests (session_id)")
     metadata.create_all(conn, tables=[cursor_table])
 
 
@@ -306,7 +321,7 @@ def _tables(*tables: sa.Table) -> Callable[[Connection], None]:
 
 #: MIGRATIONS[i]: version i → i + 1
 MIGRATIONS: list[Callable[[Connection], None]] = [
-    _tables(request_table, message_table, file_table),  # 1: singlecell 0.1
+    _first,  # 1: singlecell 0.1
     _tables(stop_table, permalink_table),  # 2: stop requests and permalinks
     _library,  # 3: accounts and the snippet library
     _sessions,  # 4: sessions and their inputs

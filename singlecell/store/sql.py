@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 
 from singlecell.errors import DuplicateRequest, QueueFull
-from singlecell.protocol import lost_error_message
+from singlecell.protocol import error_message, lost_error_message, message
 from singlecell.sessions import end_text, session_end_message
 from singlecell.store.base import (
     TOUCH_EVERY,
@@ -76,7 +76,24 @@ def _record(row: Row[Any]) -> RequestRecord:
         finished=row.finished,
         last_seq=row.last_seq,
         session=session,
+        linked_to=row.session_id,
     )
+
+
+def _end_linked(conn: Connection, session_id: str, reason: str) -> list[str]:
+    """End (``aborted``) the linked cells still waiting in a session that ends: an error that says
+    why, then ``idle``. Returns their ids."""
+    ended = conn.execute(_END_LINKED, {"sid": session_id, "now": time.time()}).all()
+    rows = []
+    for row in ended:
+        request = json.loads(row.message)
+        said = error_message(request, "SessionEnded", f"the session this cell was linked to ended before it ran "
+                                                      f"({reason}); run the cell again")
+        rows += [_message_row(row.id, row.last_seq - 1, said),
+                 _message_row(row.id, row.last_seq, message("status", {"execution_state": "idle"}, request))]
+    if rows:
+        conn.execute(_INSERT_MESSAGES, rows)
+    return [row.id for row in ended]
 
 
 def _message_row(request_id: str, seq: int, message: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +201,18 @@ _NEXT_INPUT = (
     .returning(_ses.last_input)
 )
 _INSERT_INPUT = input_table.insert()
+_NEXT_LINKED_INPUT = (
+    session_table.update()
+    .where(_ses.request_id == _rid, _ses.live.is_(True), _ses.kind == "kernel", _ses.owner == sa.bindparam("who"))
+    .values(last_input=_ses.last_input + 1)
+    .returning(_ses.last_input, _ses.device)
+)
+_END_LINKED = (  # the linked cells a session that ends leaves waiting
+    request_table.update()
+    .where(_req.session_id == sa.bindparam("sid"), _req.status == _RUNNING)
+    .values(status=Status.ABORTED.value, finished=_now, last_seq=_req.last_seq + 2)
+    .returning(_req.id, _req.message, _req.last_seq)
+)
 _INPUTS = (
     sa.select(_inp.seq, _inp.message).where(_inp.request_id == _rid, _inp.seq > sa.bindparam("after"))
     .order_by(_inp.seq)
@@ -488,11 +517,13 @@ class SqlStore(Store):
                     _message_row(r.id, r.last_seq, lost_error_message(json.loads(r.message))) for r in rows
                 ])
             ended = [row.request_id for row in conn.execute(_EXPIRE_SESSIONS, params)]
+            linked: list[str] = []
             for request_id in ended:  # rare: one at a time
                 bumped = conn.execute(_BUMP_SEQ, {"rid": request_id}).one()
                 lost = session_end_message(json.loads(bumped.message), "lost", end_text("lost"))
                 conn.execute(_INSERT_MESSAGES, [_message_row(request_id, bumped.last_seq, lost)])
-        return [row.id for row in rows] + ended
+                linked += _end_linked(conn, request_id, "lost")
+        return [row.id for row in rows] + ended + linked
 
     def release(self, device: str, request_ids: Sequence[str]) -> int:
         if not request_ids:
@@ -508,6 +539,25 @@ class SqlStore(Store):
             if row is None:
                 return None
             conn.execute(_INSERT_INPUT, {"request_id": request_id, "seq": row.last_input, "message": _dumps(message)})
+            return int(row.last_input)
+
+    def submit_linked(self, request: NewRequest, session_id: str, owner: str) -> int | None:
+        now = time.time()
+        with self._writer.begin() as conn:
+            row = conn.execute(_NEXT_LINKED_INPUT, {"rid": session_id, "who": owner}).first()
+            if row is None:
+                return None
+            try:
+                conn.execute(_INSERT_REQUEST, {
+                    "id": request.id, "message": _dumps(request.message), "status": _RUNNING,
+                    "timeout": request.timeout, "inputs": "{}", "client": request.client, "created": now,
+                    "started": now, "device": row.device, "lease_until": None, "last_seq": 0,
+                    "session_id": session_id})
+            except sa.exc.IntegrityError:
+                raise DuplicateRequest(f"a request with id {request.id!r} already exists; give each request a new "
+                                       "header.msg_id.") from None
+            conn.execute(_INSERT_INPUT, {"request_id": session_id, "seq": row.last_input,
+                                         "message": _dumps(request.message)})
             return int(row.last_input)
 
     def inputs(self, request_id: str, after: int) -> list[tuple[int, JsonDict]]:
@@ -550,6 +600,7 @@ class SqlStore(Store):
                 if messages:
                     self._append_session(conn, request_id, messages)
                 _insert_files(conn, request_id, files)
+                _end_linked(conn, request_id, reason)
         except sa.exc.IntegrityError:
             raise ValueError(f"end_session got a file name the request has already: "
                              f"{sorted(f.name for f in files)}") from None

@@ -7,11 +7,13 @@ import base64
 import binascii
 import contextlib
 import datetime
+import hashlib
 import json
 import logging
 import re
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,6 +222,24 @@ class Services:
             registered = None
             if record is not None and record.status.terminal:
                 return record
+
+
+def owner_of(services: Services, authorization: str, token_argument: str) -> str:
+    """Whose kernels a request may see and start: ``t:<sha256 of its API token>`` (from
+    ``Authorization: token|Bearer …``, or a ``token`` argument, as Jupyter clients send it on a
+    WebSocket), or "" without one. ``Unauthorized`` for a token that is not valid, or for none
+    with ``--require-token``."""
+    scheme, _, credential = authorization.partition(" ")
+    token = credential.strip() if scheme.lower() in ("token", "bearer") else ""
+    token = token or token_argument
+    if not token:
+        if services.config.require_token:
+            raise Unauthorized("this server's kernels need an API token: send Authorization: token <token> "
+                               "(make one on your account page, or with `singlecell token create --user NAME`)")
+        return ""
+    if services.accounts is None or services.accounts.token_user(token) is None:
+        raise Unauthorized("the API token is not valid: mistyped, or revoked; make a new one on your account page")
+    return "t:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def progress(record: RequestRecord | None) -> Progress | None:
@@ -507,7 +527,14 @@ class SubmitHandler(BodyHandler):
         code, inputs, timeout, plain_body = submission.code, submission.files, submission.timeout, submission.plain
         client = self.request.remote_ip or ""
         message = protocol.execute_request(code, client=client)
-        if not self.wait:  # a queued cell may keep its kernel for its widgets; an /eval never does
+        if submission.session is not None:
+            await self.run_linked(submission, message, client)
+            return
+        if submission.linked:  # the first of a page's linked cells: its kernel stays, as a kernel of the API
+            owner = owner_of(self.services, self.request.headers.get("Authorization", ""), "")
+            message["metadata"].update(singlecell_kernel=True, singlecell_owner=owner)
+            self.services.check_session_cap(client)
+        elif not self.wait:  # a queued cell may keep its kernel for its widgets; an /eval never does
             message["metadata"]["singlecell_session"] = True
             self.services.check_session_cap(client)
         if submission.snippet is not None:
@@ -528,9 +555,15 @@ class SubmitHandler(BodyHandler):
             raise
         if self.services.wakeups is not None:
             self.services.wakeups.queued()
+        await self.answer(request_id, timeout, first, plain_body, request_id if submission.linked else None)
+
+    async def answer(self, request_id: str, timeout: float, first: asyncio.Future[None] | None, plain_body: bool,
+                     session: str | None) -> None:
+        """``202 {id, output_url}`` for /execute; /eval waits, and answers with what the cell did."""
+        extra = {"session": str(uuid.UUID(hex=session))} if session is not None else {}
         output_url = self.absolute(f"/output/{request_id}")
         if first is None:
-            self.send_json({"id": request_id, "output_url": output_url}, status=202)
+            self.send_json({"id": request_id, "output_url": output_url, **extra}, status=202)
             return
         record = await self.services.wait_until_done(request_id, timeout + 60.0, first, self.absolute(""))
         messages = [m.message for m in self.services.store.get_messages(request_id, 0, 1_000_000)]
@@ -540,7 +573,30 @@ class SubmitHandler(BodyHandler):
             self.set_header("X-Singlecell-Status", summary["status"])
             self.finish(as_text(summary))
         else:
-            self.send_json(summary)
+            self.send_json({**summary, **extra})
+
+    async def run_linked(self, submission: Submission, message: dict[str, Any], client: str) -> None:
+        """A linked cell: run in the live kernel ``submission.session`` (its owner's), after the
+        inputs before it; a request of its own, read as any other."""
+        services = self.services
+        assert submission.session is not None
+        session_id = submission.session.replace("-", "")
+        owner = owner_of(services, self.request.headers.get("Authorization", ""), "")
+        message["metadata"]["singlecell_linked"] = True
+        request_id = protocol.request_id(message)
+        first = services.waiters.register(request_id) if self.wait else None
+        if first is not None:
+            services.waiters.saw(request_id, (Status.RUNNING.value, 0, False))
+        seq = services.store.submit_linked(NewRequest(request_id, message, submission.timeout, client=client),
+                                           session_id, owner)
+        if seq is None:
+            if first is not None:
+                services.waiters.unregister(request_id, first)
+            raise SessionEnded(f"the session {submission.session} is not live (it ended, or it is not yours): "
+                               "start one with {\"linked\": true} instead of \"session\"")
+        if services.wakeups is not None:
+            services.wakeups.input_added(session_id)
+        await self.answer(request_id, submission.timeout, first, submission.plain, session_id)
 
 @dataclass(frozen=True)
 class Submission:
@@ -551,6 +607,8 @@ class Submission:
     timeout: float
     plain: bool  # the body was the code itself, as text
     snippet: str | None = None  # "<id>" or "<id>@<revision>": its files go in the kernel's folder
+    session: str | None = None  # a linked cell: the kernel (session) id it runs in
+    linked: bool = False  # the first of linked cells: its kernel stays, for the others
 
 
 def parse_submission(content_type: str, body: bytes, config: Config) -> Submission:
@@ -567,6 +625,8 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> Submissi
     files: Any = {}
     timeout: Any = config.time_limit
     snippet: Any = None
+    session: Any = None
+    linked: Any = False
     if kind == "text/plain":
         code: Any = text
     else:
@@ -579,10 +639,20 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> Submissi
             raise BadRequest("the request body nests JSON too deeply; send {\"code\": \"...\"}") from None
         if not isinstance(payload, dict):
             raise BadRequest("the request body must be a JSON object like {\"code\": \"print(1)\"}")
-        unknown = set(payload) - {"code", "files", "timeout", "snippet"}
+        unknown = set(payload) - {"code", "files", "timeout", "snippet", "session", "linked"}
         if unknown:
             raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}; the fields are code, "
-                             "files, timeout and snippet")
+                             "files, timeout, snippet, session and linked")
+        session = payload.get("session")
+        linked = payload.get("linked", False)
+        if session is not None and not (isinstance(session, str) and re.fullmatch(r"[0-9a-f-]{32,36}", session)):
+            raise BadRequest("\"session\" is the id of a live kernel (from POST /api/kernels, or the \"session\" "
+                             "of the first linked cell's answer)")
+        if not isinstance(linked, bool):
+            raise BadRequest("\"linked\" is true or false")
+        if session is not None and (linked or payload.get("files") or payload.get("snippet")):
+            raise BadRequest("a cell run in a session (\"session\") takes no files, snippet or \"linked\": its "
+                             "kernel has what the cells before it left")
         snippet = payload.get("snippet")
         if snippet is not None and (not isinstance(snippet, str) or not SNIPPET_SPEC.fullmatch(snippet)):
             raise BadRequest("\"snippet\" names a snippet of the library: its id, or id@revision")
@@ -598,7 +668,7 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> Submissi
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout:
         raise BadRequest("\"timeout\" must be a positive number of seconds")
     return Submission(code, decode_files(files, config), min(float(timeout), config.time_limit), kind == "text/plain",
-                      snippet)
+                      snippet, session, linked)
 
 
 def snippet_inputs(services: Services, spec: str, uploads: dict[str, bytes]) -> tuple[dict[str, bytes], str | None]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import hashlib
 import logging
 import re
 import time
@@ -32,9 +31,9 @@ import tornado.websocket
 
 import singlecell
 from singlecell import protocol, wire
-from singlecell.errors import BadRequest, KernelUnavailable, NotFound, PayloadTooLarge, SingleCellError, Unauthorized
+from singlecell.errors import BadRequest, KernelUnavailable, NotFound, PayloadTooLarge, SingleCellError
 from singlecell.store.base import NewRequest, RequestRecord, SessionState, Status
-from singlecell.web.handlers import REQUEST_ID, BaseHandler, BodyHandler, Services, error_body, touch_if_due
+from singlecell.web.handlers import REQUEST_ID, BaseHandler, BodyHandler, Services, error_body, owner_of, touch_if_due
 
 log = logging.getLogger(__name__)
 
@@ -94,21 +93,9 @@ class KernelAccess:
     get_argument: Any  # tornado's, from the handler
 
     def owner(self) -> str:
-        """The owner key of the request: ``t:<sha256 of its API token>``, or "" without a token."""
-        authorization = str(self.request.headers.get("Authorization", ""))
-        scheme, _, credential = authorization.partition(" ")
-        token = credential.strip() if scheme.lower() in ("token", "bearer") else ""
-        token = token or self.get_argument("token", "")
-        if not token:
-            if self.services.config.require_token:
-                raise Unauthorized("this server's kernels need an API token: send Authorization: token <token> "
-                                   "(make one on your account page, or with `singlecell token create --user NAME`)")
-            return ""
-        accounts = self.services.accounts
-        if accounts is None or accounts.token_user(token) is None:
-            raise Unauthorized("the API token is not valid: mistyped, or revoked; make a new one on your "
-                               "account page")
-        return "t:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+        """The owner key of the request (:func:`singlecell.web.handlers.owner_of`)."""
+        return owner_of(self.services, str(self.request.headers.get("Authorization", "")),
+                        str(self.get_argument("token", "")))
 
     def kernel(self, kernel_id: str, owner: str) -> RequestRecord:
         """The live kernel ``kernel_id`` of ``owner``; ``NotFound`` for anything else."""

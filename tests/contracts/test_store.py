@@ -7,6 +7,7 @@ to a fresh, empty store URL. A backend that needs a server calls ``pytest.skip``
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import queue
 import sqlite3
@@ -575,9 +576,15 @@ def test_an_upgrade_from_the_first_schema_keeps_the_data(url: str) -> None:
     engine = raw_engine(url)
     with engine.begin() as conn:
         schema.MIGRATIONS[0](conn)
-    claim_one(s, "old")  # writes through today's code into yesterday's tables
-    assert s.add_messages("old", "dev-a", [stream("old", 1, "kept")])
-    assert s.finish("old", "dev-a", Status.DONE, [stream("old", 2)])
+        # a finished request as singlecell 0.1 wrote it (today's code writes columns it lacks)
+        now = time.time()
+        conn.execute(sa.text("INSERT INTO requests (id, message, status, timeout, inputs, client, device, created, "
+                             "started, finished, last_seq) VALUES ('old', :m, 'done', 30.0, '{}', 'alice', 'dev-a', "
+                             ":now, :now, :now, 2)"), {"m": json.dumps(new_request("old").message), "now": now})
+        for seq, text in ((1, "kept"), (2, "old:2")):
+            kept = stream("old", seq, text).message
+            conn.execute(sa.text("INSERT INTO messages (request_id, seq, msg_type, message) VALUES ('old', :seq, "
+                                 "'stream', :m)"), {"seq": seq, "m": json.dumps(kept)})
     s.close()
     with engine.connect() as conn:
         assert schema.schema_version(conn) == 1
@@ -807,3 +814,55 @@ def test_an_upgrade_from_version_4_keeps_the_sessions_and_adds_kernels(url: str)
     with engine.connect() as conn:
         assert schema.schema_version(conn) == schema.LATEST == 5
     engine.dispose()
+
+
+def open_kernel(store: Store, rid: str, owner: str = "t:a", device: str = "dev-a") -> None:
+    claim_one(store, rid, device)
+    assert store.finish(rid, device, Status.DONE, msgs(1, "status"), session=NewSession("1.2.3.4", LEASE,
+                                                                                         "kernel", owner))
+
+
+def linked(rid: str) -> NewRequest:
+    request = new_request(rid)
+    request.message["metadata"]["singlecell_linked"] = True
+    return request
+
+
+def test_a_linked_cell_is_a_running_request_of_its_own_and_the_sessions_next_input(store: Store) -> None:
+    open_kernel(store, "k1")
+    assert store.add_input("k1", comm_msg(1)) == 1
+    assert store.submit_linked(linked("c1"), "k1", "t:a") == 2
+    record = store.get_request("c1")
+    assert record is not None and record.status is Status.RUNNING and record.device == "dev-a"
+    assert record.linked_to == "k1" and record.session is None
+    assert [seq for seq, _ in store.inputs("k1", 0)] == [1, 2]
+    assert store.inputs("k1", 1)[0][1]["header"]["msg_id"] == "c1"
+    assert store.claim("dev-b", 10, LEASE) == []  # never claimed: its session's device runs it
+    assert store.add_messages("c1", "dev-a", msgs(1, "status", "stream"))
+    assert store.finish("c1", "dev-a", Status.DONE, msgs(3, "execute_reply", "status"))
+    assert [m.seq for m in store.get_messages("c1")] == [1, 2, 3, 4]
+    assert store.submit_linked(linked("c2"), "k1", "t:b") is None  # another owner's kernel
+    assert store.submit_linked(linked("c3"), "nothing", "t:a") is None
+    assert store.get_request("c2") is None and store.get_request("c3") is None
+    open_session(store, "widgets")
+    assert store.submit_linked(linked("c4"), "widgets", "") is None  # a cell's widgets take no cells
+
+
+def test_the_linked_cells_a_session_leaves_waiting_end_with_it(store: Store) -> None:
+    open_kernel(store, "k1")
+    open_kernel(store, "k2")
+    for rid, session in (("w1", "k1"), ("w2", "k1"), ("w3", "k2")):
+        assert store.submit_linked(linked(rid), session, "t:a") is not None
+    assert store.finish("w1", "dev-a", Status.DONE, msgs(1, "status"))
+    assert store.end_session("k1", "dev-a", "idle", msgs(2, "extension"))
+    record = store.get_request("w2")
+    assert record is not None and record.status is Status.ABORTED
+    said = [m.message for m in store.get_messages("w2")]
+    assert [m["msg_type"] for m in said] == ["error", "status"] and said[0]["content"]["ename"] == "SessionEnded"
+    assert "idle" in said[0]["content"]["evalue"] and said[0]["parent_header"]["msg_id"] == "w2"
+    done = store.get_request("w1")
+    assert done is not None and done.status is Status.DONE
+    assert store.renew_lease("dev-a", -1.0, [], ["k2"]) >= 0  # its lease runs out: the session ends lost
+    assert "w3" in store.expire_leases(now=time.time() + 1)
+    lost = store.get_request("w3")
+    assert lost is not None and lost.status is Status.ABORTED
