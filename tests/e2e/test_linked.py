@@ -9,7 +9,7 @@ import pytest
 
 from singlecell.client import Client, ClientError
 from tests.jupyter import HttpError, call
-from tests.servers import Server, Servers
+from tests.servers import Server, Servers, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +80,15 @@ def test_a_linked_cell_past_the_time_limit_times_out_and_ends_the_session(module
     session = client.eval("pass", linked=True)["session"]
     spin = client.eval("while True: pass", session=session)
     assert spin["status"] == "timeout" and spin["error"]["ename"] == "TimeLimitExceeded"
-    with pytest.raises(HttpError):
-        call("GET", f"{server.url}/api/kernels/{session}")
+
+    def ended() -> bool:  # the cell ends just before its session's end is stored
+        try:
+            call("GET", f"{server.url}/api/kernels/{session}")
+        except HttpError as exc:
+            return exc.status == 404
+        return False
+
+    assert wait_until(ended, 10)
 
 
 def test_bad_linked_requests_say_what_to_fix(client: Client, server: Server) -> None:
