@@ -38,6 +38,9 @@ const common = {
 };
 await esbuild.build({ ...common, entryPoints: [join(src, "singlecell.js")], outfile: join(top, "static/singlecell.js") });
 await esbuild.build({ ...common, entryPoints: [join(src, "frame.js")], outfile: join(top, "static/singlecell-frame.js") });
+// SageMathCell's embedding interface (sagecell.makeSagecell), over SingleCellBlock
+await esbuild.build({ ...common, entryPoints: [join(src, "embedded_sagecell.js")],
+  outfile: join(top, "static/embedded_sagecell.js") });
 
 // The runtime of a widget frame: ipywidgets 8 (html-manager, base, controls, output) and their CSS
 const widgetsPlugin = {

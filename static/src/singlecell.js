@@ -94,10 +94,15 @@ function readOptions(element, given) {
     timeout: d.timeout !== undefined ? Number(d.timeout) : undefined,
     theme: d.theme,
     snippet: d.snippet,
+    linked: d.linked !== undefined ? parseBool(d.linked) : undefined,
+    linkKey: d.linkKey,
   };
   for (const [key, value] of Object.entries(given || {})) if (value !== undefined) options[key] = value;
   return options;
 }
+
+/** The kernel a page's linked cells share, per server (and link key): a promise of its id. */
+const linkedSessions = new Map();
 
 /** An answer from the server that says what went wrong; retrying changes it only when ``transient``. */
 class ClientError extends Error {
@@ -116,7 +121,10 @@ class SingleCellBlock {
    *   "output", "files"]), outputLocation (element or selector), timeout (seconds), theme ("auto",
    *   the default: from the page's background behind the cell; "light"; "dark"), snippet (a
    *   snippet of the server's library, "id" or "id@revision": its files are in the kernel's
-   *   folder, and a one-file snippet's file runs before the cell), and the
+   *   folder, and a one-file snippet's file runs before the cell), linked (true: the page's linked
+   *   cells of a server share one kernel, as SageMathCell's linked cells do: what one defines the
+   *   next one sees; the first to run starts it, and a new one starts when it ended), linkKey
+   *   (linked cells with different keys have kernels of their own), and the
    *   callbacks onStarted({id}), onOutput(msg, seq), onDone({id, status, seconds, files, error}),
    *   onSession({id, state: "live" | "ended", reason, message})
    */
@@ -138,6 +146,8 @@ class SingleCellBlock {
     this.server = String(o.server || DEFAULT_SERVER).replace(/\/+$/, "");
     this.options = o;
     this.timeout = Number(o.timeout) > 0 ? Number(o.timeout) : undefined;
+    this.linked = o.linked === true || o.linked === "true";
+    this.linkKey = `${this.server}\n${o.linkKey || ""}`; // cells with the same key share one kernel
     this.requestId = null;
     this.running = null;
     this.generation = 0; // one a run: what an older run still receives is dropped
@@ -249,7 +259,8 @@ class SingleCellBlock {
 
   async _run() {
     const code = this.getCode();
-    if (this.sessionLive && this.requestId) this._endQuietly(this.requestId); // its widgets are about to go
+    // its widgets are about to go; a linked cell's kernel is the page's, and stays
+    if (this.sessionLive && this.requestId && !this.linked) this._endQuietly(this.requestId);
     const generation = ++this.generation;
     if (this.unfollow) this.unfollow(); // the last run's session (if any) is not followed any more
     this.sessionLive = false;
@@ -310,9 +321,37 @@ class SingleCellBlock {
   }
 
   async _submit(code) {
-    const body = { code };
+    if (!this.linked) return this._post({ code });
+    for (;;) {
+      const known = linkedSessions.get(this.linkKey);
+      const session = known ? await known : null;
+      if (session) {
+        try {
+          return await this._post({ code, session });
+        } catch (error) {
+          if (!(error instanceof ClientError) || error.status !== 409) throw error;
+          // the kernel ended (idle, say): the next linked cell starts a new one
+          if (linkedSessions.get(this.linkKey) === known) linkedSessions.delete(this.linkKey);
+          continue;
+        }
+      }
+      if (linkedSessions.get(this.linkKey) !== known) continue; // another cell is starting one: wait for it
+      let started;
+      linkedSessions.set(this.linkKey, new Promise((resolve) => { started = resolve; }));
+      try {
+        const accepted = await this._post({ code, linked: true });
+        started(accepted.session || null);
+        return accepted;
+      } catch (error) {
+        started(null);
+        throw error;
+      }
+    }
+  }
+
+  async _post(body) {
     if (this.timeout) body.timeout = this.timeout;
-    if (this.options.snippet) body.snippet = String(this.options.snippet);
+    if (this.options.snippet && !body.session) body.snippet = String(this.options.snippet);
     for (let attempt = 0; ; attempt++) {
       let response;
       try {
@@ -344,7 +383,9 @@ class SingleCellBlock {
       throw new ClientError(`the server answered ${response.status} without JSON`, true);
     }
     if (!response.ok) {
-      throw new ClientError(answer && answer.error ? answer.error.message : `HTTP ${response.status}`);
+      const error = new ClientError(answer && answer.error ? answer.error.message : `HTTP ${response.status}`);
+      error.status = response.status;
+      throw error;
     }
     return answer;
   }
@@ -366,7 +407,7 @@ class SingleCellBlock {
             after = seq;
             this._emit("output", { seq, msg });
           }
-          const live = Boolean(page.session && page.session.state === "live");
+          const live = !this.linked && Boolean(page.session && page.session.state === "live");
           if (page.done && status === null) {
             status = page.status;
             this.sessionLive = live;
@@ -398,7 +439,7 @@ class SingleCellBlock {
     const widgets = this.output.widgets;
     const c = msg.content || {};
     if (msg.msg_type === "extension" && c.msg_type === "session") {
-      this.sessionLive = true;
+      this.sessionLive = !this.linked;
       this._emit("session", { id, state: "live" });
     } else if (msg.msg_type === "extension" && c.msg_type === "session_end") {
       const end = c.content || {};

@@ -13,7 +13,8 @@ import pytest
 
 from tests.servers import ROOT
 
-BUNDLES = ["static/singlecell.js", "static/singlecell-frame.js", "static/singlecell-widgets.js"]
+BUNDLES = ["static/singlecell.js", "static/singlecell-frame.js", "static/singlecell-widgets.js",
+           "static/embedded_sagecell.js"]
 #: absolute URLs a bundle holds as text, never fetched: jQuery's licence comment, and two links
 #: in postcss's warning messages (bundled with the widgets' CSS support)
 TEXT_ONLY_URLS = {"https://jquery.com/", "https://jquery.com/license/",
