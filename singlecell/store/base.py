@@ -356,9 +356,9 @@ class Store(ABC):
         """How many live sessions the cells of ``client`` (a request's ``client``) hold."""
 
     @abstractmethod
-    def kernels(self, owner: str) -> list[tuple[str, SessionState]]:
-        """The live sessions of kind ``"kernel"`` that ``owner`` holds, as (request id, state),
-        oldest first."""
+    def kernels(self, owner: str, client: str | None = None) -> list[tuple[str, SessionState]]:
+        """The live sessions of kind ``"kernel"`` that ``owner`` holds (and, given ``client``,
+        that were started from that client address), as (request id, state), oldest first."""
 
     @abstractmethod
     def save_cursor(self, request_id: str, reader: str, seq: int) -> None:

@@ -617,10 +617,11 @@ class SqlStore(Store):
     def live_sessions(self, client: str) -> int:
         return int(self._read(_LIVE_OF_CLIENT, {"who": client})[0][0])
 
-    def kernels(self, owner: str) -> list[tuple[str, SessionState]]:
+    def kernels(self, owner: str, client: str | None = None) -> list[tuple[str, SessionState]]:
+        query = _KERNELS if client is None else _KERNELS.where(_ses.client == sa.bindparam("client"))
         return [(row.request_id, SessionState(True, None, row.started, None, row.last_read, row.kind, row.owner,
                                               row.last_input > row.delivered))
-                for row in self._read(_KERNELS, {"who": owner})]
+                for row in self._read(query, {"who": owner, "client": client})]
 
     def save_cursor(self, request_id: str, reader: str, seq: int) -> None:
         with self._writer.begin() as conn:

@@ -97,6 +97,12 @@ class KernelAccess:
         return owner_of(self.services, str(self.request.headers.get("Authorization", "")),
                         str(self.get_argument("token", "")))
 
+    def listed(self) -> list[tuple[str, SessionState]]:
+        """The caller's kernels: its token's; without a token, those started from its address
+        (an id is all it takes to use a kernel without a token, so lists do not hand them out)."""
+        owner = self.owner()
+        return self.services.store.kernels(owner, None if owner else self.request.remote_ip or "")
+
     def kernel(self, kernel_id: str, owner: str) -> RequestRecord:
         """The live kernel ``kernel_id`` of ``owner``; ``NotFound`` for anything else."""
         request_id = request_id_of(kernel_id)
@@ -135,9 +141,7 @@ class KernelsHandler(KernelAccess, BodyHandler):
     """``GET /api/kernels`` (the caller's) and ``POST /api/kernels {name?}`` (start one)."""
 
     def get(self) -> None:
-        owner = self.owner()
-        self.send_json([kernel_model(kid, state, connections(self.services, kid))
-                        for kid, state in self.services.store.kernels(owner)])
+        self.send_json([kernel_model(kid, state, connections(self.services, kid)) for kid, state in self.listed()])
 
     async def accept(self, *args: str) -> None:
         body = self.json_body() if self.body.strip() else {}
@@ -419,12 +423,11 @@ class SessionsHandler(KernelAccess, BodyHandler):
     sessions, one per kernel (its id is the kernel's), for clients that start kernels that way."""
 
     def get(self, session_id: str | None = None) -> None:
-        owner = self.owner()
         if session_id is not None:
-            self.send_json(self.model(self.kernel(session_id, owner)))
+            self.send_json(self.model(self.kernel(session_id, self.owner())))
             return
         models = []
-        for request_id, _ in self.services.store.kernels(owner):
+        for request_id, _ in self.listed():
             record = self.services.store.get_request(request_id)
             if record is not None and record.session is not None:
                 models.append(self.model(record))

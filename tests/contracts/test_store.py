@@ -764,6 +764,8 @@ def test_kernels_are_listed_per_owner_oldest_first_and_only_while_live(store: St
     assert [rid for rid, _ in store.kernels("t:a")] == ["k1", "k3"]
     assert [rid for rid, _ in store.kernels("t:b")] == ["k2"]
     assert store.kernels("") == []
+    assert [rid for rid, _ in store.kernels("t:a", client="1.2.3.4")] == ["k1", "k3"]
+    assert store.kernels("t:a", client="5.6.7.8") == []  # started from another address
     _, state = store.kernels("t:a")[0]
     assert state.kind == "kernel" and state.owner == "t:a" and state.live and not state.busy
     record = store.get_request("k1")
