@@ -47,6 +47,10 @@ def make_app(config: Config, store: Store, filestore: FileStore, wakeups: Wakeup
         compress_response=False,
         # the double-submit cookie of every form (tornado's XSRF); pages read the token, not scripts
         log_function=log_request,
+        # kernel WebSockets (web/kernels.py): a ping every 30 s keeps an idle notebook's connection
+        # open through proxies, and tells a client that went away from one that is only quiet
+        websocket_ping_interval=30,
+        websocket_ping_timeout=60,
         xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax",
                             "secure": config.public_url.startswith("https:")},
     )

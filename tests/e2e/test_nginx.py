@@ -154,3 +154,28 @@ def test_a_live_session_works_through_nginx(behind_nginx: tuple[str, list[Server
         assert clients == [("127.0.0.1",)]
         client.stop(session.id)
         assert session.ended()["reason"] == "stopped"
+
+
+def test_a_kernel_websocket_works_through_nginx_and_resumes_on_the_other_web_process(
+        behind_nginx: tuple[str, list[Server]]) -> None:
+    """The kernel WebSocket is upgraded by nginx; a client that reconnects (to whichever web
+    process nginx picks) with its session_id gets what came while it was away."""
+    from tests.jupyter import KernelSocket, call, stdout
+
+    url, webs = behind_nginx
+    kernel_id = call("POST", url + "/api/kernels", {})["id"]
+    ws_url = f"{url.replace('http://', 'ws://')}/api/kernels/{kernel_id}/channels"
+    first = KernelSocket(ws_url, session_id="reader")
+    assert stdout(first.execute("x = 3\nprint('through nginx')")) == "through nginx\n"
+    msg_id = first.send("execute_request", {"code": "import time\ntime.sleep(1)\nprint(x * 14)"})
+    first.close()
+    time.sleep(2)
+    back = KernelSocket(ws_url, session_id="reader")  # nginx picks either web process
+    assert stdout(back.answers(msg_id)) == "42\n"  # what came while it was away
+    back.close()
+    again = KernelSocket(ws_url, session_id="reader")
+    assert stdout(again.execute("print(x)")) == "3\n"
+    again.close()
+    direct = [call("GET", f"{web.url}/api/kernels/{kernel_id}")["id"] for web in webs]
+    assert direct == [kernel_id, kernel_id]  # both web processes know it: it is in the store
+    call("DELETE", f"{url}/api/kernels/{kernel_id}")
