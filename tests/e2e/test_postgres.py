@@ -174,3 +174,27 @@ def test_a_sessions_inputs_reach_its_device_through_any_web_process(start_server
         assert session.ended()["reason"] == "stopped"
         first.close()
         second.close()
+
+
+def test_a_kernel_and_its_linked_cells_work_across_web_processes_on_postgres(
+        start_server: Callable[..., Server]) -> None:
+    """A kernel started through one web process is driven through the other: its WebSocket's
+    inputs wake its device by NOTIFY, its answers reach a socket on another process, and a linked
+    cell sent to either runs in it."""
+    from tests.jupyter import KernelSocket, call
+    from tests.jupyter import stdout as socket_stdout
+
+    with cluster(start_server) as c:
+        webs = [c.web(), c.web()]
+        c.device()
+        c.device()
+        kernel_id = call("POST", webs[0].url + "/api/kernels", {})["id"]
+        ws = KernelSocket(f"{webs[1].url.replace('http://', 'ws://')}/api/kernels/{kernel_id}/channels")
+        assert socket_stdout(ws.execute("total = 40\nprint('on the other web process')")) == \
+            "on the other web process\n"
+        linked = webs[0].client().eval("total + 2", session=kernel_id)
+        assert linked["result"]["text/plain"] == "42"
+        reply = ws.reply(ws.send("complete_request", {"code": "tot", "cursor_pos": 3}))
+        assert "total" in reply["content"]["matches"]
+        ws.close()
+        call("DELETE", f"{webs[1].url}/api/kernels/{kernel_id}")
