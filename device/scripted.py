@@ -107,7 +107,15 @@ class Hang:
     """The kernel says nothing more and never exits on its own."""
 
 
-Step = Say | Pause | Write | Die | Forge | Hang
+@dataclass(frozen=True)
+class Await:
+    """The kernel waits until the device sends it a message of ``msg_type`` (a session's input),
+    or, for ``"SIGINT"``, interrupts it."""
+
+    msg_type: str
+
+
+Step = Say | Pause | Write | Die | Forge | Hang | Await
 
 
 @dataclass
@@ -135,6 +143,9 @@ class ScriptedKernel(RunningKernel):
         self.received: list[tuple[dict[str, Any], list[bytes]]] = []  # what the device sent
         self.killed = False
         self.interrupts = 0  # how many times the device interrupted it
+        self._awaited = 1  # the messages received that an Await has looked at (the request: the first)
+        self._news = asyncio.Event()  # set when the device sends or interrupts
+        self._interrupts_taken = 0  # the interrupts an Await has taken
         self.oom_kills = 0
         # as a ZeroMQ socket does: a message handed to a waiting receive is gone from the socket,
         # even if that receive is then cancelled before it returns
@@ -144,6 +155,7 @@ class ScriptedKernel(RunningKernel):
 
     async def send(self, msg: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
         self.received.append((msg, list(buffers)))
+        self._news.set()
         if self._player is None:
             self._player = asyncio.ensure_future(self._play())
 
@@ -165,6 +177,8 @@ class ScriptedKernel(RunningKernel):
                 return
             elif isinstance(step, Forge):
                 self._deliver(step)
+            elif isinstance(step, Await):
+                await self._await(step.msg_type)
             else:  # Hang
                 return
         self._exit(0)
@@ -196,6 +210,19 @@ class ScriptedKernel(RunningKernel):
 
     def interrupt(self) -> None:
         self.interrupts += 1
+        self._news.set()
+
+    async def _await(self, msg_type: str) -> None:
+        while True:
+            if msg_type == "SIGINT" and self.interrupts > self._interrupts_taken:
+                self._interrupts_taken += 1
+                return
+            for index in range(self._awaited, len(self.received)):
+                if self.received[index][0].get("msg_type") == msg_type:
+                    self._awaited = index + 1
+                    return
+            self._news.clear()
+            await self._news.wait()
 
     def kill_leftovers(self) -> None:
         pass  # a scripted kernel starts nothing
