@@ -90,6 +90,23 @@ def test_the_api_lists_one_kernelspec_and_starts_kernels_with_uuid_ids(api: Api)
     assert kernel_id not in [k["id"] for k in api("GET", "/api/kernels")]
 
 
+def test_jupyter_server_sessions_are_one_per_kernel_and_keep_their_path(api: Api) -> None:
+    made = api("POST", "/api/sessions", {"path": "work/a.ipynb", "name": "a.ipynb", "type": "notebook",
+                                         "kernel": {"name": "python3"}})
+    assert made["path"] == "work/a.ipynb" and made["name"] == "a.ipynb" and made["type"] == "notebook"
+    assert made["kernel"]["id"] == made["id"] and made["kernel"]["name"] == "python3"
+    assert made["id"] in [s["id"] for s in api("GET", "/api/sessions")]
+    assert api("GET", f"/api/sessions/{made['id']}")["path"] == "work/a.ipynb"
+    ws = api.socket(made["kernel"]["id"])  # its kernel is a kernel of the API
+    assert stdout(ws.execute("print('in the session')")) == "in the session\n"
+    ws.close()
+    with pytest.raises(HttpError) as wrong:
+        api("POST", "/api/sessions", {"path": "b.ipynb", "kernel": {"name": "julia"}})
+    assert wrong.value.status == 404
+    assert api("DELETE", f"/api/sessions/{made['id']}") is None
+    assert made["id"] not in [s["id"] for s in api("GET", "/api/sessions")]
+
+
 # -- the WebSocket: what a notebook sends --------------------------------------------------------
 
 def test_kernel_info_and_cells_that_share_one_namespace(kernel: tuple[str, KernelSocket]) -> None:
