@@ -779,7 +779,7 @@ class OutputHandler(BaseHandler):
             news = await self.services.wait_for_news(request_id, deadline - loop.time(), after=after)
             record = news or record
             messages = store.get_messages(request_id, after, PAGE_SIZE)
-        self.send_json({"id": request_id, **output_page(record, messages, after)})
+        self.send_json({"id": request_id, **output_page(store, record, messages, after)})
 
 
 class WatchHandler(BaseHandler):
@@ -837,7 +837,8 @@ class WatchHandler(BaseHandler):
             after = wanted[request_id]
             if record.last_seq <= after and _open(record):
                 continue
-            answers[request_id] = output_page(record, self.services.store.get_messages(request_id, after, PAGE_SIZE),
+            answers[request_id] = output_page(self.services.store, record,
+                                              self.services.store.get_messages(request_id, after, PAGE_SIZE),
                                               after)
         return answers
 
@@ -872,11 +873,19 @@ def _open(record: RequestRecord) -> bool:
     return not record.status.terminal or _live(record)
 
 
-def output_page(record: RequestRecord, messages: list[StoredMessage], after: int) -> dict[str, Any]:
+def output_page(store: Store, record: RequestRecord, messages: list[StoredMessage], after: int) -> dict[str, Any]:
     """What ``/output`` (and ``/watch``, per request) answers: the messages after ``after``, read
     after ``record``. The status was read before the messages, and a terminal status is written in
-    one transaction with the last messages: so "done" never hides a message."""
+    one transaction with the last messages: so "done" never hides a message.
+
+    A cell that ended between the two reads is read once more: its ending is then among the
+    messages read, and the page is told it is done now. Without this, a cell whose session lives
+    on would never be told: a page that has every message is answered only when more come."""
     last = messages[-1].seq if messages else after
+    if messages and not record.status.terminal:
+        again = store.get_request(record.id)
+        if again is not None and again.status.terminal and again.last_seq <= last:
+            record = again
     return {
         "status": record.status.value,
         "done": record.status.terminal and last >= record.last_seq,
