@@ -200,9 +200,7 @@ class LiveSession:
             await self._send(message)
         elif msg_type == "interrupt_request":
             self.kernel.interrupt()
-            self._store([StoredMessage(self.seq + 1, _on_channel(
-                protocol.message("interrupt_reply", {"status": "ok"}, message), message))])
-            self.seq += 1
+            self._say([_on_channel(protocol.message("interrupt_reply", {"status": "ok"}, message), message)])
         elif self.asked is None:  # shutdown_request
             self.asked = message
 
@@ -219,10 +217,7 @@ class LiveSession:
                         protocol.message("execute_reply", {"status": "aborted"}, message, {"status": "aborted"}),
                         protocol.message("status", {"execution_state": "idle"}, message)]
         self.queue = kept
-        if answers:
-            pending = numbered(self.seq, answers)
-            self.seq = pending[-1].seq
-            self._store(pending)
+        self._say(answers)
 
     async def _act(self, extra: list[dict[str, Any]]) -> tuple[str, str] | None:
         """A client's ``shutdown_request``: end the session, or (``restart``) give it a new kernel."""
@@ -319,9 +314,7 @@ class LiveSession:
             said.append(protocol.message("stream", {"name": "stderr", "text": (
                 "[files not carried over to the restarted kernel: " + "; ".join(carried.skipped) + "]\n")}, request))
         said += [reply, protocol.message("status", {"execution_state": "starting"}, request)]
-        pending = numbered(self.seq, said)
-        self.seq = pending[-1].seq
-        self._store(pending)
+        self._say(said)
         log.info("session %s: kernel restarted", self.record.id)
         return None
 
@@ -470,27 +463,38 @@ class LiveSession:
             log.warning("linked cell %s had already ended", linked.id)
         pending.clear()
         self.device.announce([linked.id])
-        delivered = self.queue[0][0] - 1 if self.queue else self.read_upto
-        if not self.device.store.add_session_messages(self.record.id, self.device.name, [], delivered):
-            self.kernel.kill()
-            raise _Gone()
+        self._store_session([])  # its input is delivered
 
     def _store(self, pending: list[StoredMessage]) -> None:
-        """Store the kernel's answers so far; the inputs handled by then are marked delivered."""
+        """Store the kernel's answers so far: a linked cell's as its own request's, else the session's."""
         if not pending:
             return
-        if self.linked is not None:  # a linked cell's output is its own request's
-            if not self.device.store.add_messages(self.linked.id, self.device.name, pending):
-                log.warning("linked cell %s had already ended", self.linked.id)
-            pending.clear()
-            self.device.announce([self.linked.id])
+        if self.linked is None:
+            self._store_session(pending)
             return
+        if not self.device.store.add_messages(self.linked.id, self.device.name, pending):
+            log.warning("linked cell %s had already ended", self.linked.id)
+        pending.clear()
+        self.device.announce([self.linked.id])
+
+    def _say(self, messages: list[dict[str, Any]]) -> None:
+        """Store what the device says itself in the session's own stream (numbered after its last
+        message), even while a linked cell runs."""
+        if messages:
+            pending = numbered(self.seq, messages)
+            self.seq = pending[-1].seq
+            self._store_session(pending)
+
+    def _store_session(self, pending: list[StoredMessage]) -> None:
+        """Append to the session's own messages; the inputs handled by then are marked delivered
+        (all read but those still queued)."""
         delivered = self.queue[0][0] - 1 if self.queue else self.read_upto
         if not self.device.store.add_session_messages(self.record.id, self.device.name, pending, delivered):
             self.kernel.kill()
             raise _Gone()
-        pending.clear()
-        self.device.announce([self.record.id])
+        if pending:  # news for the session's readers
+            pending.clear()
+            self.device.announce([self.record.id])
 
     # -- how it ends -----------------------------------------------------------------------
 

@@ -182,3 +182,29 @@ def test_a_linked_cells_output_is_its_own_requests_and_it_ends_with_a_status(par
     assert kinds(messages) == ["status", "execute_input", "stream", "execute_reply", "status"]
     session = [m.message for m in parts.store.get_messages(kernel_id, 0, 100)]
     assert not [m for m in session if m["msg_type"] == "stream"]  # none of it in the session's own stream
+
+
+def test_an_interrupt_while_a_linked_cell_runs_is_answered_in_the_sessions_own_stream(parts: Parts) -> None:
+    kernel_id = start_kernel(parts)
+    script = Script([*ready(), Await("execute_request"), Say.status("busy"), Say("execute_input", {"code": ""}),
+                     Await("SIGINT"), Say.error("KeyboardInterrupt", ""), Say.reply("error"), Say.status("idle"),
+                     Hang()])
+    launcher = ScriptedLauncher([script], folder=str(parts.folder))
+    linked = protocol.execute_request("while True: pass")
+    linked["metadata"]["singlecell_linked"] = True
+    linked_id = protocol.request_id(linked)
+
+    async def meanwhile() -> None:
+        await stored(parts, kernel_id, is_("status"))
+        assert parts.store.submit_linked(NewRequest(linked_id, linked, 5.0), kernel_id, "t:test") is not None
+        await stored(parts, linked_id, is_("execute_input"))
+        interrupt = send(parts, kernel_id, "interrupt_request", {}, "control")
+        await stored(parts, kernel_id, is_("interrupt_reply", interrupt))
+        await stored(parts, linked_id, lambda m: m["msg_type"] == "status"
+                     and m["content"]["execution_state"] == "idle")
+        send(parts, kernel_id, "shutdown_request", {}, "control")
+
+    drive(parts.device(launcher), meanwhile=meanwhile)
+    record, messages = parts.ended(linked_id)  # its seqs 1…n, all its own
+    assert record.status is Status.ERROR
+    assert kinds(messages) == ["status", "execute_input", "error", "execute_reply", "status"]
