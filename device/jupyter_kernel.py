@@ -146,10 +146,7 @@ class IOPubChannel(Channel):
               parent: dict[str, Any], metadata: dict[str, Any] | None = None,
               buffers: Sequence[bytes] | None = None) -> None:
         """Send one message on ``socket`` (shell or iopub) with this channel's Session."""
-        interrupts = self.interrupts
-        guard = interrupts.deferring() if interrupts is not None and \
-            threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
-        with guard, self.lock:
+        with self.sending():
             if socket.closed:  # the kernel is shutting down: what the control thread still says is moot
                 return
             self.session.send(socket, msg_type, content, parent=parent, ident=idents or None,

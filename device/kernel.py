@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -183,12 +183,19 @@ class Channel:
         self.parent: dict[str, Any] = {}
         self.interrupts: Interrupts | None = None  # set once the kernel takes interrupts (a Jupyter client's)
 
-    def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None,
-             buffers: Sequence[bytes] | None = None) -> None:
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[None]:
+        """Held around every send: the channel's lock, and on the main thread an interrupt waits
+        until the message is out (see :class:`device.interrupts.Interrupts`)."""
         interrupts = self.interrupts
         guard = interrupts.deferring() if interrupts is not None and \
             threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
         with guard, self.lock:
+            yield
+
+    def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None,
+             buffers: Sequence[bytes] | None = None) -> None:
+        with self.sending():
             self.session.send(self.socket, msg_type, content, parent=self.parent, metadata=metadata,
                               buffers=list(buffers) if buffers else None)
 
