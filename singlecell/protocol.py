@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -69,6 +70,18 @@ def execute_request(code: str, client: str = "") -> JsonDict:
 
 def request_id(msg: Mapping[str, Any]) -> str:
     return str(msg["header"]["msg_id"])
+
+
+def kernel_id(request_id: str) -> str:
+    """A kernel's (or a linked cells' session's) id: its request's id written as Jupyter writes
+    kernel ids, a UUID with dashes (Jupyter Server's routes take no other form)."""
+    return str(uuid.UUID(hex=request_id))
+
+
+def request_id_of_kernel(kernel_id: str) -> str | None:
+    """The request id behind a kernel id, dashed or not; None for what is not one."""
+    plain = kernel_id.replace("-", "")
+    return plain if len(kernel_id) in (32, 36) and re.fullmatch(r"[0-9a-f]{32}", plain) else None
 
 
 def error_message(parent: Mapping[str, Any], ename: str, evalue: str) -> JsonDict:

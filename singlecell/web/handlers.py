@@ -13,7 +13,6 @@ import logging
 import re
 import time
 import urllib.parse
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,6 +193,22 @@ class Services:
             self.waiters.unregister(request_id, future)
         return self.store.get_request(request_id)
 
+    def submit(self, request: NewRequest, wait: bool) -> asyncio.Future[None] | None:
+        """Store a request and wake a device. With ``wait``, first register to be woken about it
+        (its progress seen as queued, so its first wake-up needs no read to be trusted): the
+        waiter, for :meth:`wait_until_done`."""
+        first = self.waiters.register(request.id) if wait else None
+        if first is not None:
+            self.waiters.saw(request.id, (Status.QUEUED.value, 0, False))
+        try:
+            self.store.submit(request, self.config.max_queue)
+        except BaseException:
+            if first is not None:
+                self.waiters.unregister(request.id, first)
+            raise
+        if self.wakeups is not None:
+            self.wakeups.queued()
+        return first
 
     def check_session_cap(self, client: str) -> None:
         """``TooManySessions`` when ``client`` (an address) holds all the live sessions it may."""
@@ -543,24 +558,13 @@ class SubmitHandler(BodyHandler):
                 message["metadata"]["singlecell_run_first"] = run_first
         request_id = protocol.request_id(message)
         # /eval listens before it submits: the first wake-up then needs no read to be trusted
-        first = self.services.waiters.register(request_id) if self.wait else None
-        if first is not None:
-            self.services.waiters.saw(request_id, (Status.QUEUED.value, 0, False))
-        try:
-            self.services.store.submit(NewRequest(request_id, message, timeout, inputs,
-                                                  client=self.request.remote_ip or ""), config.max_queue)
-        except BaseException:
-            if first is not None:
-                self.services.waiters.unregister(request_id, first)
-            raise
-        if self.services.wakeups is not None:
-            self.services.wakeups.queued()
+        first = self.services.submit(NewRequest(request_id, message, timeout, inputs, client=client), self.wait)
         await self.answer(request_id, timeout, first, plain_body, request_id if submission.linked else None)
 
     async def answer(self, request_id: str, timeout: float, first: asyncio.Future[None] | None, plain_body: bool,
                      session: str | None) -> None:
         """``202 {id, output_url}`` for /execute; /eval waits, and answers with what the cell did."""
-        extra = {"session": str(uuid.UUID(hex=session))} if session is not None else {}
+        extra = {"session": protocol.kernel_id(session)} if session is not None else {}
         output_url = self.absolute(f"/output/{request_id}")
         if first is None:
             self.send_json({"id": request_id, "output_url": output_url, **extra}, status=202)
@@ -580,7 +584,7 @@ class SubmitHandler(BodyHandler):
         inputs before it; a request of its own, read as any other."""
         services = self.services
         assert submission.session is not None
-        session_id = submission.session.replace("-", "")
+        session_id = protocol.request_id_of_kernel(submission.session) or ""
         owner = owner_of(services, self.request.headers.get("Authorization", ""), "")
         message["metadata"]["singlecell_linked"] = True
         request_id = protocol.request_id(message)
@@ -597,6 +601,7 @@ class SubmitHandler(BodyHandler):
         if services.wakeups is not None:
             services.wakeups.input_added(session_id)
         await self.answer(request_id, submission.timeout, first, submission.plain, session_id)
+
 
 @dataclass(frozen=True)
 class Submission:

@@ -22,9 +22,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import re
 import time
-import uuid
 from typing import Any
 
 import tornado.websocket
@@ -32,8 +30,8 @@ import tornado.websocket
 import singlecell
 from singlecell import protocol, wire
 from singlecell.errors import BadRequest, KernelUnavailable, NotFound, PayloadTooLarge, SingleCellError
-from singlecell.store.base import NewRequest, RequestRecord, SessionState, Status
-from singlecell.web.handlers import REQUEST_ID, BaseHandler, BodyHandler, Services, error_body, owner_of, touch_if_due
+from singlecell.store.base import NewRequest, RequestRecord, SessionState
+from singlecell.web.handlers import BaseHandler, BodyHandler, Services, error_body, owner_of, touch_if_due
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +60,13 @@ def kernelspec() -> dict[str, Any]:
 
 
 def _iso(timestamp: float) -> str:
+    """As Jupyter Server writes times: microseconds and ``Z`` (its gateway client parses exactly that)."""
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat().replace("+00:00", "Z")
-
-
-def kernel_id_of(request_id: str) -> str:
-    """A kernel's id: its request's id written as Jupyter writes kernel ids, a UUID with dashes
-    (Jupyter Server's routes take no other form)."""
-    return str(uuid.UUID(hex=request_id))
-
-
-def request_id_of(kernel_id: str) -> str | None:
-    """The request id behind a kernel id (dashed or not); None for what is not one."""
-    plain = kernel_id.replace("-", "")
-    return plain if re.fullmatch(REQUEST_ID, plain) and len(kernel_id) in (32, 36) else None
 
 
 def kernel_model(request_id: str, state: SessionState, connections: int = 0) -> dict[str, Any]:
     """A kernel as Jupyter Server describes one."""
-    return {"id": kernel_id_of(request_id), "name": KERNEL_NAME,
+    return {"id": protocol.kernel_id(request_id), "name": KERNEL_NAME,
             "last_activity": _iso(max(state.started, state.last_read)),
             "execution_state": "busy" if state.busy else "idle", "connections": connections}
 
@@ -105,7 +92,7 @@ class KernelAccess:
 
     def kernel(self, kernel_id: str, owner: str) -> RequestRecord:
         """The live kernel ``kernel_id`` of ``owner``; ``NotFound`` for anything else."""
-        request_id = request_id_of(kernel_id)
+        request_id = protocol.request_id_of_kernel(kernel_id)
         record = self.services.store.get_request(request_id) if request_id is not None else None
         session = record.session if record is not None else None
         if record is None or session is None or session.kind != "kernel" or not session.live or session.owner != owner:
@@ -152,7 +139,7 @@ class KernelsHandler(KernelAccess, BodyHandler):
             raise NotFound(f"no kernel spec is named {name!r}; this server has one: {KERNEL_NAME}")
         record = await start_kernel(self.services, self.owner(), self.request.remote_ip or "", self.absolute(""))
         assert record.session is not None
-        self.set_header("Location", f"/api/kernels/{kernel_id_of(record.id)}")
+        self.set_header("Location", f"/api/kernels/{protocol.kernel_id(record.id)}")
         self.send_json(kernel_model(record.id, record.session), status=201)
 
 
@@ -168,15 +155,8 @@ async def start_kernel(services: Services, owner: str, client: str, base_url: st
     message["content"]["silent"] = True
     message["metadata"].update(extra or {}, singlecell_kernel=True, singlecell_owner=owner)
     request_id = protocol.request_id(message)
-    first = services.waiters.register(request_id)
-    services.waiters.saw(request_id, (Status.QUEUED.value, 0, False))
-    try:
-        services.store.submit(NewRequest(request_id, message, config.time_limit, client=client), config.max_queue)
-    except BaseException:
-        services.waiters.unregister(request_id, first)
-        raise
-    if services.wakeups is not None:
-        services.wakeups.queued()
+    first = services.submit(NewRequest(request_id, message, config.time_limit, client=client), wait=True)
+    assert first is not None
     record = await services.wait_until_done(request_id, config.time_limit + 60.0, first, base_url)
     if record.session is None or not record.session.live:
         said = [m.message for m in services.store.get_messages(request_id, 0, PAGE_SIZE)]
@@ -458,7 +438,7 @@ class SessionsHandler(KernelAccess, BodyHandler):
     def model(self, record: RequestRecord) -> dict[str, Any]:
         assert record.session is not None
         about = record.message.get("metadata", {}).get("singlecell_jupyter_session") or {}
-        return {"id": kernel_id_of(record.id), "path": about.get("path", ""), "name": about.get("name", ""),
+        return {"id": protocol.kernel_id(record.id), "path": about.get("path", ""), "name": about.get("name", ""),
                 "type": about.get("type", "") or "notebook",
                 "kernel": kernel_model(record.id, record.session, connections(self.services, record.id))}
 

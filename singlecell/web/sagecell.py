@@ -18,10 +18,17 @@ from singlecell import protocol
 from singlecell.errors import BadRequest, NotFound, PayloadTooLarge
 from singlecell.store.base import NewRequest, Status
 from singlecell.web.handlers import BodyHandler, Services
-from singlecell.web.kernels import KernelAccess, KernelChannels, kernel_id_of, shut_down, start_kernel
+from singlecell.web.kernels import KernelAccess, KernelChannels, shut_down, start_kernel
 
 MAX_SERVICE_CODE = 65000  # characters, SageMathCell's limit for /service
 SERVICE_TIMEOUT = 30.0  # seconds, as SageMathCell's /service
+
+
+def form_fields(handler: BodyHandler) -> Any:
+    """The body's fields: an HTML form, as SageMathCell's clients send them, or JSON."""
+    if "json" in handler.request.headers.get("Content-Type", ""):
+        return handler.json_body()
+    return handler.form()
 
 
 class ServiceHandler(BodyHandler):
@@ -31,7 +38,7 @@ class ServiceHandler(BodyHandler):
         return 4 * MAX_SERVICE_CODE + 4096  # a form's percent-encoding may quadruple it
 
     async def accept(self, *args: str) -> None:
-        fields = self.form() if "json" not in self.request.headers.get("Content-Type", "") else self.json_body()
+        fields = form_fields(self)
         if not isinstance(fields, dict):
             raise BadRequest("send the form field code (application/x-www-form-urlencoded), as SageMathCell takes it")
         code = fields.get("code")
@@ -44,16 +51,9 @@ class ServiceHandler(BodyHandler):
         client = self.request.remote_ip or ""
         message = protocol.execute_request(code, client=client)
         request_id = protocol.request_id(message)
-        first = services.waiters.register(request_id)
-        services.waiters.saw(request_id, (Status.QUEUED.value, 0, False))
         timeout = min(SERVICE_TIMEOUT, config.time_limit)
-        try:
-            services.store.submit(NewRequest(request_id, message, timeout, client=client), config.max_queue)
-        except BaseException:
-            services.waiters.unregister(request_id, first)
-            raise
-        if services.wakeups is not None:
-            services.wakeups.queued()
+        first = services.submit(NewRequest(request_id, message, timeout, client=client), wait=True)
+        assert first is not None
         record = await services.wait_until_done(request_id, timeout + 60.0, first, self.absolute(""))
         self.send_json(service_answer(record.status, [m.message for m in services.store.get_messages(request_id)]))
 
@@ -75,7 +75,7 @@ class SageKernelHandler(KernelAccess, BodyHandler):
     """``POST /kernel`` → ``{"id", "ws_url"}`` (also with ``method=DELETE``, ending it)."""
 
     async def accept(self, *args: str) -> None:
-        fields = self.form() if "json" not in self.request.headers.get("Content-Type", "") else self.json_body()
+        fields = form_fields(self)
         fields = fields if isinstance(fields, dict) else {}
         kernel_id = args[0] if args and args[0] else ""
         if fields.get("method") == "DELETE" or self.get_argument("method", "") == "DELETE":
@@ -83,8 +83,8 @@ class SageKernelHandler(KernelAccess, BodyHandler):
             return
         record = await start_kernel(self.services, self.owner(), self.request.remote_ip or "", self.absolute(""))
         ws_url = f"{self.request.protocol.replace('http', 'ws', 1)}://{self.request.host}/"
-        self.set_header("Jupyter-Kernel-ID", kernel_id_of(record.id))
-        self.send_json({"id": kernel_id_of(record.id), "ws_url": ws_url})
+        self.set_header("Jupyter-Kernel-ID", protocol.kernel_id(record.id))
+        self.send_json({"id": protocol.kernel_id(record.id), "ws_url": ws_url})
 
     async def delete(self, kernel_id: str = "") -> None:
         await self._stop(kernel_id)
