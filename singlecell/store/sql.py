@@ -273,11 +273,20 @@ _PROGRESS = (
 _GET_PERMALINK = sa.select(permalink_table).where(permalink_table.c.id == sa.bindparam("pid"))
 
 
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    """An INSERT of the connection's dialect, which can say ON CONFLICT (both spell it alike)."""
+    return (sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert)(table)
+
+
 def _insert_new(conn: Connection, table: sa.Table, row: dict[str, Any]) -> bool:
     """Insert ``row`` unless its key exists (another process may insert it at the same time);
-    returns whether this call inserted it. Both dialects spell ON CONFLICT DO NOTHING alike."""
-    insert = (sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert)(table)
-    return bool(conn.execute(insert.values(row).on_conflict_do_nothing()).rowcount)
+    returns whether this call inserted it."""
+    return bool(conn.execute(_insert(conn, table).values(row).on_conflict_do_nothing()).rowcount)
+
+
+def _duplicate(request_id: str) -> DuplicateRequest:
+    return DuplicateRequest(f"a request with id {request_id!r} already exists; give each request a new "
+                            "header.msg_id.")
 _LIST_FILES = sa.select(file_table).where(_file.request_id == _rid).order_by(_file.name)
 _GET_FILE = sa.select(file_table).where(_file.request_id == _rid, _file.name == sa.bindparam("fname"))
 
@@ -363,10 +372,7 @@ class SqlStore(Store):
             try:
                 conn.execute(_INSERT_REQUEST, row)
             except sa.exc.IntegrityError:  # the primary key is the only constraint an insert can break
-                raise DuplicateRequest(
-                    f"a request with id {request.id!r} already exists; give each request a new "
-                    "header.msg_id."
-                ) from None
+                raise _duplicate(request.id) from None
 
     def get_request(self, request_id: str) -> RequestRecord | None:
         rows = self._read(_GET_REQUEST, {"rid": request_id})
@@ -553,9 +559,8 @@ class SqlStore(Store):
                     "timeout": request.timeout, "inputs": "{}", "client": request.client, "created": now,
                     "started": now, "device": row.device, "lease_until": None, "last_seq": 0,
                     "session_id": session_id})
-            except sa.exc.IntegrityError:
-                raise DuplicateRequest(f"a request with id {request.id!r} already exists; give each request a new "
-                                       "header.msg_id.") from None
+            except sa.exc.IntegrityError:  # as in submit
+                raise _duplicate(request.id) from None
             conn.execute(_INSERT_INPUT, {"request_id": session_id, "seq": row.last_input,
                                          "message": _dumps(request.message)})
             return int(row.last_input)
@@ -625,11 +630,10 @@ class SqlStore(Store):
 
     def save_cursor(self, request_id: str, reader: str, seq: int) -> None:
         with self._writer.begin() as conn:
-            insert = (sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert)(cursor_table)
-            conn.execute(insert.values(request_id=request_id, reader=reader, seq=seq).on_conflict_do_update(
-                index_elements=["request_id", "reader"], set_={"seq": sa.func.max(insert.excluded.seq, _cur.seq)
-                                                               if conn.dialect.name == "sqlite" else
-                                                               sa.func.greatest(insert.excluded.seq, _cur.seq)}))
+            insert = _insert(conn, cursor_table).values(request_id=request_id, reader=reader, seq=seq)
+            conn.execute(insert.on_conflict_do_update(  # a cursor never moves back
+                index_elements=["request_id", "reader"], set_={"seq": insert.excluded.seq},
+                where=_cur.seq < insert.excluded.seq))
 
     def cursor(self, request_id: str, reader: str) -> int | None:
         rows = self._read(_CURSOR, {"rid": request_id, "reader": reader})
