@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from singlecell.client import Client, ClientError
+from tests.security.hostile import assert_confined_alike, confinement_probe
 from tests.servers import Server, Servers, alive, kernel_processes, wait_until
 
 SLIDER = """\
@@ -414,31 +415,14 @@ def _alive(identity: tuple[int, int]) -> bool:
 
 def test_a_sessions_kernel_is_as_confined_as_a_one_shot_kernel(client: Client, server: Server,
                                                                   active_layers: set[str]) -> None:
-    probe = f"""\
-import os, socket
-def probe():
-    status = open('/proc/self/status').read()
-    seccomp = [l.split()[1] for l in status.splitlines() if l.startswith(('Seccomp:', 'NoNewPrivs:'))]
-    try:
-        socket.create_connection(('127.0.0.1', {server.port}), 1).close()
-        net = 'open'
-    except OSError:
-        net = 'closed'
-    return f"{{os.getuid()}} {{' '.join(seccomp)}} {{net}} {{os.path.exists({str(server.data_dir)!r})}}"
-"""
+    probe = confinement_probe(server)
     one_shot = client.eval(probe + "print(probe())")["stdout"].strip()
     code = probe + SLIDER.replace('print("value", change["new"])', "print(probe())")
     session = Session(client, code)
     in_session = _text(session.answers(session.update({"value": 1}))).strip()
     client.stop(session.id)
     session.ended()
-    assert in_session.split()[1:] == one_shot.split()[1:]
-    if "syscalls" in active_layers:
-        assert in_session.split()[1:3] == ["1", "2"]  # NoNewPrivs, Seccomp (filter mode)
-    if "network" in active_layers:
-        assert in_session.split()[3] == "closed"
-    if "filesystem" in active_layers:
-        assert in_session.split()[4] == "False"
+    assert_confined_alike(in_session, one_shot, active_layers)
 
 
 def test_stopping_a_session_kills_its_kernel(client: Client, server: Server) -> None:

@@ -204,3 +204,36 @@ def tmp_skeleton() -> list[str]:
 
     return sorted({p.relative_to("/tmp").parts[0] for p in (ROOT.resolve(), Path(sys.prefix).resolve())
                    if p.is_relative_to("/tmp")})
+
+
+def confinement_probe(server: Server) -> str:
+    """Code that defines ``probe()``: one line of what confines the kernel it runs in — its uid,
+    its NoNewPrivs and Seccomp modes, whether the server's port answers it, whether the server's
+    data dir is there. Run in a one-shot cell and in a kept kernel, the two lines must agree."""
+    return f"""\
+import os, socket
+def probe():
+    status = open('/proc/self/status').read()
+    seccomp = [l.split()[1] for l in status.splitlines() if l.startswith(('Seccomp:', 'NoNewPrivs:'))]
+    try:
+        socket.create_connection(('127.0.0.1', {server.port}), 1).close()
+        net = 'open'
+    except OSError:
+        net = 'closed'
+    return f"{{os.getuid()}} {{' '.join(seccomp)}} {{net}} {{os.path.exists({str(server.data_dir)!r})}}"
+"""
+
+
+def assert_confined_alike(kept: str, one_shot: str, active_layers: set[str]) -> None:
+    """A kernel kept alive (a session, a Jupyter client's) is as confined as a one-shot kernel:
+    ``probe()``'s lines agree but for the uid, and each active layer shows."""
+    seen = kept.split()
+    assert seen[1:] == one_shot.split()[1:]
+    if "syscalls" in active_layers:
+        assert seen[1:3] == ["1", "2"]  # NoNewPrivs, Seccomp (filter mode)
+    if "network" in active_layers:
+        assert seen[3] == "closed"
+    if "filesystem" in active_layers:
+        assert seen[4] == "False"
+    if "identity" in active_layers:
+        assert int(seen[0]) != 0

@@ -14,7 +14,7 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +100,6 @@ def drive(device: Device, within: float = 15.0, meanwhile: Callable[[], Awaitabl
 async def first_output(parts: Parts, request_id: str) -> None:
     while not parts.store.get_messages(request_id):
         await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-def parts(tmp_path: Path) -> Iterator[Parts]:
-    made = Parts(tmp_path)
-    yield made
-    made.close()
 
 
 def kinds(messages: list[JsonDict]) -> list[str]:

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from device.scripted import Await, Hang, Pause, Say, Script, ScriptedLauncher
 from singlecell import protocol
@@ -19,13 +15,6 @@ from singlecell.store.base import NewRequest, Status
 from tests.unit.test_device import Parts, drive, kinds
 
 JsonDict = dict[str, Any]
-
-
-@pytest.fixture
-def parts(tmp_path: Path) -> Iterator[Parts]:
-    made = Parts(tmp_path)
-    yield made
-    made.close()
 
 
 def start_kernel(parts: Parts) -> str:
