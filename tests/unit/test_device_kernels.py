@@ -36,6 +36,23 @@ def turn(*output: Any, status: str = "ok") -> list[Any]:
             *output, Say.reply(status), Say.status("idle")]
 
 
+def interrupted() -> list[Any]:
+    """A cell that runs until the device interrupts it, and ends with a KeyboardInterrupt."""
+    return [Await("execute_request"), Say.status("busy"), Say("execute_input", {"code": ""}), Await("SIGINT"),
+            Say.error("KeyboardInterrupt", ""), Say.reply("error"), Say.status("idle")]
+
+
+def linked_cell(code: str) -> tuple[JsonDict, str]:
+    """A linked cell's execute_request, and its id."""
+    linked = protocol.execute_request(code)
+    linked["metadata"]["singlecell_linked"] = True
+    return linked, protocol.request_id(linked)
+
+
+def idle(msg: JsonDict) -> bool:
+    return msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
+
+
 def send(parts: Parts, kernel_id: str, msg_type: str, content: JsonDict, channel: str = "shell") -> str:
     message = protocol.message(msg_type, content)
     message["channel"] = channel
@@ -84,9 +101,7 @@ def test_a_kernel_request_becomes_a_kernel_session_and_a_shutdown_ends_it(parts:
 
 def test_an_interrupt_reaches_a_busy_kernel_without_waiting_its_turn(parts: Parts) -> None:
     kernel_id = start_kernel(parts)
-    script = Script([*ready(), Await("execute_request"), Say.status("busy"), Say("execute_input", {"code": ""}),
-                     Await("SIGINT"), Say.error("KeyboardInterrupt", ""), Say.reply("error"), Say.status("idle"),
-                     Hang()])
+    script = Script([*ready(), *interrupted(), Hang()])
     launcher = ScriptedLauncher([script], folder=str(parts.folder))
 
     async def meanwhile() -> None:
@@ -154,15 +169,12 @@ def test_a_linked_cells_output_is_its_own_requests_and_it_ends_with_a_status(par
     kernel_id = start_kernel(parts)
     script = Script([*ready(), *turn(Say.stream("stdout", "linked\n")), Hang()])
     launcher = ScriptedLauncher([script], folder=str(parts.folder))
-    linked = protocol.execute_request("print('linked')")
-    linked["metadata"]["singlecell_linked"] = True
-    linked_id = protocol.request_id(linked)
+    linked, linked_id = linked_cell("print('linked')")
 
     async def meanwhile() -> None:
         await stored(parts, kernel_id, is_("status"))
         assert parts.store.submit_linked(NewRequest(linked_id, linked, 5.0), kernel_id, "t:test") is not None
-        await stored(parts, linked_id, lambda m: m["msg_type"] == "status"
-                     and m["content"]["execution_state"] == "idle")
+        await stored(parts, linked_id, idle)
         send(parts, kernel_id, "shutdown_request", {}, "control")
 
     drive(parts.device(launcher), meanwhile=meanwhile)
@@ -175,13 +187,9 @@ def test_a_linked_cells_output_is_its_own_requests_and_it_ends_with_a_status(par
 
 def test_an_interrupt_while_a_linked_cell_runs_is_answered_in_the_sessions_own_stream(parts: Parts) -> None:
     kernel_id = start_kernel(parts)
-    script = Script([*ready(), Await("execute_request"), Say.status("busy"), Say("execute_input", {"code": ""}),
-                     Await("SIGINT"), Say.error("KeyboardInterrupt", ""), Say.reply("error"), Say.status("idle"),
-                     Hang()])
+    script = Script([*ready(), *interrupted(), Hang()])
     launcher = ScriptedLauncher([script], folder=str(parts.folder))
-    linked = protocol.execute_request("while True: pass")
-    linked["metadata"]["singlecell_linked"] = True
-    linked_id = protocol.request_id(linked)
+    linked, linked_id = linked_cell("while True: pass")
 
     async def meanwhile() -> None:
         await stored(parts, kernel_id, is_("status"))
@@ -189,8 +197,7 @@ def test_an_interrupt_while_a_linked_cell_runs_is_answered_in_the_sessions_own_s
         await stored(parts, linked_id, is_("execute_input"))
         interrupt = send(parts, kernel_id, "interrupt_request", {}, "control")
         await stored(parts, kernel_id, is_("interrupt_reply", interrupt))
-        await stored(parts, linked_id, lambda m: m["msg_type"] == "status"
-                     and m["content"]["execution_state"] == "idle")
+        await stored(parts, linked_id, idle)
         send(parts, kernel_id, "shutdown_request", {}, "control")
 
     drive(parts.device(launcher), meanwhile=meanwhile)
