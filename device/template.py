@@ -39,7 +39,7 @@ from device.kernel import (
     warm_up,
 )
 from device.sandbox.base import KernelPlace, SandboxLayer
-from device.sandbox.libc import become_subreaper, kill_children, set_parent_death_signal, set_process_name
+from device.sandbox.libc import become_subreaper, kill_children, kill_group, set_parent_death_signal, set_process_name
 from device.sandbox.registry import build_layers
 from singlecell.errors import SingleCellError
 
@@ -168,8 +168,7 @@ class Template:
     def shutdown(self) -> None:
         """Kill every kernel with its process group, then whatever they detached."""
         for pid in list(self.kernels):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+            kill_group(pid)
         for pid in list(self.kernels):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)

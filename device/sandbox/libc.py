@@ -144,6 +144,15 @@ def processes_by_uid() -> dict[int, str]:
     return users
 
 
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal the process group a kernel leads, and the kernel itself: a kernel forked a moment
+    ago may not have called setsid yet, and then ``killpg`` alone finds no such group. Only
+    for the kernel's parent, before it reaps it: then ``pid`` cannot have been reused."""
+    for kill in (os.killpg, os.kill):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, sig)
+
+
 def kill_children(keep: set[int]) -> int:
     """SIGKILL and reap every child of ours not in ``keep``, and theirs as they come up to us
     (a subreaper); how many were killed."""
