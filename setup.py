@@ -52,8 +52,6 @@ setup(
                  "locust>=2.20",
                  # real Jupyter clients of the kernel API (tests/jupyter.py, tests/e2e/test_gateway.py)
                  "jupyter_server>=2.10", "websocket-client>=1.6", "jupyterlab>=4"],
-        # the peer loadtests/kernel_bench.py measures against
-        "bench": ["jupyter_kernel_gateway>=3", "websocket-client>=1.6"],
     },
     entry_points={"console_scripts": ["singlecell = singlecell.cli:main"]},
 )

@@ -54,7 +54,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.bench import free_port  # noqa: E402
+from loadtests.harness import free_port  # noqa: E402
 from loadtests.library_bench import database_pids, total_cpu_ms  # noqa: E402
 from singlecell.client import Client, ClientError  # noqa: E402
 
@@ -198,7 +198,7 @@ class Server:
     live: list[Server] = []
 
     def __init__(self, data_dir: Path, db: str | None, flags: list[str],
-                 db_pids: Callable[[], list[int]] | None = None) -> None:
+                 db_pids: Callable[[], list[int]] | None = None, root: Path = ROOT) -> None:
         data_dir.mkdir(parents=True)
         self.data_dir = data_dir
         self.port = free_port()
@@ -209,8 +209,9 @@ class Server:
         command = [sys.executable, "-m", "singlecell", "serve", "--port", str(self.port), "--data-dir", str(data_dir),
                    "--no-examples", "--log-level", "warning", *(["--db", db] if db else []), *flags]
         self.command = command
-        self.proc = subprocess.Popen(command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+        # root: this checkout, or another one (an A/B run of loadtests/bench.py)
+        self.proc = subprocess.Popen(command, cwd=root, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONPATH": str(root)}, start_new_session=True)
         Server.live.append(self)
 
     def wait_up(self) -> None:

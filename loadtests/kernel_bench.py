@@ -4,8 +4,8 @@
     python loadtests/kernel_bench.py --starts 20 --executes 300 --targets sqlite,gateway
 
 Each target is a server started here in a temporary folder (``singlecell serve``, SQLite or a new
-PostgreSQL database; ``jupyter kernelgateway`` in its default mode, ``pip install
-jupyter_kernel_gateway``), measured by the same client over the same API:
+PostgreSQL database; ``jupyter kernelgateway`` in its default mode, from the venv of its own that
+``loadtests/peer.py`` makes on first use), measured by the same client over the same API:
 
 1. **Kernel start**: ``POST /api/kernels``, then the WebSocket, then a ``kernel_info_request``
    until its reply: the time a client waits for a kernel that answers. ``--starts`` in sequence,
@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.bench import free_port  # noqa: E402
+from loadtests import peer  # noqa: E402
+from loadtests.harness import free_port  # noqa: E402
 from loadtests.interact_bench import (  # noqa: E402
     Server,
     children,
@@ -53,52 +51,6 @@ from loadtests.interact_bench import (  # noqa: E402
 from loadtests.library_bench import database_pids  # noqa: E402
 
 EXECUTE = "1+1"
-
-
-class Gateway:
-    """``jupyter kernelgateway`` (default mode: the kernel API and its WebSocket), in a session
-    and folders of its own."""
-
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(folder / "gateway.log", "wb")  # closed by stop()
-        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(folder / "runtime"), "JUPYTER_DATA_DIR": str(folder / "data"),
-               "JUPYTER_CONFIG_DIR": str(folder / "config")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "kernel_gateway", "--KernelGatewayApp.ip=127.0.0.1",
-                                      f"--KernelGatewayApp.port={self.port}"], cwd=folder, env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_up(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/api/kernelspecs", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("Kernel Gateway did not start; see its log")
-
-    def cpu(self) -> dict[str, float]:
-        """CPU ms so far: the gateway process, and its kernels (living, and reaped)."""
-        own = stat(self.proc.pid)
-        kernels = sum((stat(pid) or ("", 0, 0, 0.0, 0.0))[3] for pid in _below(self.proc.pid))
-        return {"gateway": own[3] if own else 0.0, "kernels": kernels + (own[4] if own else 0.0)}
-
-    def stop(self) -> None:
-        pids = _below(self.proc.pid)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        self.log.close()
 
 
 def _below(root: int) -> list[int]:
@@ -217,16 +169,19 @@ def run_ours(backend: str, folder: Path, args: argparse.Namespace) -> dict[str, 
 
 
 def run_gateway(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        import kernel_gateway  # noqa: F401
-    except ImportError:
-        return {"skipped": "Kernel Gateway is not installed: pip install jupyter_kernel_gateway"}
-    gateway = Gateway(folder / "gateway")
+    gateway = peer.Gateway(folder / "gateway", free_port(), "kernels")
+
+    def cpu() -> dict[str, float]:
+        """CPU ms so far: the gateway process, and its kernels (living, and reaped)."""
+        own = stat(gateway.proc.pid)
+        kernels = sum((stat(pid) or ("", 0, 0, 0.0, 0.0))[3] for pid in _below(gateway.proc.pid))
+        return {"gateway": own[3] if own else 0.0, "kernels": kernels + (own[4] if own else 0.0)}
+
     try:
         gateway.wait_up()
-        return measure(gateway.url, gateway.cpu, args.starts, args.executes, args.warmup)
+        return measure(gateway.url, cpu, args.starts, args.executes, args.warmup)
     finally:
-        gateway.stop()
+        gateway.stop(_below(gateway.proc.pid))
 
 
 def report(results: dict[str, dict[str, Any]]) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.bench import free_port, launch  # noqa: E402
+from loadtests.harness import free_port, launch  # noqa: E402
 from singlecell.client import Client  # noqa: E402
 
 WORDS = ("plot surface tangent derivative integral matrix vector prime fibonacci sieve random walk histogram "

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.bench import start_server  # noqa: E402
+from loadtests.harness import start_server  # noqa: E402
 from singlecell.client import Client, ClientError  # noqa: E402
 
 CODE = "import time\ntime.sleep(0.02)\n1 + 1"

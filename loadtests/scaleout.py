@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.bench import TRIVIAL, Row, free_port, launch, run_http  # noqa: E402
+from loadtests.harness import TRIVIAL, Row, free_port, launch, run_http  # noqa: E402
 from singlecell.client import Client  # noqa: E402
 
 
