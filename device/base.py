@@ -43,9 +43,10 @@ class RunningKernel(ABC):
     @abstractmethod
     async def receive(self) -> list[tuple[dict[str, Any], int]]:
         """Wait for the kernel's next message; return it with every other one already waiting,
-        each with its size in bytes on the wire. Raises ``ValueError`` for a message that is
-        not signed with the kernel's key or is not made of objects: nothing it says after that
-        can be believed."""
+        each with its size in bytes on the wire. Each message's parts hold only JSON values,
+        nested at most ``protocol.MAX_NESTING`` deep. Raises ``ValueError``, whose words say
+        why, for a message that is not signed with the kernel's key, is not made of objects or
+        is nested too deep: nothing it says after that can be believed."""
 
     @abstractmethod
     def kill(self) -> None:

@@ -360,8 +360,8 @@ class Device:
                 continue
             if batch is None:  # it exited, and everything it sent has been read
                 return
-            if isinstance(batch, ValueError):  # a bad signature: nothing it says can be believed
-                self._protocol_error(kernel, outcome, request, "a message that was not signed with its key")
+            if isinstance(batch, ValueError):  # a bad signature (…): nothing it says can be believed
+                self._protocol_error(kernel, outcome, request, str(batch))
                 return
             for msg, size in batch:
                 outcome.output_bytes += size

@@ -8,7 +8,6 @@ import math
 from typing import Any
 
 from device.base import RunningKernel
-from singlecell import protocol
 
 STANDARD_KEYS = ("header", "parent_header", "metadata", "content", "msg_type")
 #: the message types a kernel may send; anything else it sends is dropped (``extension`` above
@@ -22,11 +21,11 @@ FROM_JUPYTER_KERNELS = FROM_KERNELS | {"kernel_info_reply", "is_complete_reply",
 
 
 def clean(msg: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:
-    """What is stored of a kernel's message: the standard keys made JSON-safe, binary buffers
-    (widgets' arrays, images) as base64 strings, and ``parent`` (the header of the message the
-    device knows it answers) as its parent_header. Raises ``ValueError`` for a message nested
-    too deep."""
-    kept = {key: protocol.json_safe(msg.get(key, {})) for key in STANDARD_KEYS}
+    """What is stored of a kernel's message: the standard keys (JSON values already, as
+    ``RunningKernel.receive`` promises), binary buffers (widgets' arrays, images) as base64
+    strings, and ``parent`` (the header of the message the device knows it answers) as its
+    parent_header."""
+    kept = {key: msg.get(key, {}) for key in STANDARD_KEYS}
     kept["parent_header"] = dict(parent)
     buffers = msg.get("buffers")
     if buffers:

@@ -22,12 +22,12 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from jupyter_client.session import Session
 
 from device import control
 from device.base import KernelLauncher, RunningKernel
 from device.cgroup import KernelCgroups
 from device.control import KernelSpec
+from device.frames import KernelFrames
 from device.sandbox.libc import become_subreaper, kill_children
 from device.uids import KernelUids
 from device.workspace import Workspace
@@ -47,8 +47,7 @@ class Kernel(RunningKernel):
         self.slot = slot
         self.pool = pool
         self.key = secrets.token_hex(32)
-        self.session = Session(key=self.key.encode("ascii"), signature_scheme="hmac-sha256",
-                               username="device")
+        self.frames = KernelFrames(self.key.encode("ascii"))
         self.uid = pool.uids.take() if pool.uids is not None else None
         self.uid_held = self.uid is not None  # until the template reports it gone
         try:
@@ -79,8 +78,7 @@ class Kernel(RunningKernel):
             self.uid_held = False
 
     async def send(self, msg: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
-        frames = self.session.serialize(msg)
-        await self.socket.send_multipart([*frames, *buffers])
+        await self.socket.send_multipart([*self.frames.serialize(msg), *buffers])
 
     async def receive(self) -> list[tuple[dict[str, Any], int]]:
         batch = [await self.socket.recv_multipart()]
@@ -89,20 +87,7 @@ class Kernel(RunningKernel):
                 batch.append(await self.socket.recv_multipart(flags=zmq.NOBLOCK))
             except zmq.Again:
                 break
-        out = []
-        for frames in batch:
-            try:
-                _, parts = self.session.feed_identities(frames)
-                msg = self.session.deserialize(parts, content=True)
-            except ValueError:
-                raise
-            except Exception as exc:  # signed with its key, yet not a message: the same verdict
-                raise ValueError(f"a malformed message ({type(exc).__name__}: {exc})") from exc
-            if not (isinstance(msg.get("header"), dict) and isinstance(msg.get("content"), dict)
-                    and isinstance(msg.get("msg_type"), str) and isinstance(msg.get("metadata", {}), dict)):
-                raise ValueError("a message whose header, content or metadata is not an object")
-            out.append((msg, sum(len(f) for f in frames)))
-        return out
+        return [(self.frames.deserialize(frames), sum(len(f) for f in frames)) for frames in batch]
 
     def kill(self) -> None:
         # its process group: the kernel and what it started in its session (the template

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from device.base import KernelLauncher, RunningKernel
+from device.frames import NOT_SIGNED
+from singlecell import protocol
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,12 @@ class ScriptedKernel(RunningKernel):
         while self._outbox:
             batch.append(self._outbox.popleft())
         if any(isinstance(item, Forge) for item in batch):
-            raise ValueError("Invalid Signature")
-        return [item for item in batch if not isinstance(item, Forge)]
+            raise ValueError(NOT_SIGNED)
+        messages = [item for item in batch if not isinstance(item, Forge)]
+        for msg, _ in messages:  # as the wire's reader does (device.frames): JSON values, not too deep
+            for key in ("header", "parent_header", "metadata", "content"):
+                protocol.json_safe(msg.get(key, {}))
+        return messages
 
     def kill(self) -> None:
         if self.alive:

@@ -257,7 +257,7 @@ class LiveSession:
         if batch is None:
             return await self._death(extra)
         if isinstance(batch, ValueError):
-            return self._protocol_error(extra, "a message that was not signed with its key")
+            return self._protocol_error(extra, str(batch))
         if batch:  # unasked output: stored as the answer to the last message
             pending: list[StoredMessage] = []
             why = self._take(batch, pending, extra, None)
@@ -303,7 +303,7 @@ class LiveSession:
             if batch is None:
                 return await self._death(extra)
             if isinstance(batch, ValueError):
-                return self._protocol_error(extra, "a message that was not signed with its key")
+                return self._protocol_error(extra, str(batch))
             if batch == [] and loop.time() >= deadline:
                 self.kernel.kill()
                 return "died", end_text("died", f"did not restart within {duration(START_TIMEOUT)}")
@@ -387,7 +387,7 @@ class LiveSession:
                 return await self._death(extra)
             if isinstance(batch, ValueError):
                 self._store(pending)
-                return self._protocol_error(extra, "a message that was not signed with its key")
+                return self._protocol_error(extra, str(batch))
             idle: list[bool] = []
             why = self._take(batch, pending, extra, idle)
             if why is not None or idle:
