@@ -9,6 +9,9 @@ Targets, each measured in this run on this machine (only ratios within one run m
 - **ceiling**: the bare fork ceiling of ``loadtests/ceiling.py``: a warm IPython + numpy +
   matplotlib template forks a child per request that runs ``1+1`` and answers over a new ZeroMQ
   context. No sandbox, no Jupyter ``Session``, none of the project's code.
+- **ceiling-preload**: the same, its template also holding what ours preloads (pyplot with the
+  inline backend, ipywidgets, a plot drawn once): how much of the gap is that memory, copied by
+  every fork and dropped by every exit.
 - **peer**: Jupyter Kernel Gateway 3 in ``notebook-http`` mode, two kernels spawned ahead and
   shared by every caller (no isolation), installed into a venv of its own (``loadtests/peer.py``).
 - **sqlite**, **postgresql**: ``singlecell serve`` with every sandbox layer this host allows, on
@@ -61,7 +64,7 @@ from loadtests.interact_bench import (  # noqa: E402
 )
 
 LUA = ROOT / "loadtests" / "eval.lua"
-TARGETS = ("ceiling", "peer", "sqlite", "postgresql", "sandbox-off")
+TARGETS = ("ceiling", "ceiling-preload", "peer", "sqlite", "postgresql", "sandbox-off")
 ROLES = ("web", "device", "template", "kernels", "database", "load")
 CPUS = len(os.sched_getaffinity(0))
 
@@ -160,8 +163,9 @@ def http_row(target: str, url: str, concurrency: int, seconds: float,
 
 # -- targets ----------------------------------------------------------------------------------------
 
-def ceiling_rows(args: argparse.Namespace) -> list[Measured]:
-    ceiling = Ceiling()
+def ceiling_rows(args: argparse.Namespace, preload: str = "bare") -> list[Measured]:
+    ceiling = Ceiling(preload)
+    target = "ceiling" if preload == "bare" else "ceiling-preload"
     rows = []
     try:
         ceiling.run(4, requests=40)  # warm-up
@@ -170,7 +174,7 @@ def ceiling_rows(args: argparse.Namespace) -> list[Measured]:
             run = (ceiling.run(1, requests=args.ceiling_requests) if in_flight == 1
                    else ceiling.run(in_flight, seconds=args.seconds))
             machine_ms = machine_busy_ms() - machine_before
-            rows.append(Measured("ceiling", in_flight, run.requests, run.seconds, run.p(0.5), run.p(0.9), run.p(0.99),
+            rows.append(Measured(target, in_flight, run.requests, run.seconds, run.p(0.5), run.p(0.9), run.p(0.99),
                                  run.wrong, {"template": run.cpu_ms["template"], "kernels": run.cpu_ms["kernels"],
                                              "load": run.cpu_ms["driver"]}, machine_ms))
     finally:
@@ -331,6 +335,8 @@ def main() -> None:
     try:
         if "ceiling" in targets:
             rows += ceiling_rows(args)
+        if "ceiling-preload" in targets:
+            rows += ceiling_rows(args, "ours")
         if "peer" in targets:
             info["peer"] = f"jupyter_kernel_gateway {peer.version()}"
             rows += peer_rows(args, folder)

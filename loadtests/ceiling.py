@@ -35,7 +35,12 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 # -- the template (its own process) ----------------------------------------------------------------
 
-def serve(endpoint: str) -> None:
+#: ``--preload ours``: what our template holds besides (pyplot with the inline backend, ipywidgets,
+#: a plot drawn once), so the bench can tell the cost of that memory from the cost of our code
+OUR_PRELOAD_CELL = "import matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.show(); plt.close('all')"
+
+
+def serve(endpoint: str, preload: str = "bare") -> None:
     """The template: warm up, say "ready" on stdout, then fork a child per byte read from stdin."""
     os.environ.setdefault("MPLBACKEND", "agg")
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -49,6 +54,12 @@ def serve(endpoint: str) -> None:
     config = Config()
     config.HistoryManager.enabled = False
     shell = InteractiveShell.instance(config=config)
+    if preload == "ours":
+        import ipywidgets  # noqa: F401
+
+        shell.enable_gui = lambda gui=None: None  # no GUI event loop: the base class only raises
+        shell.enable_matplotlib("inline")
+        shell.run_cell(OUR_PRELOAD_CELL, store_history=False)
     shell.run_cell(CODE, store_history=False)  # what IPython builds lazily is built before the forks
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.write(1, b"ready\n")
@@ -122,7 +133,7 @@ def _own_cpu_ms() -> float:
 class Ceiling:
     """The template as a subprocess, and a PULL socket of the driver's (this process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: str = "bare") -> None:
         import zmq
 
         self.folder = tempfile.mkdtemp(prefix="bench-ceiling-")
@@ -130,7 +141,8 @@ class Ceiling:
         self.context = zmq.Context()
         self.pull = self.context.socket(zmq.PULL)
         self.pull.bind(self.endpoint)
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", self.endpoint], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", self.endpoint, "--preload", preload],
+                                     stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, start_new_session=True)
         assert self.proc.stdout is not None and self.proc.stdin is not None
         for line in self.proc.stdout:  # the warm-up cell's "Out[1]: 2" comes first
@@ -199,13 +211,16 @@ class Ceiling:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve", metavar="ENDPOINT", help=argparse.SUPPRESS)
+    parser.add_argument("--preload", choices=("bare", "ours"), default="bare",
+                        help="bare: IPython, numpy, matplotlib (the ceiling); ours: also what our template "
+                             "preloads (pyplot inline, ipywidgets, a plot drawn once)")
     parser.add_argument("--requests", type=int, default=300, help="sequential requests (default 300)")
     parser.add_argument("--seconds", type=float, default=10, help="seconds per concurrent row (default 10)")
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, args.preload)
         return
-    ceiling = Ceiling()
+    ceiling = Ceiling(args.preload)
     try:
         ceiling.run(4, requests=40)  # warm-up
         runs = [ceiling.run(1, requests=args.requests), ceiling.run(4, seconds=args.seconds),
