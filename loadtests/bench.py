@@ -196,7 +196,7 @@ def peer_rows(args: argparse.Namespace, folder: Path) -> list[Measured]:
                     "_k": kernels, "_r": reaped}
 
         wrk(gateway.url, 4, 2)  # warm-up
-        return [http_row("peer", gateway.url, c, args.seconds, sample) for c in (1, 16)]
+        return [http_row("peer", gateway.url, c, args.seconds, sample) for c in args.concurrencies]
     finally:
         gateway.stop(below(gateway.proc.pid))
 
@@ -219,7 +219,7 @@ def ours_rows(target: str, args: argparse.Namespace, folder: Path, root: Path = 
                         "kernels": lambda before: s.minus(before["_s"])["kernels"], "_s": s}
 
             wrk(server.url, 4, 2)  # warm-up
-            return [http_row(label or target, server.url, c, args.seconds, sample) for c in (1, 16)]
+            return [http_row(label or target, server.url, c, args.seconds, sample) for c in args.concurrencies]
         finally:
             left = server.stop()
             if left:
@@ -312,12 +312,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"some of {', '.join(TARGETS)}")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of wrk per row (default 10)")
+    parser.add_argument("--concurrency", dest="concurrencies", default="1,16",
+                        type=lambda text: [int(c) for c in text.split(",")],
+                        help="the HTTP rows' concurrencies (default 1,16)")
     parser.add_argument("--ceiling-requests", type=int, default=300, help="the ceiling's sequential row")
     parser.add_argument("--kernels", type=int, default=8, help="--kernels of our servers (default 8)")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="where to make the PostgreSQL target's database")
     parser.add_argument("--ab", metavar="REF", help="also run REF's server (a git worktree), interleaved: "
-                        "base, head, base, head, on SQLite")
+                        "base, head, base, head, on SQLite and PostgreSQL if targeted")
     parser.add_argument("--rounds", type=int, default=2, help="A/B rounds (default 2)")
     parser.add_argument("--results", default=str(ROOT / "loadtests" / "results"), help="the JSON's folder")
     args = parser.parse_args()
@@ -344,11 +347,13 @@ def main() -> None:
             base = worktree(args.ab)
             info["ab_base"] = subprocess.run(["git", "rev-parse", args.ab], cwd=ROOT, capture_output=True,
                                              text=True).stdout.strip()
+            compared = [t for t in ("sqlite", "postgresql") if t in targets] or ["sqlite"]
             for _ in range(args.rounds):
-                rows += ours_rows("sqlite", args, folder, base, label="sqlite@base")
-                rows += ours_rows("sqlite", args, folder, ROOT, label="sqlite")
+                for target in compared:
+                    rows += ours_rows(target, args, folder, base, label=f"{target}@base")
+                    rows += ours_rows(target, args, folder, ROOT)
         for target in ("sqlite", "postgresql", "sandbox-off"):
-            if target in targets and not (args.ab and target == "sqlite"):
+            if target in targets and not (args.ab and target in ("sqlite", "postgresql")):
                 rows += ours_rows(target, args, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
