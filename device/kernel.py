@@ -33,11 +33,11 @@ import zmq
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
-from jupyter_client.session import Session
 from traitlets.config import Config as TraitletsConfig
 
 from device import comms
 from device.control import KernelSpec
+from device.frames import Signer
 from device.interrupts import Interrupts
 from device.replies import ANSWERED, Replies
 from device.sandbox.base import SandboxLayer
@@ -170,15 +170,12 @@ class OutputBudget:
 class Channel:
     """The kernel's socket to its device; thread-safe, since the flusher thread sends too."""
 
-    def __init__(self, spec: KernelSpec, session: Session) -> None:
+    def __init__(self, spec: KernelSpec, signer: Signer) -> None:
         self.context = zmq.Context(1)
         self.socket = self.context.socket(zmq.PAIR)
         self.socket.setsockopt(zmq.LINGER, 5000)
         self.socket.connect(spec.endpoint)
-        # built once in the template and keyed there for this kernel before the fork (re-keying
-        # here would copy-on-write ~90 pages of traitlets machinery)
-        self.session = session
-        session.pid = os.getpid()  # Session drops messages sent from a fork of its creator
+        self.signer = signer
         self.lock = threading.Lock()
         self.parent: dict[str, Any] = {}
         self.interrupts: Interrupts | None = None  # set once the kernel takes interrupts (a Jupyter client's)
@@ -196,13 +193,11 @@ class Channel:
     def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None,
              buffers: Sequence[bytes] | None = None) -> None:
         with self.sending():
-            self.session.send(self.socket, msg_type, content, parent=self.parent, metadata=metadata,
-                              buffers=list(buffers) if buffers else None)
+            frames = self.signer.serialize(msg_type, content, self.parent, metadata)
+            self.socket.send_multipart([*frames, *buffers] if buffers else frames)
 
     def receive(self) -> dict[str, Any]:
-        _, msg = self.session.recv(self.socket, mode=0)
-        assert msg is not None
-        return msg
+        return self.signer.deserialize(self.socket.recv_multipart())
 
     def close(self) -> None:
         with self.lock:
@@ -728,8 +723,3 @@ def exit_after_delivery(kernel: Kernel, pid: int,
         real_exit(code)
 
     return _exit
-
-
-def make_session() -> Session:
-    """The Session every kernel re-keys; built in the template, before forking."""
-    return Session(key=b"unset", signature_scheme="hmac-sha256", username="kernel")

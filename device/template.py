@@ -22,18 +22,17 @@ from typing import Any, NoReturn
 
 import zmq
 from IPython.core.interactiveshell import InteractiveShell
-from jupyter_client.session import Session
 
 from device import comms, control
 from device.confinement import ConfinementFailed, confine
 from device.control import BadControlMessage, KernelSpec
+from device.frames import Signer
 from device.kernel import (
     CHILD_WARM_UP_CELLS,
     EXIT_KERNEL_FAILED,
     Channel,
     can_return_from_background,
     exit_after_delivery,
-    make_session,
     make_shell,
     set_background,
     warm_up,
@@ -57,7 +56,6 @@ class Template:
         self.kernels: set[int] = set()
         self.layers: list[SandboxLayer] = []
         self.shell: Any = None
-        self.session = make_session()
         self.terminating = False
 
     def _terminate(self, *_: Any) -> None:
@@ -79,9 +77,6 @@ class Template:
     def fork(self, spec: KernelSpec) -> None:
         if self.shell is None:
             raise BadControlMessage("a fork before the template was configured", spec.slot)
-        # keyed here, not in the child: the traitlets machinery behind it then stays shared
-        self.session.key = spec.key_bytes
-        self.session.session = uuid.uuid4().hex
         try:
             place = spec.place
             for layer in self.layers:
@@ -91,7 +86,7 @@ class Template:
             self.send(control.ForkFailed(slot=spec.slot, error=str(exc)))
             return
         if pid == 0:
-            run_forked_kernel(self.shell, self.session, spec, self.layers, place)  # never returns
+            run_forked_kernel(self.shell, spec, self.layers, place)  # never returns
         self.kernels.add(pid)
         self.send(control.Forked(slot=spec.slot, pid=pid))
 
@@ -176,7 +171,7 @@ class Template:
         self.kill_orphans()
 
 
-def run_forked_kernel(shell: InteractiveShell, session: Session, spec: KernelSpec, layers: list[SandboxLayer],
+def run_forked_kernel(shell: InteractiveShell, spec: KernelSpec, layers: list[SandboxLayer],
                       place: KernelPlace) -> NoReturn:
     """The whole life of a one-shot kernel, in the child the template just forked (``place``:
     as the layers prepared it before the fork): confine itself, say it is ready, run the one
@@ -195,18 +190,18 @@ def run_forked_kernel(shell: InteractiveShell, session: Session, spec: KernelSpe
         _close_fds_above_stdio()  # nothing of the template's (its control socket) stays reachable
         log_fd = os.dup(2)  # the device's log, for our own failures; closed before user code runs
         os.set_inheritable(log_fd, False)
+        signer = Signer(spec.key_bytes, uuid.uuid4().hex)
 
         def before_isolate() -> None:
             # Take the copy-on-write faults of the common path (~800 pages) now, while the
             # request is not yet waiting, and before ZeroMQ and the pump start threads: in a
             # process with threads on other CPUs every such fault also costs a TLB shoot-down.
             warm_up(shell, CHILD_WARM_UP_CELLS)
-            _, frames = session.feed_identities(session.serialize(session.msg("status", {})))
-            session.deserialize(frames)
+            signer.deserialize(signer.serialize("status", {}, {}))
 
         def open_channel(seen: KernelSpec) -> Channel:
             set_background(False)  # forked in the idle class; ZeroMQ's threads inherit this
-            return Channel(seen, session)
+            return Channel(seen, signer)
 
         try:
             kernel = confine(shell, spec, layers, place, open_channel=open_channel, stdin=io.StringIO(""),

@@ -25,22 +25,22 @@ from tests.security.hostile import (
 )
 from tests.servers import Server, outcome
 
-# How a cell gets at its channel: the Channel object (socket, lock, Session with the key) is
+# How a cell gets at its channel: the Channel object (socket, lock, signer with the key) is
 # made in the kernel after the fork, so the garbage collector lists it.
 CHANNEL = """
 import gc, json, uuid
 from jupyter_client.session import Session
-channels = [o for o in gc.get_objects() if isinstance(getattr(o, 'session', None), Session) and hasattr(o, 'socket')]
+channels = [o for o in gc.get_objects() if hasattr(getattr(o, 'signer', None), 'frames') and hasattr(o, 'socket')]
 channel = channels[0]
-session, socket = channel.session, channel.socket
+signer, socket = channel.signer, channel.socket
 
 def send_frames(parts, signature=None):
     with channel.lock:
-        socket.send_multipart([b'<IDS|MSG>', session.sign(parts) if signature is None else signature, *parts],
+        socket.send_multipart([b'<IDS|MSG>', signer.frames.sign(parts) if signature is None else signature, *parts],
                               copy=False)
 
 def header(msg_type, **more):
-    return {'msg_id': uuid.uuid4().hex, 'msg_type': msg_type, 'username': 'kernel', 'session': session.session,
+    return {'msg_id': uuid.uuid4().hex, 'msg_type': msg_type, 'username': 'kernel', 'session': signer.session,
             'date': '2020-01-01T00:00:00+00:00', 'version': '5.3', **more}
 """
 
@@ -54,10 +54,8 @@ forged = [('stream', {{'name': 'stdout', 'text': 'FORGED\\n'}}),
           ('status', {{'execution_state': 'idle'}})]
 print(json.dumps({{'channels': len(channels), 'forged': len(forged)}}), flush=True)
 for msg_type, content in forged:
-    msg = session.msg(msg_type, content, parent=victim)
-    msg['header']['msg_id'] = victim['msg_id']  # and claim to be the victim's own message
-    with channel.lock:
-        session.send(socket, msg)
+    own = header(msg_type, msg_id=victim['msg_id'])  # and claim to be the victim's own message
+    send_frames([json.dumps(part).encode() for part in (own, victim, {{}}, content)])
 """
 
 
@@ -112,7 +110,7 @@ elif how == 'replayed':
     send_frames(parts)
 elif how == 'no-delimiter':
     with channel.lock:
-        socket.send_multipart([session.sign(parts), *parts])
+        socket.send_multipart([signer.frames.sign(parts), *parts])
 import time
 time.sleep(2)
 print('not stopped')
@@ -268,7 +266,7 @@ import ctypes
 seen = set()
 for start, end in writable_maps(open('/proc/self/maps').read()):
     seen |= hex64(ctypes.string_at(start, end - start))
-print(json.dumps(sorted(seen - {session.key.decode()})))
+print(json.dumps(sorted(seen - {signer.key.decode()})))
 """
 
 

@@ -56,13 +56,14 @@ def test_a_replayed_message_is_refused() -> None:
         reader.deserialize(frames)
 
 
-@pytest.mark.parametrize("content", [b"[]", b"not json", b'{"a": 1'])
-def test_a_signed_message_that_is_not_json_objects_is_refused(content: bytes) -> None:
+@pytest.mark.parametrize(("part", "raw"), [(5, b"[]"), (5, b"not json"), (5, b'{"a": 1'), (2, b'{"msg_type": "x"}'),
+                                           (2, b'{"msg_id": "1"}')])
+def test_a_signed_message_that_is_not_json_objects_is_refused(part: int, raw: bytes) -> None:
     session = kernel_session()
     frames = session.serialize(session.msg("status", {}))
-    frames[5] = content
+    frames[part] = raw
     frames[1] = session.sign(frames[2:6])
-    with pytest.raises(ValueError, match="malformed|not an object"):
+    with pytest.raises(ValueError, match=r"malformed|not an object|no msg_id"):
         KernelFrames(KEY).deserialize(frames)
 
 
