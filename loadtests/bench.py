@@ -277,9 +277,13 @@ def goals(rows: list[Measured]) -> list[dict[str, Any]]:
     failed = sum(r.failed for r in rows)
     goal("5. every answer checked: failed or wrong", failed, "0", failed == 0,
          f"{sum(r.requests for r in rows)} requests, each body checked")
-    if ours16:
-        goal("CPU per /eval at c16, every role", ours16.roles_total(), "≤ 24 ms (the issue's budget)",
-             ours16.roles_total() <= 24, f"machine-wide: {ours16.machine_ms / ours16.requests:.1f} ms")
+    if ours16 and peer16:
+        # goal 1 on these CPUs, as a CPU budget: 1.4 times the peer's req/s leaves this much per request
+        budget = CPUS * 1000 / (1.4 * peer16.per_second)
+        used = ours16.machine_ms / ours16.requests
+        goal("CPU per /eval at c16, machine-wide", used, f"≤ {budget:.1f} ms (CPUs ÷ 1.4× the peer's req/s)",
+             used <= budget, f"every role: {ours16.roles_total():.1f} ms; the peer's: "
+                             f"{peer16.machine_ms / peer16.requests:.1f} ms")
     return out
 
 
