@@ -56,7 +56,7 @@ from loadtests.ceiling import Ceiling  # noqa: E402
 from loadtests.harness import free_port  # noqa: E402
 from loadtests.interact_bench import (  # noqa: E402
     Server,
-    children,
+    below,
     machine,
     machine_busy_ms,
     postgres_database,
@@ -107,15 +107,6 @@ def postgres_pids() -> list[int]:
                     found.append(int(entry))
             except OSError:
                 pass
-    return found
-
-
-def below(root: int) -> list[int]:
-    kids, found, todo = children(), [], [root]
-    while todo:
-        for kid in kids.get(todo.pop(), []):
-            found.append(kid)
-            todo.append(kid)
     return found
 
 

@@ -123,6 +123,16 @@ def children() -> dict[int, list[int]]:
     return kids
 
 
+def below(root: int) -> list[int]:
+    """Every running process under ``root``, however deep."""
+    kids, found, todo = children(), [], [root]
+    while todo:
+        for kid in kids.get(todo.pop(), []):
+            found.append(kid)
+            todo.append(kid)
+    return found
+
+
 def alive(identity: Identity) -> bool:
     s = stat(identity[0])
     return s is not None and s[2] == identity[1] and s[0] not in "ZX"

@@ -42,7 +42,7 @@ from loadtests import peer  # noqa: E402
 from loadtests.harness import free_port  # noqa: E402
 from loadtests.interact_bench import (  # noqa: E402
     Server,
-    children,
+    below,
     machine,
     pct,
     postgres_database,
@@ -51,15 +51,6 @@ from loadtests.interact_bench import (  # noqa: E402
 from loadtests.library_bench import database_pids  # noqa: E402
 
 EXECUTE = "1+1"
-
-
-def _below(root: int) -> list[int]:
-    kids, found, todo = children(), [], [root]
-    while todo:
-        for kid in kids.get(todo.pop(), []):
-            found.append(kid)
-            todo.append(kid)
-    return found
 
 
 def ours_cpu(server: Server) -> dict[str, float]:
@@ -174,14 +165,14 @@ def run_gateway(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     def cpu() -> dict[str, float]:
         """CPU ms so far: the gateway process, and its kernels (living, and reaped)."""
         own = stat(gateway.proc.pid)
-        kernels = sum((stat(pid) or ("", 0, 0, 0.0, 0.0))[3] for pid in _below(gateway.proc.pid))
+        kernels = sum((stat(pid) or ("", 0, 0, 0.0, 0.0))[3] for pid in below(gateway.proc.pid))
         return {"gateway": own[3] if own else 0.0, "kernels": kernels + (own[4] if own else 0.0)}
 
     try:
         gateway.wait_up()
         return measure(gateway.url, cpu, args.starts, args.executes, args.warmup)
     finally:
-        gateway.stop(_below(gateway.proc.pid))
+        gateway.stop(below(gateway.proc.pid))
 
 
 def report(results: dict[str, dict[str, Any]]) -> None:
