@@ -227,16 +227,26 @@ class Services:
         collected) for a request submitted after registering ``first``, to reach a terminal status."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        registered: asyncio.Future[None] | None = first
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise StillRunning(f"request {request_id} has not finished yet; read its output at "
-                                   f"{base_url}/output/{request_id}")
-            record = await self.wait_for_news(request_id, left, registered)
-            registered = None
-            if record is not None and record.status.terminal:
-                return record
+        self.start_fallback()
+        future = first
+        try:
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise StillRunning(f"request {request_id} has not finished yet; read its output at "
+                                       f"{base_url}/output/{request_id}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(future, left)
+                # the next waiter before the read, so news after it is not missed: one read per
+                # wake-up (a device announces a claimed cell too), not a read on each side of it
+                self.waiters.unregister(request_id, future)
+                future = self.waiters.register(request_id)
+                record = self.store.get_request(request_id)
+                if record is not None and record.status.terminal:
+                    return record
+                self.waiters.saw(request_id, progress(record))
+        finally:
+            self.waiters.unregister(request_id, future)
 
 
 def owner_of(services: Services, authorization: str, token_argument: str) -> str:
