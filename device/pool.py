@@ -63,6 +63,8 @@ class Kernel(RunningKernel):
         # reaches memory here (its cell then ends at its time limit)
         self.socket.setsockopt(zmq.MAXMSGSIZE, pool.max_message)
         self.socket.bind(self.endpoint)
+        # the same socket, synchronous: what is already waiting is read without a future each
+        self._waiting: zmq.Socket[bytes] = zmq.Socket.shadow(self.socket.underlying)
         self.workspace.own_socket(self.uid)
         self.pid: int | None = None
         loop = asyncio.get_running_loop()
@@ -82,9 +84,9 @@ class Kernel(RunningKernel):
 
     async def receive(self) -> list[tuple[dict[str, Any], int]]:
         batch = [await self.socket.recv_multipart()]
-        while len(batch) < 256:
+        while len(batch) < 256 and int(self._waiting.get(zmq.EVENTS)) & zmq.POLLIN:
             try:
-                batch.append(await self.socket.recv_multipart(flags=zmq.NOBLOCK))
+                batch.append(self._waiting.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 break
         return [(self.frames.deserialize(frames), sum(len(f) for f in frames)) for frames in batch]
