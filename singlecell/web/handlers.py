@@ -166,25 +166,21 @@ class Services:
             except Exception:
                 log.exception("the fallback read of waited-for requests failed; trying again")
 
-    async def wait_for_news(self, request_id: str, timeout: float, registered: asyncio.Future[None] | None = None,
-                            after: int | None = None) -> RequestRecord | None:
+    async def wait_for_news(self, request_id: str, timeout: float, after: int | None = None) -> RequestRecord | None:
         """Wait up to ``timeout`` s for a wake-up about the request (or the fallback's, when
         wake-ups are lost), then read it again.
 
-        ``registered``: a waiter registered before the request was even submitted (its progress
-        then seen as queued), so no news can have come unseen and the first read is skipped.
         ``after``: the last seq the caller has; a request with more (a live session's new
         messages) is news too."""
         self.start_fallback()
-        future = registered or self.waiters.register(request_id)
+        future = self.waiters.register(request_id)
         try:
-            if registered is None:
-                # re-read after registering: the news may have come just before
-                record = self.store.get_request(request_id)
-                if record is not None and ((record.status.terminal and not _live(record))
-                                           or (after is not None and record.last_seq > after)):
-                    return record
-                self.waiters.saw(request_id, progress(record))
+            # re-read after registering: the news may have come just before
+            record = self.store.get_request(request_id)
+            if record is not None and ((record.status.terminal and not _live(record))
+                                       or (after is not None and record.last_seq > after)):
+                return record
+            self.waiters.saw(request_id, progress(record))
             try:
                 await asyncio.wait_for(future, timeout)
             except TimeoutError:
