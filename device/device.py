@@ -360,7 +360,7 @@ class Device:
                 continue
             if batch is None:  # it exited, and everything it sent has been read
                 return
-            if isinstance(batch, ValueError):  # a bad signature (…): nothing it says can be believed
+            if isinstance(batch, ValueError):  # not signed, replayed, too deep: nothing it says can be believed
                 self._protocol_error(kernel, outcome, request, str(batch))
                 return
             for msg, size in batch:

@@ -70,12 +70,15 @@ class KernelFrames:
             mac.update(part)
         return mac.hexdigest().encode()
 
-    def serialize(self, msg: dict[str, Any]) -> list[bytes]:
-        """``[DELIM, signature, header, parent_header, metadata, content]`` of a message whose
-        parts are JSON values (the requests and inputs the device relays are)."""
-        parts = [_pack(msg["header"]), _pack(msg["parent_header"]), _pack(msg.get("metadata", {})),
-                 _pack(msg.get("content", {}))]
+    def signed(self, header: Any, parent: Any, metadata: Any, content: Any) -> list[bytes]:
+        """``[DELIM, signature, header, parent_header, metadata, content]``, each part packed."""
+        parts = [_pack(header), _pack(parent), _pack(metadata), _pack(content)]
         return [DELIM, self.sign(parts), *parts]
+
+    def serialize(self, msg: dict[str, Any]) -> list[bytes]:
+        """The frames of a message whose parts are JSON values (the requests and inputs the
+        device relays are)."""
+        return self.signed(msg["header"], msg["parent_header"], msg.get("metadata", {}), msg.get("content", {}))
 
     def deserialize(self, frames: Sequence[bytes], check_nesting: bool = True) -> dict[str, Any]:
         """The message in ``frames``; ``ValueError``, whose words say why for the cell's error,
@@ -138,8 +141,7 @@ class Signer:
                   "date": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
                   "version": protocol_version}
         self.count += 1
-        parts = [_pack(header), _pack(parent), _pack(metadata or {}), _pack(content)]
-        return [DELIM, self.frames.sign(parts), *parts]
+        return self.frames.signed(header, parent, metadata or {}, content)
 
     def deserialize(self, frames: Sequence[bytes]) -> dict[str, Any]:
         """A request from the device (or a Jupyter client, relayed): not limited in nesting,
