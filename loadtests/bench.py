@@ -62,6 +62,7 @@ from loadtests.interact_bench import (  # noqa: E402
     postgres_database,
     stat,
 )
+from loadtests.library_bench import total_cpu_ms  # noqa: E402
 
 LUA = ROOT / "loadtests" / "eval.lua"
 TARGETS = ("ceiling", "ceiling-preload", "peer", "sqlite", "postgresql", "sandbox-off")
@@ -110,10 +111,6 @@ def postgres_pids() -> list[int]:
     return found
 
 
-def cpu_of(pids: list[int]) -> dict[int, float]:
-    return {pid: s[3] for pid in pids if (s := stat(pid)) is not None}
-
-
 def delta(after: dict[int, float], before: dict[int, float]) -> float:
     """CPU ms of the processes in ``after`` since ``before`` (a process new since then counts whole)."""
     return sum(ms - before.get(pid, 0.0) for pid, ms in after.items())
@@ -141,8 +138,11 @@ def http_row(target: str, url: str, concurrency: int, seconds: float,
     before, machine_before = sample(), machine_busy_ms()
     result, load_ms = wrk(url, concurrency, seconds)
     machine_after, after = machine_busy_ms(), sample()
-    cpu = {role: after[role] - before[role] for role in ("web", "device", "template", "database")
-           if after.get(role) is not None}
+    cpu = {}
+    for role in ("web", "device", "template", "database"):
+        now, then = after.get(role), before.get(role)
+        if now is not None:  # a role of many processes, some of them new or gone, by pid
+            cpu[role] = delta(now, then) if isinstance(now, dict) else now - then
     if "kernels" in after:
         cpu["kernels"] = after["kernels"](before)  # a callable: kernels that came and went
     cpu["load"] = load_ms
@@ -180,7 +180,7 @@ def peer_rows(args: argparse.Namespace, folder: Path) -> list[Measured]:
 
         def sample() -> dict[str, Any]:
             own = stat(gateway.proc.pid)
-            kernels = cpu_of(below(gateway.proc.pid))
+            kernels = total_cpu_ms(below(gateway.proc.pid))
             reaped = own[4] if own else 0.0
             return {"web": own[3] if own else 0.0,
                     "kernels": lambda before: delta(kernels, before["_k"]) + reaped - before["_r"],
@@ -206,7 +206,7 @@ def ours_rows(target: str, args: argparse.Namespace, folder: Path, root: Path = 
             def sample() -> dict[str, Any]:
                 s = server.sample()
                 return {"web": s.web, "device": s.device, "template": s.template,
-                        "database": sum(cpu_of(postgres_pids()).values()) if pg else None,
+                        "database": total_cpu_ms(postgres_pids()) if pg else None,
                         "kernels": lambda before: s.minus(before["_s"])["kernels"], "_s": s}
 
             wrk(server.url, 4, 2)  # warm-up
