@@ -32,7 +32,7 @@ from device.sweep import is_empty, sweep
 from filestore.base import FileStore
 from singlecell import protocol
 from singlecell.config import Config
-from singlecell.errors import SingleCellError
+from singlecell.errors import SingleCellError, StoreUnavailable
 from singlecell.limits import BY_KEY, KERNEL_NAMED, Limit, output_backstop
 from singlecell.sessions import end_text, session_live_message
 from singlecell.store.base import FileRecord, NewSession, RequestRecord, Status, Store, StoredMessage, numbered
@@ -88,6 +88,7 @@ class Device:
         self._background: list[asyncio.Task[None]] = []
         self.sessions: dict[str, LiveSession] = {}  # cells whose widgets stay live, by request id
         self._next_reads = 0.0  # loop time by which the sessions' last reads are read again
+        self._claim_failures = 0  # claims failed in a row (the store unreachable)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -110,7 +111,20 @@ class Device:
                     self._next_stop_check = loop.time() + self.config.poll_interval
                     self._stop_asked()
                     self._watch_sessions()
-                claimed = self._claim()
+                try:
+                    claimed = self._claim()
+                except Exception as exc:  # the store is down or restarting: the cells running go on
+                    self._claim_failures += 1
+                    if not isinstance(exc, StoreUnavailable):
+                        log.exception("claiming queued requests failed; trying again in %.1f s",
+                                      self.config.poll_interval)
+                    elif self._claim_failures == 1 or self._claim_failures % 100 == 0:  # one line, not a flood
+                        log.warning("claiming queued requests failed (%d in a row): %s", self._claim_failures, exc)
+                    await asyncio.sleep(self.config.poll_interval)
+                    continue
+                if self._claim_failures:
+                    log.warning("claims work again, after %d failed", self._claim_failures)
+                    self._claim_failures = 0
                 if burst and not claimed and not self.running and not self.sessions:
                     return
                 with contextlib.suppress(TimeoutError):

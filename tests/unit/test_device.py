@@ -27,6 +27,7 @@ from filestore.base import FileStore
 from filestore.sql import SqlFileStore
 from singlecell import protocol
 from singlecell.config import Config
+from singlecell.errors import StoreUnavailable
 from singlecell.limits import BY_KEY, KERNEL_NAMED, LIMITS, Limit
 from singlecell.store.base import FileRecord, NewRequest, NewSession, RequestRecord, Status, StoredMessage
 from singlecell.store.sql import SqlStore
@@ -370,6 +371,38 @@ def test_a_store_that_keeps_refusing_the_ending_leaves_the_request_to_end_lost(
         assert record.status is Status.LOST and errors(messages)[-1]["ename"] == "DeviceLost"
         assert store.finishes == [Status.DONE] * 3 + [Status.ABORTED] * 3  # the ending, then the smallest one
         assert "the store refused every ending; it is no longer renewed" in caplog.text
+    finally:
+        parts.close()
+
+
+class UnreachableStore(SqlStore):
+    """A real SQLite store whose ``claim`` fails the first ``refusals`` times (a database that
+    is restarting, or unreachable for a while)."""
+
+    def __init__(self, url: str, refusals: int) -> None:
+        super().__init__(url)
+        self.refusals = refusals
+
+    def claim(self, device: str, limit: int, lease_seconds: float) -> list[RequestRecord]:
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise StoreUnavailable("the database is unreachable")
+        return super().claim(device, limit, lease_seconds)
+
+
+def test_a_device_whose_claims_fail_keeps_running_and_claims_once_the_store_is_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Before, one failed claim ended the device's loop, and with it the device."""
+    parts = Parts(tmp_path, store=UnreachableStore(f"sqlite:///{tmp_path}/store.db", refusals=3))
+    try:
+        with caplog.at_level(logging.WARNING, logger="device.device"):
+            request_id, _ = parts.run(Script.cell(Say.stream("stdout", "ran\n")))
+        record, messages = parts.ended(request_id)
+        assert record.status is Status.DONE and "ran\n" in [m["content"].get("text") for m in messages]
+        # one line when the failures begin, one when they end: not one per poll
+        assert caplog.text.count("claiming queued requests failed (1 in a row): the database is unreachable") == 1
+        assert caplog.text.count("claiming queued requests failed") == 1
+        assert "claims work again, after 3 failed" in caplog.text
     finally:
         parts.close()
 
