@@ -130,6 +130,18 @@ class KernelUnavailable(SingleCellError, RuntimeError):
     code = "no_kernel"
 
 
+class StoreUnavailable(SingleCellError, ConnectionError):
+    """The store cannot be reached (a database restarting, a network gone) or stayed locked past
+    its busy timeout; nothing was done, and the same call may be retried."""
+
+    status = 503
+    code = "store_unavailable"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class SandboxError(SingleCellError, RuntimeError):
     """A sandbox layer could not be applied."""
 

@@ -8,6 +8,9 @@ the snippet library each open their own.
 
 from __future__ import annotations
 
+import functools
+import select
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from singlecell.errors import UnknownBackend
+from singlecell.errors import StoreUnavailable, UnknownBackend
 
 _BEGIN = "singlecell_begin"  # execution option: what the SQLite "begin" hook emits ("" = nothing)
 
@@ -60,16 +63,68 @@ def _postgresql_engine(url: sa.URL) -> Engine:
 
     READ COMMITTED, the default, is enough: claims lock rows (FOR UPDATE SKIP LOCKED), every
     other write is one UPDATE whose WHERE is re-checked on the locked row, and submits take an
-    advisory lock (``_lock_queue``). pool_pre_ping: a connection the server dropped (a restart,
-    an idle timeout) is replaced instead of failing a request.
+    advisory lock (``_lock_queue``). A connection the server dropped (a restart, a terminated
+    backend, an idle timeout) is replaced at checkout instead of failing a call: see
+    :func:`_check_on_checkout`.
     """
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+    engine = sa.create_engine(url, pool_size=4, max_overflow=8)
+    sa.event.listen(engine, "connect", _stamp)
+    sa.event.listen(engine, "checkin", _stamp)
+    sa.event.listen(engine, "checkout", functools.partial(_check_on_checkout, engine.dialect))
+    return engine
+
+
+#: seconds a pooled connection may sit unused before its checkout costs a round trip (SELECT 1)
+PING_AFTER_IDLE = 30.0
+
+
+def _stamp(_dbapi_conn: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _check_on_checkout(dialect: sa.Dialect, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """Refuse a pooled connection the server has dropped; the pool then opens a new one.
+
+    SQLAlchemy's ``pool_pre_ping`` sends ``SELECT 1`` at every checkout: five round trips of an
+    ``/eval``'s twenty. A server that ends a connection (a restart, ``pg_terminate_backend``, an
+    idle timeout) sends an error and closes it, so an idle connection whose socket is readable,
+    or closed, is dead: polling the socket costs no round trip. A connection idle for longer than
+    :data:`PING_AFTER_IDLE` is pinged as well, for a peer gone without a word (a firewall's
+    dropped state, a host that vanished).
+    """
+    try:
+        if dbapi_conn.closed or dbapi_conn.broken:
+            raise sa.exc.DisconnectionError("the connection was closed")
+        poller = select.poll()
+        poller.register(dbapi_conn.fileno(), select.POLLIN | select.POLLPRI)
+        # Nothing is in flight on an idle connection: anything to read is the server's goodbye.
+        if poller.poll(0):
+            raise sa.exc.DisconnectionError("the server closed the connection")
+        if time.monotonic() - record.info.get("idle_since", 0.0) > PING_AFTER_IDLE:
+            dialect.do_ping(dbapi_conn)
+    except sa.exc.DisconnectionError:
+        raise
+    except Exception as exc:  # the ping failed, or the socket is gone
+        raise sa.exc.DisconnectionError(f"the connection is unusable: {exc}") from exc
 
 
 # SQLAlchemy dialect name → engine builder.
 _ENGINES: dict[str, Callable[[sa.URL], Engine]] = {"sqlite": _sqlite_engine, "postgresql": _postgresql_engine}
+
+
+def _unavailable(context: sa.engine.ExceptionContext) -> BaseException | None:
+    """The error a call that could not reach the database raises instead of the driver's: a
+    :class:`~singlecell.errors.StoreUnavailable`, which the web tier answers with 503 and
+    ``Retry-After``. Other errors (a constraint, a bug) pass unchanged."""
+    original = context.original_exception
+    text = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    if context.is_disconnect or (context.connection is None and context.dialect.name == "postgresql"):
+        return StoreUnavailable(f"the store's database cannot be reached ({text}); try again shortly")
+    if context.dialect.name == "sqlite" and "database is locked" in text:
+        return StoreUnavailable(f"the store's database stayed locked by another process ({text}); try again")
+    return None
 
 
 class Database:
@@ -82,6 +137,7 @@ class Database:
             raise UnknownBackend(f"no SQL backend for {parsed.get_backend_name()!r} databases; "
                                  f"known: {', '.join(sorted(_ENGINES))}")
         self.engine = build(parsed)
+        sa.event.listen(self.engine, "handle_error", _unavailable, retval=True)
         self.dialect = self.engine.dialect.name
         self.writer = self.engine.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"})
         # PostgreSQL readers run single statements, each atomic by itself, so they skip BEGIN and

@@ -34,6 +34,7 @@ from singlecell.errors import (
     SessionEnded,
     SingleCellError,
     StillRunning,
+    StoreUnavailable,
     TooManyRequests,
     TooManySessions,
     Unauthorized,
@@ -163,6 +164,8 @@ class Services:
                 continue
             try:
                 self.waiters.compare(self.store.progress_of(waited))
+            except StoreUnavailable as exc:
+                log.warning("the fallback read of waited-for requests failed; trying again: %s", exc)
             except Exception:
                 log.exception("the fallback read of waited-for requests failed; trying again")
 
@@ -329,7 +332,8 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, SingleCellError):
             code, message = exc.code, exc.message
-            if isinstance(exc, QueueFull | TooManyRequests):  # here: send_error() clears headers set before it
+            # here: send_error() clears the headers set before it
+            if isinstance(exc, QueueFull | TooManyRequests | StoreUnavailable):
                 self.set_header("Retry-After", str(exc.retry_after))
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             code, message = "http", exc.log_message % exc.args if exc.args else exc.log_message

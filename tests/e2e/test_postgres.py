@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -13,7 +19,7 @@ from singlecell.client import Client
 from tests import postgres
 from tests.e2e.cluster import Witness, cluster
 from tests.e2e.test_web_api import wait_done
-from tests.servers import Server
+from tests.servers import Server, free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -198,3 +204,88 @@ def test_a_kernel_and_its_linked_cells_work_across_web_processes_on_postgres(
         assert "total" in reply["content"]["matches"]
         ws.close()
         call("DELETE", f"{webs[1].url}/api/kernels/{kernel_id}")
+
+
+class Cable:
+    """A TCP forwarder from a local port to PostgreSQL that the test can unplug: unplugged, it
+    closes every connection through it and refuses new ones, as a database restart or a network
+    cut does to the processes on the other side."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def plug(self) -> None:
+        listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def unplug(self) -> None:
+        assert self._listener is not None
+        # shutdown first: close() alone would not wake the thread blocked in accept(), which
+        # would then take one more connection through
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._listener = None
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # unplugged
+            server = socket.create_connection(self.target)
+            with self._lock:
+                self._open |= {client, server}
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def _post_eval(url: str, code: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    request = urllib.request.Request(url + "/eval", data=json.dumps({"code": code}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, dict(answer.headers), json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read())
+
+
+def test_a_store_outage_answers_503_and_the_server_serves_again_once_it_is_back(
+        start_server: Callable[..., Server]) -> None:
+    """While the database cannot be reached, a submit is refused with 503 and Retry-After (never a
+    reset or a 500), the device's claims fail without ending it, and afterwards everything runs
+    again with no restart: the pool replaces the connections the cut closed."""
+    host, port = postgres.ADMIN_URL.rsplit("@", 1)[1].split("/", 1)[0].split(":")
+    cable = Cable((host, int(port)))
+    cable.plug()
+    with postgres.database("sc_outage") as url:
+        through = url.replace(f"{host}:{port}", f"127.0.0.1:{cable.port}")
+        server = start_server("serve", "--db", through, "--poll-interval", "0.2")
+        assert _post_eval(server.url, "print(6 * 7)")[2]["stdout"] == "42\n"
+        cable.unplug()
+        status, headers, body = _post_eval(server.url, "print(1)")
+        assert status == 503, body
+        assert body["error"]["code"] == "store_unavailable" and "cannot be reached" in body["error"]["message"]
+        assert headers["Retry-After"] == "1"
+        server.wait_for_log("claiming queued requests failed", timeout=20)
+        cable.plug()
+        assert _post_eval(server.url, "print(6 * 7)")[2]["stdout"] == "42\n"
+        assert server.running
