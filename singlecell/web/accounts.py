@@ -129,10 +129,12 @@ class MeApi(AccountHandler):
 
 
 class TokensApi(AccountHandler):
-    """``GET``/``POST /api/tokens`` (``{"label"}``), ``DELETE /api/tokens/<id>``: the caller's API tokens."""
+    """``GET``/``POST /api/tokens`` (``{"label"}``): the caller's API tokens."""
 
-    def get(self, token_id: str = "") -> None:
-        user = self.require_user()
+    def get(self) -> None:
+        user = self.current_user  # a read: no XSRF token needed with the cookie
+        if user is None:
+            raise Unauthorized("this needs an account: log in, or send Authorization: Bearer <token>")
         self.send_json({"tokens": [{"id": t.id, "label": t.label, "created": t.created, "revoked": t.revoked}
                                    for t in self.accounts.tokens(user.id)]})
 
@@ -143,7 +145,11 @@ class TokensApi(AccountHandler):
         token, record = self.accounts.create_token(user.id, str(label)[:100] or "a script")
         self.send_json({"id": record.id, "label": record.label, "token": token}, 201)
 
-    def delete(self, token_id: str = "") -> None:
+
+class TokenApi(AccountHandler):
+    """``DELETE /api/tokens/<id>``: revoke one of the caller's API tokens."""
+
+    def delete(self, token_id: str) -> None:
         user = self.require_user()
         if not self.accounts.revoke_token(user.id, token_id):
             raise NotFound(f"you have no live token {token_id!r}")
@@ -159,5 +165,5 @@ def account_routes(args: dict[str, Any]) -> list[Any]:
         (r"/account", AccountPage, {**args, "action": "account"}),
         (r"/api/me", MeApi, args),
         (r"/api/tokens", TokensApi, args),
-        (r"/api/tokens/([0-9a-f]{16})", TokensApi, args),
+        (r"/api/tokens/([0-9a-f]{16})", TokenApi, args),
     ]

@@ -30,12 +30,10 @@ from singlecell.errors import (
     NotAllowed,
     NotFound,
     PayloadTooLarge,
-    QueueFull,
     SessionEnded,
     SingleCellError,
     StillRunning,
     StoreUnavailable,
-    TooManyRequests,
     TooManySessions,
     Unauthorized,
 )
@@ -332,9 +330,9 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, SingleCellError):
             code, message = exc.code, exc.message
-            # here: send_error() clears the headers set before it
-            if isinstance(exc, QueueFull | TooManyRequests | StoreUnavailable):
-                self.set_header("Retry-After", str(exc.retry_after))
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:  # here: send_error() clears the headers set before it
+                self.set_header("Retry-After", str(retry_after))
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             code, message = "http", exc.log_message % exc.args if exc.args else exc.log_message
         else:
@@ -398,6 +396,13 @@ class BaseHandler(tornado.web.RequestHandler):
         return f"{self.request.protocol}://{self.request.host}{path}"
 
 
+
+def digits(text: str) -> bool:
+    """Whether ``text`` is a number int() reads: ASCII digits only (``str.isdigit`` also takes
+    "²", which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 @tornado.web.stream_request_body
 class BodyHandler(BaseHandler):
     """A route that takes a request body (``POST``), read as it streams in and kept only up to
@@ -440,7 +445,7 @@ class BodyHandler(BaseHandler):
             # tornado's own cut-off (a bare 400 and a closed connection) lies past our drain
             connection.set_max_body_size(limit + DRAIN_BYTES + (1 << 20))
         length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > limit:
+        if length is not None and digits(length) and int(length) > limit:
             expects = self.request.headers.get("Expect", "").lower() == "100-continue"
             if expects or int(length) > limit + DRAIN_BYTES:
                 raise self.too_large(length)  # answered, and the connection closed: no body comes
@@ -515,8 +520,12 @@ class BodyHandler(BaseHandler):
         """The body as an HTML form (``application/x-www-form-urlencoded``): the last value of each field."""
         arguments: dict[str, list[bytes]] = {}
         files: dict[str, Any] = {}
-        tornado.httputil.parse_body_arguments(self.request.headers.get("Content-Type", ""), self.body, arguments,
-                                              files, self.request.headers)
+        try:
+            tornado.httputil.parse_body_arguments(self.request.headers.get("Content-Type", ""), self.body,
+                                                  arguments, files, self.request.headers)
+        except tornado.httputil.HTTPInputError as exc:
+            raise BadRequest(f"the form could not be read ({exc}); send application/x-www-form-urlencoded, "
+                             "or multipart/form-data with its boundary") from None
         try:
             return {name: values[-1].decode("utf-8") for name, values in arguments.items() if values}
         except UnicodeDecodeError:
@@ -679,7 +688,7 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> Submissi
         raise BadRequest("no code: give the Python to run as \"code\" (a non-empty string)")
     if "\x00" in code:
         raise BadRequest("the code contains a NUL character, which Python source cannot hold")
-    _check_code_size(code, config)
+    check_code_size(code, config)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout:
         raise BadRequest("\"timeout\" must be a positive number of seconds")
     return Submission(code, decode_files(files, config), min(float(timeout), config.time_limit), kind == "text/plain",
@@ -751,7 +760,7 @@ def _parents(name: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _check_code_size(code: str, config: Config) -> None:
+def check_code_size(code: str, config: Config) -> None:
     """Code that is text and within ``--max-code-size``: for cells and for permalinks alike."""
     _check_encodable(code, "the code")
     size = len(code.encode("utf-8"))
@@ -866,7 +875,7 @@ def parse_watch(raw: str) -> dict[str, int]:
     wanted: dict[str, int] = {}
     for item in filter(None, raw.split(",")):
         request_id, _, after = item.partition(":")
-        if not re.fullmatch(REQUEST_ID, request_id) or not after.isdigit():
+        if not re.fullmatch(REQUEST_ID, request_id) or not digits(after):
             raise BadRequest(f"ids lists request ids with the seq each page has, like ids=<32 hex digits>:0,…; "
                              f"{item[:80]!r} is not one")
         wanted[request_id] = int(after)
@@ -1045,7 +1054,7 @@ class StopHandler(BodyHandler):
 
 
 class PermalinkHandler(BodyHandler):
-    """``POST /permalink {"code"}`` saves code to share; ``GET /permalink/<id>`` reads it back."""
+    """``POST /permalink {"code"}`` saves code to share (:class:`PermalinkReader` reads it back)."""
 
     async def accept(self, *args: str) -> None:
         config = self.services.config
@@ -1058,21 +1067,23 @@ class PermalinkHandler(BodyHandler):
             raise BadRequest("send a JSON object with one field, code, like {\"code\": \"print(1)\"}")
         if not isinstance(code, str) or not code.strip():
             raise BadRequest("no code: give the Python to share as \"code\" (a non-empty string)")
-        _check_code_size(code, config)
-        self.send_json(self.describe(self.services.store.save_permalink(code)), status=201)
+        check_code_size(code, config)
+        self.send_json(_describe_permalink(self, self.services.store.save_permalink(code)), status=201)
+
+
+class PermalinkReader(BaseHandler):
+    """``GET /permalink/<id>``: the shared code, as JSON."""
 
     def get(self, permalink_id: str) -> None:
-        self.send_json(self.describe(self.permalink(permalink_id)))
-
-    def describe(self, permalink: Permalink) -> dict[str, Any]:
-        return {"id": permalink.id, "url": self.absolute(f"/c/{permalink.id}"), "code": permalink.code,
-                "created": permalink.created}
-
-    def permalink(self, permalink_id: str) -> Permalink:
         permalink = self.services.store.get_permalink(permalink_id)
         if permalink is None:
             raise NotFound(f"no shared code has the id {permalink_id!r}; ids come from POST /permalink")
-        return permalink
+        self.send_json(_describe_permalink(self, permalink))
+
+
+def _describe_permalink(handler: BaseHandler, permalink: Permalink) -> dict[str, Any]:
+    return {"id": permalink.id, "url": handler.absolute(f"/c/{permalink.id}"), "code": permalink.code,
+            "created": permalink.created}
 
 
 class HealthHandler(BaseHandler):
@@ -1097,6 +1108,13 @@ class PageMixin(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = exc.message if isinstance(exc, SingleCellError) else self._reason
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:  # here: send_error() clears the headers set before it
+            self.set_header("Retry-After", str(retry_after))
+        try:  # the page's header shows who is logged in: a token that is not valid is no one
+            self.current_user  # noqa: B018 (tornado's lazy property, read for its error)
+        except SingleCellError:
+            self.current_user = None
         self.page("error.html", status=status_code, message=message)
 
 
@@ -1138,9 +1156,25 @@ class SharedCellHandler(PageHandler):
         self.page("cell.html", permalink=permalink)
 
 
-class NotFoundHandler(BaseHandler):
+@tornado.web.stream_request_body
+class NotFoundHandler(BodyHandler):
+    """Any path no route matches: 404, whatever the method. Streamed like a route that takes a
+    body, so a body that came with it is never parsed (tornado would answer a malformed form with
+    its own 400): the answer is the 404, and the body is read and thrown away."""
+
     def prepare(self) -> None:
-        raise NotFound(f"no such endpoint: {self.request.method} {self.request.path}; see GET / for the API")
+        error = NotFound(f"no such endpoint: {self.request.method} {self.request.path}; see GET / for the API")
+        if self.request.method == "HEAD":
+            raise error  # a HEAD's answer has no body to write now
+        self.refuse(error)
+
+    async def _answered(self, *args: str) -> None:
+        self.finish()
+
+    get = post = put = patch = delete = _answered
+
+    def options(self, *_: str) -> None:  # no CORS preflight for what is not here
+        self.finish()
 
 
 def routes(services: Services) -> list[Any]:
@@ -1151,7 +1185,7 @@ def routes(services: Services) -> list[Any]:
         (rf"/c/({PERMALINK_ID})", SharedCellHandler, args),
         (r"/c/([^/]*)", SharedCellHandler, args),
         (r"/permalink", PermalinkHandler, args),
-        (rf"/permalink/({PERMALINK_ID})", PermalinkHandler, args),
+        (rf"/permalink/({PERMALINK_ID})", PermalinkReader, args),
         (rf"/stop/({REQUEST_ID})", StopHandler, args),
         (r"/execute", SubmitHandler, args),
         (r"/eval", SubmitHandler, {**args, "wait": True}),

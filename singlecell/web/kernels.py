@@ -31,7 +31,7 @@ import singlecell
 from singlecell import protocol, wire
 from singlecell.errors import BadRequest, KernelUnavailable, NotFound, PayloadTooLarge, SingleCellError
 from singlecell.store.base import NewRequest, RequestRecord, SessionState
-from singlecell.web.handlers import BaseHandler, BodyHandler, Services, error_body, owner_of, touch_if_due
+from singlecell.web.handlers import BaseHandler, BodyHandler, Services, digits, error_body, owner_of, touch_if_due
 
 log = logging.getLogger(__name__)
 
@@ -167,28 +167,26 @@ async def start_kernel(services: Services, owner: str, client: str, base_url: st
     return record
 
 
-class KernelHandler(KernelAccess, BodyHandler):
-    """``GET``/``DELETE /api/kernels/<id>``; ``POST /api/kernels/<id>/interrupt`` and ``…/restart``."""
+class KernelHandler(KernelAccess, BaseHandler):
+    """``GET``/``DELETE /api/kernels/<id>``."""
 
-    def get(self, kernel_id: str, action: str | None = None) -> None:
-        if action:
-            raise NotFound(f"GET /api/kernels/<id>/{action} is not a route; POST to it")
+    def get(self, kernel_id: str) -> None:
         record = self.kernel(kernel_id, self.owner())
         assert record.session is not None
         self.send_json(kernel_model(record.id, record.session, connections(self.services, record.id)))
 
-    async def delete(self, kernel_id: str, action: str | None = None) -> None:
-        if action:
-            raise NotFound(f"DELETE /api/kernels/<id>/{action} is not a route; DELETE /api/kernels/<id>")
+    async def delete(self, kernel_id: str) -> None:
         record = self.kernel(kernel_id, self.owner())
         await shut_down(self.services, record)
         self.set_status(204)
         self.finish()
 
+
+class KernelActionHandler(KernelAccess, BodyHandler):
+    """``POST /api/kernels/<id>/interrupt`` and ``…/restart``."""
+
     async def accept(self, *args: str) -> None:
         kernel_id, action = args
-        if action not in ("interrupt", "restart"):
-            raise NotFound("POST /api/kernels/<id>/interrupt or /restart; start a kernel with POST /api/kernels")
         record = self.kernel(kernel_id, self.owner())
         services, request_id = self.services, record.id
         message = protocol.message("interrupt_request" if action == "interrupt" else "shutdown_request",
@@ -308,19 +306,22 @@ class KernelChannels(KernelAccess, tornado.websocket.WebSocketHandler):
         (kernel_id,) = args
         try:
             record = self.kernel(kernel_id, self.owner())
+            self.kernel_id = kernel_id = record.id  # the request's id, as the store knows it
+            self.reader = self.get_argument("session_id", "")[:128]
+            after = self.get_argument("after", "")
+            if digits(after):
+                self.seq = int(after)
+            else:
+                saved = self.services.store.cursor(kernel_id, self.reader) if self.reader else None
+                self.seq = record.last_seq if saved is None else saved
         except SingleCellError as exc:  # before the upgrade: an HTTP answer that says why
             self.set_status(exc.status)
             self.set_header("Content-Type", "application/json; charset=utf-8")
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                self.set_header("Retry-After", str(retry_after))
             self.finish(error_body(exc.code, exc.message))
             return
-        self.kernel_id = kernel_id = record.id  # the request's id, as the store knows it
-        self.reader = self.get_argument("session_id", "")[:128]
-        after = self.get_argument("after", "")
-        if after.isdigit():
-            self.seq = int(after)
-        else:
-            saved = self.services.store.cursor(kernel_id, self.reader) if self.reader else None
-            self.seq = record.last_seq if saved is None else saved
         self.saved_seq = self.seq
         await super().get(*args, **kwargs)
 
@@ -399,23 +400,18 @@ class KernelChannels(KernelAccess, tornado.websocket.WebSocketHandler):
 
 
 class SessionsHandler(KernelAccess, BodyHandler):
-    """``GET``/``POST /api/sessions`` and ``GET``/``DELETE /api/sessions/<id>``: Jupyter Server's
-    sessions, one per kernel (its id is the kernel's), for clients that start kernels that way."""
+    """``GET``/``POST /api/sessions``: Jupyter Server's sessions, one per kernel (its id is the
+    kernel's), for clients that start kernels that way."""
 
-    def get(self, session_id: str | None = None) -> None:
-        if session_id is not None:
-            self.send_json(self.model(self.kernel(session_id, self.owner())))
-            return
+    def get(self) -> None:
         models = []
         for request_id, _ in self.listed():
             record = self.services.store.get_request(request_id)
             if record is not None and record.session is not None:
-                models.append(self.model(record))
+                models.append(session_model(self.services, record))
         self.send_json(models)
 
     async def accept(self, *args: str) -> None:
-        if args and args[0]:
-            raise NotFound("POST /api/sessions starts a session; PATCH is not supported")
         body = self.json_body()
         if not isinstance(body, dict):
             raise BadRequest('send {"path": "…", "name": "…", "type": "notebook", "kernel": {"name": "python3"}}')
@@ -426,21 +422,27 @@ class SessionsHandler(KernelAccess, BodyHandler):
         about = {key: str(body.get(key, ""))[:1024] for key in ("path", "name", "type")}
         record = await start_kernel(self.services, self.owner(), self.request.remote_ip or "", self.absolute(""),
                                     {"singlecell_jupyter_session": about})
-        self.send_json(self.model(record), status=201)
+        self.send_json(session_model(self.services, record), status=201)
 
-    async def delete(self, session_id: str | None = None) -> None:
-        if session_id is None:
-            raise NotFound("DELETE /api/sessions/<id>")
+
+class SessionHandler(KernelAccess, BaseHandler):
+    """``GET``/``DELETE /api/sessions/<id>`` (renaming one, ``PATCH``, is not supported: 405)."""
+
+    def get(self, session_id: str) -> None:
+        self.send_json(session_model(self.services, self.kernel(session_id, self.owner())))
+
+    async def delete(self, session_id: str) -> None:
         await shut_down(self.services, self.kernel(session_id, self.owner()))
         self.set_status(204)
         self.finish()
 
-    def model(self, record: RequestRecord) -> dict[str, Any]:
-        assert record.session is not None
-        about = record.message.get("metadata", {}).get("singlecell_jupyter_session") or {}
-        return {"id": protocol.kernel_id(record.id), "path": about.get("path", ""), "name": about.get("name", ""),
-                "type": about.get("type", "") or "notebook",
-                "kernel": kernel_model(record.id, record.session, connections(self.services, record.id))}
+
+def session_model(services: Services, record: RequestRecord) -> dict[str, Any]:
+    assert record.session is not None
+    about = record.message.get("metadata", {}).get("singlecell_jupyter_session") or {}
+    return {"id": protocol.kernel_id(record.id), "path": about.get("path", ""), "name": about.get("name", ""),
+            "type": about.get("type", "") or "notebook",
+            "kernel": kernel_model(record.id, record.session, connections(services, record.id))}
 
 
 def kernel_routes(services: Services) -> list[Any]:
@@ -451,10 +453,10 @@ def kernel_routes(services: Services) -> list[Any]:
         (r"/api/kernelspecs/([^/]+)/?", KernelSpecsHandler, args),
         (r"/api/kernels/?", KernelsHandler, args),
         (r"/api/kernels/([^/]+)/channels", KernelChannels, args),
-        (r"/api/kernels/([^/]+)/?()", KernelHandler, args),
-        (r"/api/kernels/([^/]+)/([a-z]+)/?", KernelHandler, args),
+        (r"/api/kernels/([^/]+)/?", KernelHandler, args),
+        (r"/api/kernels/([^/]+)/(interrupt|restart)/?", KernelActionHandler, args),
         (r"/api/sessions/?", SessionsHandler, args),
-        (r"/api/sessions/([^/]+)/?", SessionsHandler, args),
+        (r"/api/sessions/([^/]+)/?", SessionHandler, args),
     ]
 
 

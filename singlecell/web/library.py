@@ -35,7 +35,7 @@ from singlecell.library.model import (
     image_type,
 )
 from singlecell.library.render import diff, highlight, markdown
-from singlecell.web.handlers import BodyHandler, PageMixin
+from singlecell.web.handlers import BodyHandler, PageMixin, digits
 
 PAGE_SIZE = 20
 TAG_CLOUD_SECONDS = 10.0  # the browse page's tag list is read again at most this often, per process
@@ -73,7 +73,7 @@ class LibraryHandler(BodyHandler):
 
     def page_number(self) -> int:
         raw = self.get_argument("page", "1")
-        if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        if not digits(raw) or not 1 <= int(raw) <= 10_000:
             raise BadRequest("page is a whole number from 1")
         return int(raw)
 
@@ -247,7 +247,7 @@ _DISPLAYED_IMAGES = ("image/png", "image/jpeg", "image/gif")
 
 def _seq(output: Any) -> int | None:
     """An output's seq, from JSON (a number) or a form (digits)."""
-    if isinstance(output, str) and output.isdigit() and len(output) < 10:
+    if isinstance(output, str) and digits(output) and len(output) < 10:
         output = int(output)
     return output if isinstance(output, int) and not isinstance(output, bool) and output >= 1 else None
 
@@ -402,7 +402,7 @@ class SnippetPage(LibraryPage):
         self.page("snippet.html", snippet=snippet, revision=revision, is_head=revision.id == snippet.head.id,
                   files={p: highlight(p, text) for p, text in files.items()}, markdown=markdown,
                   comments=comments, related=self.library.related(snippet_id), history=self.library.history(snippet_id),
-                  comment_path=path if path in files else "", comment_line=line if line.isdigit() else "",
+                  comment_path=path if path in files else "", comment_line=line if digits(line) else "",
                   thumbnail_url=self.thumbnail_url, runs_first=len(files) == 1 and next(iter(files)).endswith(".py"))
 
 
@@ -503,12 +503,12 @@ class ActionPage(LibraryPage):
             line = form.get("line", "")
             revision = form.get("revision") or None
             self.library.add_comment(snippet_id, user.id, form.get("body", ""), revision if line else None,
-                                     form.get("path") or None if line else None, int(line) if line.isdigit() else None)
+                                     form.get("path") or None if line else None, int(line) if digits(line) else None)
             self.done(f"/s/{snippet_id}" + (f"/r/{revision}" if revision and line else "") + "#comments")
             return
         if action == "rating":
             stars = form.get("stars", "")
-            self.library.rate(snippet_id, user.id, int(stars) if stars.isdigit() else 0)
+            self.library.rate(snippet_id, user.id, int(stars) if digits(stars) else 0)
             self.done(f"/s/{snippet_id}")
             return
         if action == "delete":

@@ -17,7 +17,7 @@ from typing import Any
 from singlecell import protocol
 from singlecell.errors import BadRequest, NotFound, PayloadTooLarge
 from singlecell.store.base import NewRequest, Status
-from singlecell.web.handlers import BodyHandler, Services
+from singlecell.web.handlers import BodyHandler, Services, check_code_size
 from singlecell.web.kernels import KernelAccess, KernelChannels, shut_down, start_kernel
 
 MAX_SERVICE_CODE = 65000  # characters, SageMathCell's limit for /service
@@ -48,6 +48,7 @@ class ServiceHandler(BodyHandler):
             raise PayloadTooLarge(f"Max code size is {MAX_SERVICE_CODE} characters")
         services = self.services
         config = services.config
+        check_code_size(code, config)  # and /eval's own checks: --max-code-size, text only
         client = self.request.remote_ip or ""
         message = protocol.execute_request(code, client=client)
         request_id = protocol.request_id(message)
@@ -81,6 +82,9 @@ class SageKernelHandler(KernelAccess, BodyHandler):
         if fields.get("method") == "DELETE" or self.get_argument("method", "") == "DELETE":
             await self._stop(kernel_id)
             return
+        if kernel_id:
+            raise BadRequest(f"POST /kernel/{kernel_id} only ends a kernel, with method=DELETE; "
+                             "start one with POST /kernel")
         record = await start_kernel(self.services, self.owner(), self.request.remote_ip or "", self.absolute(""))
         ws_url = f"{self.request.protocol.replace('http', 'ws', 1)}://{self.request.host}/"
         self.set_header("Jupyter-Kernel-ID", protocol.kernel_id(record.id))
