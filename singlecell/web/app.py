@@ -18,6 +18,7 @@ from singlecell.library import Library
 from singlecell.store.base import Store
 from singlecell.wakeup import Wakeups
 from singlecell.web.accounts import account_routes
+from singlecell.web.apidocs import apidocs_routes
 from singlecell.web.handlers import NotFoundHandler, Services, routes
 from singlecell.web.kernels import kernel_routes
 from singlecell.web.library import library_routes
@@ -38,7 +39,8 @@ def make_app(config: Config, store: Store, filestore: FileStore, wakeups: Wakeup
     services = Services(config, store, filestore, wakeups, accounts, library)
     app = tornado.web.Application(
         [*routes(services), *kernel_routes(services), *sagecell_routes(services),
-         *account_routes({"services": services}), *library_routes({"services": services})],
+         *account_routes({"services": services}), *library_routes({"services": services}),
+         *apidocs_routes(services)],
         default_handler_class=NotFoundHandler,
         default_handler_args={"services": services},
         static_path=str(asset_dir("static")),

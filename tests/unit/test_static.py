@@ -56,3 +56,13 @@ def test_the_bundles_fetch_nothing_from_elsewhere() -> None:
         fetched = {u for u in urls if not re.match(r"https?://(www\.w3\.org|github\.com|opensource\.org)", u)}
         assert not fetched - TEXT_ONLY_URLS, f"{bundle} names {sorted(fetched - TEXT_ONLY_URLS)[:5]}"
         assert not re.search(r"unpkg\.com|jsdelivr|cdnjs", text), f"{bundle} names a CDN"
+
+
+def test_swagger_ui_is_served_by_us_with_its_licence() -> None:
+    swagger = ROOT / "static/swagger-ui"
+    assert (swagger / "VERSION").read_text().startswith("5.")
+    assert "Apache License" in (swagger / "LICENSE").read_text()
+    bundle = (swagger / "swagger-ui-bundle.js").read_text(encoding="utf-8")
+    assert "SwaggerUIBundle" in bundle and len(bundle) > 1_000_000
+    # validatorUrl null: the page never sends the document to validator.swagger.io
+    assert "validatorUrl: null" in (swagger / "api-docs.js").read_text()
