@@ -51,7 +51,9 @@ setup(
         "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy", "jupyter-kernel-test", "playwright>=1.40",
                  "locust>=2.20",
                  # real Jupyter clients of the kernel API (tests/jupyter.py, tests/e2e/test_gateway.py)
-                 "jupyter_server>=2.10", "websocket-client>=1.6", "jupyterlab>=4"],
+                 "jupyter_server>=2.10", "websocket-client>=1.6", "jupyterlab>=4",
+                 # the OpenAPI document: validated, and the running server fuzzed from it (tests/e2e/test_fuzz.py)
+                 "openapi-spec-validator>=0.7", "schemathesis>=4"],
     },
     entry_points={"console_scripts": ["singlecell = singlecell.cli:main"]},
 )

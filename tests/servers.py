@@ -152,8 +152,9 @@ class Server:
     """
 
     def __init__(self, command: str, data_dir: Path, log_path: Path, flags: Sequence[str] = (),
-                 port: int | None = None) -> None:
+                 port: int | None = None, program: Sequence[str] = ("-m", "singlecell")) -> None:
         self.command = command
+        self.program = list(program)  # what Python runs: the package, or a script that wraps its CLI
         self.data_dir = Path(data_dir).absolute()
         self.log_path = log_path
         self.flags = list(flags)
@@ -194,7 +195,7 @@ class Server:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         env[MARK_VAR] = self.mark
         env["PYTHONUNBUFFERED"] = "1"
-        args = [sys.executable, "-m", "singlecell", self.command, "--data-dir", str(self.data_dir)]
+        args = [sys.executable, *self.program, self.command, "--data-dir", str(self.data_dir)]
         if self.port is not None:
             args += ["--port", str(self.port)]
         args += self.flags
@@ -357,13 +358,14 @@ class Servers:
         self.servers: list[Server] = []
 
     def __call__(self, command: str = "serve", *flags: str, data_dir: Path | None = None,
-                 port: int | None = None, ready: bool = True, name: str | None = None) -> Server:
+                 port: int | None = None, ready: bool = True, name: str | None = None,
+                 program: Sequence[str] = ("-m", "singlecell")) -> Server:
         """Start ``singlecell COMMAND FLAGS…``; with ``ready``, wait until it answers (web),
         and until a first cell ran (serve)."""
         name = name or f"{command}-{len(self.servers) + 1}"
         for attempt in range(3):
             server = Server(command, data_dir or self.folder / f"{name}-data", self.folder / f"{name}.log",
-                            flags, port=port)
+                            flags, port=port, program=program)
             self.servers.append(server)
             server.start()
             if not ready or command == "device":
