@@ -79,6 +79,11 @@ class KernelLauncher(ABC):
         when the session ends): a launcher that keeps kernels ready starts its replacement now, so
         sessions never take ready kernels from the cells waiting for them."""
 
+    def ready_count(self) -> int:
+        """Kernels started ahead and waiting for a request (0 for a launcher that starts none
+        ahead): the ``ready`` kernels of the device's metrics."""
+        return 0
+
     def oom_kills(self, kernel: RunningKernel) -> int:
         """How many processes the memory limit of ``kernel``'s control group has killed so far
         (0 where there are no control groups): the device compares the count before and after a

@@ -34,6 +34,7 @@ from singlecell import protocol
 from singlecell.config import Config
 from singlecell.errors import SingleCellError, StoreUnavailable
 from singlecell.limits import BY_KEY, KERNEL_NAMED, Limit, output_backstop
+from singlecell.metrics import Metrics
 from singlecell.sessions import end_text, session_live_message
 from singlecell.store.base import FileRecord, NewSession, RequestRecord, Status, Store, StoredMessage, numbered
 from singlecell.wakeup import Wakeups
@@ -71,8 +72,9 @@ class Outcome:
 
 class Device:
     def __init__(self, config: Config, store: Store, filestore: FileStore, pool: KernelLauncher,
-                 wakeups: Wakeups | None = None, name: str | None = None) -> None:
+                 wakeups: Wakeups | None = None, name: str | None = None, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics or Metrics("device")
         self.store = store
         self.filestore = filestore
         self.pool = pool
@@ -96,11 +98,12 @@ class Device:
         """Claim and run requests until :meth:`stop`; with ``burst``, return once the queue
         is empty and every claimed request has finished (for tests and one-shot runs)."""
         if self.wakeups is not None:
-            self.wakeups.on_queued = self._wake.set
+            self.wakeups.on_queued = self._queued_wake
             self.wakeups.on_stop = self._stop_wake
             self.wakeups.on_input = self._input_wake
         self._background = [asyncio.ensure_future(self._keep_leases())]
         loop = asyncio.get_running_loop()
+        polled = False  # the last wait ended by the poll interval, not a wake-up
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -125,10 +128,15 @@ class Device:
                 if self._claim_failures:
                     log.warning("claims work again, after %d failed", self._claim_failures)
                     self._claim_failures = 0
+                if polled and claimed:  # work no wake-up told of
+                    self.metrics.wakeups.labels("fallback").inc()
                 if burst and not claimed and not self.running and not self.sessions:
                     return
-                with contextlib.suppress(TimeoutError):
+                polled = False
+                try:
                     await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+                except TimeoutError:
+                    polled = True
         finally:
             for task in self._background:
                 task.cancel()
@@ -143,6 +151,10 @@ class Device:
             self.running[record.id] = task
             task.add_done_callback(functools.partial(self._done, record.id))
         return len(records)
+
+    def _queued_wake(self) -> None:
+        self.metrics.wakeups.labels("wakeup").inc()
+        self._wake.set()
 
     def _stop_wake(self) -> None:
         self._stops_due = True
@@ -248,6 +260,7 @@ class Device:
                 lost = self.store.expire_leases()
                 if lost:
                     log.warning("declared %d requests of vanished devices lost", len(lost))
+                    self.metrics.lost.inc(len(lost))
                     self.announce(lost)
             except Exception:
                 log.exception("lease upkeep failed; retrying")
@@ -388,6 +401,7 @@ class Device:
                     return
                 named = self.named_limit(request, clean)
                 if named is not None:  # a limit the kernel ran into (it names it): the cell was stopped by it
+                    self.metrics.limits.labels(named[0].key).inc()
                     outcome.status = Status(named[0].status)
                     outcome.extra.append(named[1])
                 if clean["msg_type"] == "execute_reply":
@@ -428,6 +442,7 @@ class Device:
 
     def _note_limit(self, outcome: Outcome, request: dict[str, Any], limit: Limit, value: float) -> None:
         """The cell was stopped by ``limit``: its error, its extension, and its status."""
+        self.metrics.limits.labels(limit.key).inc()
         outcome.status = Status(limit.status)
         outcome.extra += self.limit_messages(request, limit, value)
 
@@ -491,6 +506,8 @@ class Device:
             if session else None
         stored = await self._store_finish(record, status, messages, files, new)
         ended = messages[-1].seq if stored else None
+        if stored:
+            self.metrics.ended(status.value, record.created, record.started)
         if stored is None and (status is not Status.ABORTED or outcome.pending or files):
             log.error("request %s: the store refused its ending %d times; ending it with a ServerError alone",
                       record.id, len(self.finish_retries) + 1)

@@ -219,6 +219,9 @@ class KernelPool(KernelLauncher):
 
     # -- kernels -------------------------------------------------------------------------
 
+    def ready_count(self) -> int:
+        return self._ready.qsize()
+
     async def acquire(self) -> Kernel:
         # its replacement is forked when it is released: forking now would take CPU from the
         # request that has just begun

@@ -14,13 +14,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import tornado.httpserver
+import tornado.web
+
 from device.device import Device
 from device.pool import KernelPool
 from device.sandbox.base import LayerStatus
 from device.sandbox.registry import build_layers, layer_settings, report, require
 from device.workspace import enter_private_mounts
 from singlecell.config import Config
-from singlecell.errors import SingleCellError
+from singlecell.errors import ConfigError, SingleCellError
+from singlecell.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from singlecell.metrics import Metrics, timed
 from singlecell.storage import open_storage
 from singlecell.wakeup import open_wakeups
 
@@ -32,7 +37,9 @@ async def run(config: Config, stop: asyncio.Event) -> None:
     drain (running cells get ``--shutdown-grace`` seconds)."""
     # first, while this process has one thread: kernels' tmpfs folders then vanish with us
     own_mounts = enter_private_mounts()
+    metrics = Metrics("device")
     store, files = open_storage(config)
+    store = timed(store, metrics)
     own_work_dir = not config.work_dir
     work_root = Path(config.work_dir or tempfile.mkdtemp(prefix="singlecell-kernels-"))
     work_root.chmod(0o711)
@@ -41,6 +48,7 @@ async def run(config: Config, stop: asyncio.Event) -> None:
                       layers=layer_settings(config, str(work_root.absolute())),
                       output_limit=config.output_limit, own_mounts=own_mounts)
     wakeups = open_wakeups(config.store_url, str(config.data_path), "device")
+    metrics_server: tornado.httpserver.HTTPServer | None = None
     try:
         await pool.start()
         statuses = report(config, [LayerStatus(*status) for status in pool.layer_report])
@@ -49,19 +57,47 @@ async def run(config: Config, stop: asyncio.Event) -> None:
                     status.name, "on" if status.active else "OFF", status.detail)
         require(config, statuses)
         await wakeups.start()
-        device = Device(config, store, files, pool, wakeups)
+        device = Device(config, store, files, pool, wakeups, metrics=metrics)
+        metrics.watch(queue_depth=store.count_queued, ready=pool.ready_count,
+                      busy=lambda: len(device.running) + len(device.sessions), sessions=lambda: len(device.sessions))
+        if config.metrics_port:  # after the template started: serving metrics adds no thread, but no need to risk it
+            metrics_server = serve_metrics(metrics, config.metrics_host, config.metrics_port)
         log.info("device %s running %d kernels at once", device.name, config.kernels)
         running = asyncio.ensure_future(device.run())
         await asyncio.wait({running, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
         await device.stop(config.shutdown_grace)
         await running
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         await pool.close()
         wakeups.close()
         store.close()
         files.close()
         if own_work_dir:
             shutil.rmtree(work_root, ignore_errors=True)
+
+
+class _MetricsHandler(tornado.web.RequestHandler):
+    def initialize(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def get(self) -> None:
+        self.set_header("Content-Type", METRICS_CONTENT_TYPE)
+        self.finish(self.metrics.exposition())
+
+
+def serve_metrics(metrics: Metrics, host: str, port: int) -> tornado.httpserver.HTTPServer:
+    """``GET /metrics`` of this device on ``host:port``, served by the device's own event loop."""
+    app = tornado.web.Application([(r"/metrics", _MetricsHandler, {"metrics": metrics})], log_function=lambda _: None)
+    server = tornado.httpserver.HTTPServer(app)
+    try:
+        server.listen(port, host)
+    except OSError as exc:
+        raise ConfigError(f"the device cannot serve its metrics on {host}:{port} ({exc.strerror}); "
+                          "choose another --metrics-port") from None
+    log.info("device metrics at http://%s:%d/metrics", host, port)
+    return server
 
 
 def check_sandbox(config: Config) -> list[LayerStatus]:

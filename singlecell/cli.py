@@ -35,17 +35,21 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
     from singlecell.accounts import open_accounts
     from singlecell.library import open_library
     from singlecell.library.examples import load_examples
+    from singlecell.metrics import Metrics, timed
     from singlecell.wakeup import open_wakeups
     from singlecell.web.app import expire_leases_forever, make_app
 
+    metrics = Metrics("web")
     store, files = open_storage(config)
+    store = timed(store, metrics)
+    metrics.watch(queue_depth=store.count_queued)
     accounts = open_accounts(config.store_url)
     library = open_library(config.store_url, files)
     if config.examples:
         load_examples(library)
     wakeups = open_wakeups(config.store_url, str(config.data_path), "web")
     await wakeups.start()
-    app = make_app(config, store, files, wakeups, accounts, library)
+    app = make_app(config, store, files, wakeups, accounts, library, metrics)
     # routes that take a body stream it and set their own limit (BodyHandler, which answers 413
     # with a reason); this one only bounds what tornado reads of a body sent where none belongs
     server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=config.max_body_size)
@@ -55,7 +59,7 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
         raise ConfigError(f"cannot listen on {config.host}:{config.port} ({exc.strerror}); is another "
                           "server running there? Choose another --port") from None
     notify = app.settings["services"].waiters.notify
-    expiry = asyncio.ensure_future(expire_leases_forever(store, notify, config.lease_seconds / 2))
+    expiry = asyncio.ensure_future(expire_leases_forever(store, notify, config.lease_seconds / 2, metrics))
     log.info("web tier listening on http://%s:%d/ (store %s)", config.host, config.port,
              _redact(config.store_url))
     if ready is not None:

@@ -65,6 +65,10 @@ class Config:
     kernels: int = _setting(8, "cells run at once by this device", commands=KERNEL_HOSTS)
     ready_kernels: int = _setting(4, "kernels kept forked and waiting, so forking is off the "
                                   "request path", commands=KERNEL_HOSTS)
+    metrics_port: int = _setting(0, "port on which the device serves its Prometheus metrics (/metrics) on "
+                                 "--metrics-host; 0: none (a web process serves its own at /metrics)",
+                                 commands=(SERVE, DEVICE))
+    metrics_host: str = _setting("127.0.0.1", "address of the device's metrics port", commands=(SERVE, DEVICE))
     preload: str = _setting("numpy,matplotlib,ipywidgets", "modules the kernel template imports once, "
                             "comma-separated", commands=KERNEL_HOSTS)
     time_limit: float = _setting(30.0, "wall-clock seconds a cell may run", commands=STORES)

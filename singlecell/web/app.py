@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import tornado.routing
 import tornado.web
 from tornado.log import access_log
 
@@ -15,6 +16,7 @@ from filestore.base import FileStore
 from singlecell.accounts import Accounts
 from singlecell.config import Config
 from singlecell.library import Library
+from singlecell.metrics import Metrics
 from singlecell.store.base import Store
 from singlecell.wakeup import Wakeups
 from singlecell.web.accounts import account_routes
@@ -35,8 +37,9 @@ def asset_dir(name: str) -> Path:
 
 
 def make_app(config: Config, store: Store, filestore: FileStore, wakeups: Wakeups | None = None,
-             accounts: Accounts | None = None, library: Library | None = None) -> tornado.web.Application:
-    services = Services(config, store, filestore, wakeups, accounts, library)
+             accounts: Accounts | None = None, library: Library | None = None,
+             metrics: Metrics | None = None) -> tornado.web.Application:
+    services = Services(config, store, filestore, wakeups, accounts, library, metrics)
     app = tornado.web.Application(
         [*routes(services), *kernel_routes(services), *sagecell_routes(services),
          *account_routes({"services": services}), *library_routes({"services": services}),
@@ -65,15 +68,41 @@ _SECRET_QUERY = re.compile(r"(?<=[?&]token=)[^&]*")
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Tornado's access log line, without the API token a WebSocket's URL may carry (``?token=``,
-    as Jupyter clients send it): logs are read by people who must not get it."""
+    as Jupyter clients send it): logs are read by people who must not get it. And the request,
+    by route, in the process's metrics."""
     status = handler.get_status()
     log_method = access_log.info if status < 400 else access_log.warning if status < 500 else access_log.error
     request = handler.request
     uri = _SECRET_QUERY.sub("[secret]", request.uri or "")
     log_method("%d %s %s (%s) %.2fms", status, request.method, uri, request.remote_ip, 1000.0 * request.request_time())
+    services = handler.application.settings.get("services")
+    if isinstance(services, Services):
+        services.metrics.answered(route_of(handler), request.method or "", status, request.request_time())
 
 
-async def expire_leases_forever(store: Store, notify: Callable[[str], None], interval: float) -> None:
+def _routes_of(application: tornado.web.Application, handler_class: type) -> tuple[re.Pattern[str], ...]:
+    known: dict[type, tuple[re.Pattern[str], ...]] = application.settings.setdefault("route_patterns", {})
+    if handler_class not in known:
+        known[handler_class] = tuple(
+            rule.matcher.regex for rule in application.wildcard_router.rules
+            if rule.target is handler_class and isinstance(rule.matcher, tornado.routing.PathMatches))
+    return known[handler_class]
+
+
+def route_of(handler: tornado.web.RequestHandler) -> str:
+    """The pattern of the route that served the request (``/output/([0-9a-f]{32})$``), never its
+    path: a metric's labels must stay few. ``unmatched`` for what no route served."""
+    patterns = _routes_of(handler.application, type(handler))
+    if len(patterns) == 1:
+        return patterns[0].pattern
+    for pattern in patterns:
+        if pattern.match(handler.request.path):
+            return pattern.pattern
+    return "unmatched"
+
+
+async def expire_leases_forever(store: Store, notify: Callable[[str], None], interval: float,
+                                metrics: Metrics | None = None) -> None:
     """Declare the requests of vanished devices lost, even when no device is left to do it."""
     while True:
         await asyncio.sleep(interval)
@@ -84,5 +113,7 @@ async def expire_leases_forever(store: Store, notify: Callable[[str], None], int
             continue
         if lost:
             log.warning("declared %d requests lost: their device stopped answering", len(lost))
+            if metrics is not None:
+                metrics.lost.inc(len(lost))
             for request_id in lost:
                 notify(request_id)  # this process's own waiters; other processes poll

@@ -30,15 +30,19 @@ from singlecell.errors import (
     NotAllowed,
     NotFound,
     PayloadTooLarge,
+    QueueFull,
     SessionEnded,
     SingleCellError,
     StillRunning,
     StoreUnavailable,
+    TooManyRequests,
     TooManySessions,
     Unauthorized,
 )
 from singlecell.library import Library
 from singlecell.library.model import REVISION_ID, SNIPPET_ID
+from singlecell.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from singlecell.metrics import Metrics
 from singlecell.store.base import (
     TOUCH_EVERY,
     NewRequest,
@@ -92,12 +96,15 @@ class Waiters:
     def waited_for(self) -> list[str]:
         return list(self._waiting)
 
-    def compare(self, progress: dict[str, Progress]) -> None:
-        """Wake the waiters of every request whose progress is not what they saw."""
+    def compare(self, progress: dict[str, Progress]) -> int:
+        """Wake the waiters of every request whose progress is not what they saw; how many."""
+        woken = 0
         for request_id in list(self._waiting):
             now = progress.get(request_id)
             if now is not None and self._seen.get(request_id) != now:
                 self.notify(request_id)
+                woken += 1
+        return woken
 
     def register(self, request_id: str) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -134,8 +141,10 @@ class Services:
     """What every handler needs, passed in by :func:`singlecell.web.app.make_app`."""
 
     def __init__(self, config: Config, store: Store, filestore: FileStore, wakeups: Wakeups | None,
-                 accounts: Accounts | None = None, library: Library | None = None) -> None:
+                 accounts: Accounts | None = None, library: Library | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics or Metrics("web")
         self.store = store
         self.filestore = filestore
         self.wakeups = wakeups
@@ -146,7 +155,11 @@ class Services:
         self.kernel_sockets: set[Any] = set()  # the kernel WebSockets open on this process (web/kernels.py)
         self._fallback: asyncio.Task[None] | None = None
         if wakeups is not None:
-            wakeups.on_progress = self.waiters.notify
+            wakeups.on_progress = self._woken
+
+    def _woken(self, request_id: str) -> None:
+        self.metrics.wakeups.labels("wakeup").inc()
+        self.waiters.notify(request_id)
 
     def start_fallback(self) -> None:
         """Start (once) the fallback for lost wake-ups: every poll interval, one read of every
@@ -161,7 +174,9 @@ class Services:
             if not waited:
                 continue
             try:
-                self.waiters.compare(self.store.progress_of(waited))
+                found = self.waiters.compare(self.store.progress_of(waited))
+                if found:  # news no wake-up brought
+                    self.metrics.wakeups.labels("fallback").inc(found)
             except StoreUnavailable as exc:
                 log.warning("the fallback read of waited-for requests failed; trying again: %s", exc)
             except Exception:
@@ -381,6 +396,8 @@ class BaseHandler(tornado.web.RequestHandler):
                              "token)") from None
 
     def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, QueueFull | TooManyRequests | PayloadTooLarge):
+            self.services.metrics.limits.labels(e.code).inc()
         if isinstance(e, SingleCellError):
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
             return
@@ -453,6 +470,8 @@ class BodyHandler(BaseHandler):
 
     def refuse(self, error: SingleCellError) -> None:
         """Answer ``error`` now, while the body still comes; the rest of it is thrown away."""
+        if isinstance(error, PayloadTooLarge):
+            self.services.metrics.limits.labels(error.code).inc()
         self.refused = True
         self.chunks.clear()
         answer = error_body(error.code, error.message)
@@ -1092,6 +1111,14 @@ class HealthHandler(BaseHandler):
         self.send_json({"status": "ok", "queued": queued})
 
 
+class MetricsHandler(BaseHandler):
+    """``GET /metrics``: this web process's metrics, in Prometheus's text format."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", METRICS_CONTENT_TYPE)
+        self.finish(self.services.metrics.exposition())
+
+
 class PageMixin(tornado.web.RequestHandler):
     """Answers with HTML pages of ``templates/``; errors are pages too."""
 
@@ -1195,6 +1222,7 @@ def routes(services: Services) -> list[Any]:
         (r"/output/([^/]+)", _UnknownIdHandler, args),
         (rf"/files/({REQUEST_ID})/(.+)", FileHandler, args),
         (r"/health", HealthHandler, args),
+        (r"/metrics", MetricsHandler, args),
     ]
 
 

@@ -53,6 +53,7 @@ from singlecell.errors import (
     Unauthorized,
 )
 from singlecell.library.model import MAX_COMMENT, MAX_TAGS, MAX_TITLE, REVISION_ID, SNIPPET_ID
+from singlecell.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from singlecell.sessions import SESSION_ENDS
 from singlecell.store.base import Status
 from singlecell.summary import EVAL_STATUS
@@ -808,6 +809,18 @@ def _compute_paths() -> Json:
                 responses={"200": _ok("The web tier and its store answer.", _ref("Health"),
                                       {"status": "ok", "queued": 0}),
                            **_error_responses(_STORE)})),
+        "/metrics": _path(
+            r"/metrics",
+            get=_op(
+                "metrics", "This web process's Prometheus metrics", "operations",
+                description="Prometheus's text format: HTTP requests by route, method and status and their "
+                            "time; the queue's depth (read from the store when scraped: NaN while it cannot be "
+                            "reached); store call times; wake-ups and fallback polls; limits hit; requests "
+                            "declared lost. A device serves its own on `--metrics-port`: kernels ready and busy, "
+                            "live sessions, queue wait, run time and end-to-end time.",
+                responses={"200": _response(f"The metrics (`Content-Type: {METRICS_CONTENT_TYPE}`).", {"text/plain": {
+                    "schema": {"type": "string"},
+                    "example": "# TYPE singlecell_queue_depth gauge\nsinglecell_queue_depth 0.0\n"}})})),
         "/": _path(r"/", get=_op("indexPage", "One cell, with Share", "pages",
                                  security=_PAGE, responses={"200": _html("The page.")})),
         "/embedding": _path(r"/embedding", get=_op("embeddingPage", "How to embed cells", "pages",
