@@ -46,6 +46,7 @@ setup(
         "markdown-it-py>=3",  # blurbs and comments, raw HTML off…
         "nh3>=0.2",  # …then sanitised
         "pygments>=2.15",  # code highlighted on the server
+        "prometheus_client>=0.17",  # /metrics of web processes and devices (singlecell/metrics.py)
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy", "jupyter-kernel-test", "playwright>=1.40",
