@@ -142,25 +142,23 @@ def _obj(properties: Json, required: tuple[str, ...] | None = None, *, closed: b
     return schema
 
 
-def _str(description: str | None = None, **more: Any) -> Json:
-    schema: Json = {"type": "string", **more}
+def _scalar(kind: str, description: str | None, more: Json) -> Json:
+    schema: Json = {"type": kind, **more}
     if description:
         schema["description"] = description
     return schema
+
+
+def _str(description: str | None = None, **more: Any) -> Json:
+    return _scalar("string", description, more)
 
 
 def _int(description: str | None = None, **more: Any) -> Json:
-    schema: Json = {"type": "integer", **more}
-    if description:
-        schema["description"] = description
-    return schema
+    return _scalar("integer", description, more)
 
 
 def _num(description: str | None = None, **more: Any) -> Json:
-    schema: Json = {"type": "number", **more}
-    if description:
-        schema["description"] = description
-    return schema
+    return _scalar("number", description, more)
 
 
 def _anchored(regex: str) -> str:
