@@ -11,7 +11,9 @@ import asyncio
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import tornado.httpserver
@@ -27,6 +29,7 @@ from singlecell.errors import ConfigError, SingleCellError
 from singlecell.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from singlecell.metrics import Metrics, timed
 from singlecell.storage import open_storage
+from singlecell.store.base import DeviceReport, Store
 from singlecell.wakeup import open_wakeups
 
 log = logging.getLogger("singlecell")
@@ -49,6 +52,7 @@ async def run(config: Config, stop: asyncio.Event) -> None:
                       output_limit=config.output_limit, own_mounts=own_mounts)
     wakeups = open_wakeups(config.store_url, str(config.data_path), "device")
     metrics_server: tornado.httpserver.HTTPServer | None = None
+    reporting: asyncio.Task[None] | None = None
     try:
         await pool.start()
         statuses = report(config, [LayerStatus(*status) for status in pool.layer_report])
@@ -63,11 +67,14 @@ async def run(config: Config, stop: asyncio.Event) -> None:
         if config.metrics_port:  # after the template started: serving metrics adds no thread, but no need to risk it
             metrics_server = serve_metrics(metrics, config.metrics_host, config.metrics_port)
         log.info("device %s running %d kernels at once", device.name, config.kernels)
+        reporting = asyncio.ensure_future(report_forever(config, store, device, pool, statuses))
         running = asyncio.ensure_future(device.run())
         await asyncio.wait({running, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
         await device.stop(config.shutdown_grace)
         await running
     finally:
+        if reporting is not None:
+            reporting.cancel()
         if metrics_server is not None:
             metrics_server.stop()
         await pool.close()
@@ -76,6 +83,22 @@ async def run(config: Config, stop: asyncio.Event) -> None:
         files.close()
         if own_work_dir:
             shutil.rmtree(work_root, ignore_errors=True)
+
+
+async def report_forever(config: Config, store: Store, device: Device, pool: KernelPool,
+                         statuses: list[LayerStatus]) -> None:
+    """Tell the store what this device is, every third of a lease: the status page lists the
+    devices seen lately, their kernels and their sandbox layers."""
+    started = time.time()
+    host = socket.gethostname()
+    layers = [(status.name, status.active, status.detail) for status in statuses]
+    while True:
+        try:
+            store.report_device(DeviceReport(device.name, host, started, time.time(), config.kernels,
+                                             len(device.running) + len(device.sessions), pool.ready_count(), layers))
+        except Exception as exc:  # the store is away: the next report will do
+            log.warning("reporting this device to the store failed: %s", exc)
+        await asyncio.sleep(config.lease_seconds / 3)
 
 
 class _MetricsHandler(tornado.web.RequestHandler):

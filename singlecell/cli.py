@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -215,6 +216,42 @@ def run_accounts(args: argparse.Namespace, config: Config) -> int:
         files.close()
 
 
+def run_stats(args: argparse.Namespace, config: Config) -> int:
+    """``singlecell stats``: the store's figures over the last minutes, as the status page shows them."""
+    import datetime
+
+    from singlecell.activity import MINUTE, minutes, window
+
+    def seconds(value: float | None) -> str:
+        return "–" if value is None else f"{value:.3g} s"
+
+    def clock(moment: float) -> str:
+        return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%H:%M")
+
+    store, files = open_storage(config)
+    try:
+        now = time.time()
+        until = now - now % MINUTE
+        since = until - args.minutes * MINUTE
+        timings = store.timings(since)
+        summary = window(timings, since, now)
+        ended = ", ".join(f"{name} {count}" for name, count in sorted(summary.ended.items()))
+        print(f"the last {args.minutes} minutes ({clock(since)} to {clock(now)} UTC), from {_redact(config.store_url)}")
+        print(f"submitted {summary.submitted}; ended {sum(summary.ended.values())}{f' ({ended})' if ended else ''}; "
+              f"waiting now {summary.waiting}, running now {summary.running}")
+        print(f"\n{'':<12}{'p50':>10}{'p90':>10}{'p99':>10}")
+        stages = (("queue wait", summary.queue_wait), ("run", summary.run), ("end to end", summary.end_to_end))
+        for name, three in stages:
+            print(f"{name:<12}" + "".join(f"{seconds(v):>10}" for v in three))
+        print(f"\n{'minute':<8}{'ended':>7}{'p50':>10}{'p99':>10}{'waiting':>9}{'running':>9}")
+        for m in minutes(timings, since, until):
+            print(f"{clock(m.start):<8}{m.ended:>7}{seconds(m.p50):>10}{seconds(m.p99):>10}{m.waiting:>9}{m.running:>9}")
+        return 0
+    finally:
+        store.close()
+        files.close()
+
+
 def _read_password() -> str:
     """The first line of standard input; at a terminal, asked for twice without echo."""
     if sys.stdin.isatty():
@@ -299,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--user", required=True, dest="user_name", help="the account's name")
     make.add_argument("--label", default="command line", help="what the token is for")
     settings.add_arguments(make, "token")
+    stats = commands.add_parser("stats", help="print what the server did over the last minutes, from the store",
+                                description="cells submitted and ended, by status; queue wait, run time and "
+                                            "end-to-end percentiles; and each minute's figures")
+    stats.add_argument("--minutes", type=int, default=15, help="how far back to look (default 15)")
+    settings.add_arguments(stats, "stats")
     ev = commands.add_parser("eval", help="run a file of Python on a server and print what it produced")
     ev.add_argument("source", metavar="FILE", help="the code to run; - reads standard input")
     ev.add_argument("-s", "--server", default=os.environ.get("SINGLECELL_SERVER", "http://127.0.0.1:8888"),
@@ -322,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_doctor(config)
     if args.command in ("user", "token"):
         return run_accounts(args, config)
+    if args.command == "stats":
+        return run_stats(args, config)
     logging.basicConfig(level=config.log_level.upper(),
                         format=f"%(asctime)s {args.command}[%(process)d] %(levelname)s %(name)s: %(message)s")
     runner = {"serve": run_serve, "web": run_web, "device": run_device}[args.command]

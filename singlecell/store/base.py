@@ -140,6 +140,32 @@ class Permalink:
     created: float
 
 
+@dataclass(frozen=True)
+class Timing:
+    """When a request was submitted, claimed and ended (None while it has not), and its status:
+    what the status page and ``singlecell stats`` count."""
+
+    created: float
+    started: float | None
+    finished: float | None
+    status: Status
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """What a device last said of itself (``report_device``): who and where it is, its kernels,
+    and its sandbox layers as ``singlecell doctor`` prints them (name, active, detail)."""
+
+    name: str
+    host: str
+    started: float
+    seen: float
+    kernels: int  # cells it runs at once
+    busy: int  # kernels running a cell or kept by a live session
+    ready: int  # kernels started ahead and waiting
+    layers: list[tuple[str, bool, str]]
+
+
 PERMALINK_ID_LENGTH = 8  # base32 characters: 40 bits, grown only when two codes collide
 
 
@@ -369,6 +395,22 @@ class Store(ABC):
     @abstractmethod
     def cursor(self, request_id: str, reader: str) -> int | None:
         """Where ``reader`` has read the request's messages to, or None if it never said."""
+
+    # -- operations: what the deployment did, for the status page and ``singlecell stats`` --
+
+    @abstractmethod
+    def timings(self, since: float) -> list[Timing]:
+        """Every request submitted at ``since`` or later, and every one not ended yet (whenever
+        it was submitted), in no promised order. (One submitted before ``since`` that ended after
+        it is not here: a window's first moments undercount the cells that ended in them.)"""
+
+    @abstractmethod
+    def report_device(self, report: DeviceReport) -> None:
+        """Record what a device says of itself, replacing what it said before (by name)."""
+
+    @abstractmethod
+    def devices(self, seen_since: float) -> list[DeviceReport]:
+        """The devices that reported at ``seen_since`` or later, by name."""
 
     # -- files --------------------------------------------------------------------------
 

@@ -286,6 +286,23 @@ cursor_table = sa.Table(  # how far each reader of a session (a WebSocket's sess
 )
 
 
+# -- version 6: what devices say of themselves, and requests by age (the status page) ------------
+
+request_table.append_constraint(sa.Index("requests_created", "created"))
+device_table = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("started", sa.Float, nullable=False),
+    sa.Column("seen", sa.Float, nullable=False, index=True),
+    sa.Column("kernels", sa.Integer, nullable=False),
+    sa.Column("busy", sa.Integer, nullable=False),
+    sa.Column("ready", sa.Integer, nullable=False),
+    sa.Column("layers", sa.Text, nullable=False),  # JSON: [[name, active, detail], …]
+)
+
+
 def _first(conn: Connection) -> None:
     _v1.create_all(conn, tables=[_V1_REQUESTS])
     metadata.create_all(conn, tables=[message_table, file_table])
@@ -307,6 +324,11 @@ def _kernels(conn: Connection) -> None:
     metadata.create_all(conn, tables=[cursor_table])
 
 
+def _devices(conn: Connection) -> None:
+    conn.exec_driver_sql("CREATE INDEX requests_created ON requests (created)")
+    metadata.create_all(conn, tables=[device_table])
+
+
 version_table = sa.Table("singlecell_schema", sa.MetaData(), sa.Column("version", sa.Integer, nullable=False))
 
 # PostgreSQL only; the one lock every table of the project is made under (the SQL filestore's too)
@@ -326,6 +348,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _library,  # 3: accounts and the snippet library
     _sessions,  # 4: sessions and their inputs
     _kernels,  # 5: Jupyter clients' kernels, and where each reader of a session has read to
+    _devices,  # 6: devices' reports, and requests by age
 ]
 LATEST = len(MIGRATIONS)
 

@@ -24,6 +24,7 @@ from singlecell.protocol import error_message, lost_error_message, message
 from singlecell.sessions import end_text, session_end_message
 from singlecell.store.base import (
     TOUCH_EVERY,
+    DeviceReport,
     FileRecord,
     JsonDict,
     NewRequest,
@@ -35,11 +36,13 @@ from singlecell.store.base import (
     Status,
     Store,
     StoredMessage,
+    Timing,
     permalink_ids,
 )
 from singlecell.store.database import Database
 from singlecell.store.schema import (
     cursor_table,
+    device_table,
     file_table,
     input_table,
     message_table,
@@ -138,6 +141,13 @@ _GET_MESSAGES = (
     .order_by(_msg.seq)
     .limit(sa.bindparam("n"))
 )
+# three index range scans (requests_created, requests_claim_order twice), not a scan of the table
+_TIMINGS = sa.union_all(*(
+    sa.select(_req.created, _req.started, _req.finished, _req.status).where(where) for where in (
+        _req.created >= sa.bindparam("since"),
+        sa.and_(_req.status.in_([_QUEUED, _RUNNING]), _req.created < sa.bindparam("since")),
+    )))
+_DEVICES = sa.select(device_table).where(device_table.c.seen >= sa.bindparam("since")).order_by(device_table.c.name)
 _CLAIM = (
     request_table.update()
     .where(
@@ -646,6 +656,25 @@ class SqlStore(Store):
     def cursor(self, request_id: str, reader: str) -> int | None:
         rows = self._read(_CURSOR, {"rid": request_id, "reader": reader})
         return int(rows[0].seq) if rows else None
+
+    # -- operations ------------------------------------------------------------------------
+
+    def timings(self, since: float) -> list[Timing]:
+        return [Timing(row.created, row.started, row.finished, Status(row.status))
+                for row in self._read(_TIMINGS, {"since": since})]
+
+    def report_device(self, report: DeviceReport) -> None:
+        values = {"host": report.host, "started": report.started, "seen": report.seen, "kernels": report.kernels,
+                  "busy": report.busy, "ready": report.ready,
+                  "layers": json.dumps([list(layer) for layer in report.layers])}
+        with self._writer.begin() as conn:
+            insert = _insert(conn, device_table).values(name=report.name, **values)
+            conn.execute(insert.on_conflict_do_update(index_elements=["name"], set_=values))
+
+    def devices(self, seen_since: float) -> list[DeviceReport]:
+        return [DeviceReport(row.name, row.host, row.started, row.seen, row.kernels, row.busy, row.ready,
+                             [(str(n), bool(a), str(d)) for n, a, d in json.loads(row.layers)])
+                for row in self._read(_DEVICES, {"since": seen_since})]
 
     # -- files --------------------------------------------------------------------------
 

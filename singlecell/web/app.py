@@ -25,6 +25,7 @@ from singlecell.web.handlers import NotFoundHandler, Services, routes
 from singlecell.web.kernels import kernel_routes
 from singlecell.web.library import library_routes
 from singlecell.web.sagecell import sagecell_routes
+from singlecell.web.status import status_routes
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def make_app(config: Config, store: Store, filestore: FileStore, wakeups: Wakeup
     app = tornado.web.Application(
         [*routes(services), *kernel_routes(services), *sagecell_routes(services),
          *account_routes({"services": services}), *library_routes({"services": services}),
-         *apidocs_routes(services)],
+         *apidocs_routes(services), *status_routes(services)],
         default_handler_class=NotFoundHandler,
         default_handler_args={"services": services},
         static_path=str(asset_dir("static")),

@@ -823,6 +823,12 @@ def _compute_paths() -> Json:
                                  security=_PAGE, responses={"200": _html("The page.")})),
         "/embedding": _path(r"/embedding", get=_op("embeddingPage", "How to embed cells", "pages",
                                                    security=_PAGE, responses={"200": _html("The guide.")})),
+        "/status": _path(r"/status", get=_op(
+            "statusPage", "What the server did over the last 15 minutes", "operations", security=_PAGE,
+            description="Cells ended per minute, their latency (p50, p99), the queue and the running cells, the "
+                        "kernels in use, and each device seen lately with its sandbox layers; read from the store.",
+            responses={"200": _html("The page (it reloads itself every 30 s)."),
+                       **_error_responses(_STORE, html=True)})),
         "/c/{permalink_id}": _path(
             rf"/c/({PERMALINK_ID})",
             [_path_param("permalink_id", PERMALINK_ID, "the shared code's id (any other segment, even an empty "

@@ -814,7 +814,7 @@ def test_an_upgrade_from_version_4_keeps_the_sessions_and_adds_kernels(url: str)
     assert s.cursor("old", "tab") == 3
     s.close()
     with engine.connect() as conn:
-        assert schema.schema_version(conn) == schema.LATEST == 5
+        assert schema.schema_version(conn) == schema.LATEST
     engine.dispose()
 
 
@@ -868,3 +868,58 @@ def test_the_linked_cells_a_session_leaves_waiting_end_with_it(store: Store) -> 
     assert "w3" in store.expire_leases(now=time.time() + 1)
     lost = store.get_request("w3")
     assert lost is not None and lost.status is Status.ABORTED
+
+
+# -- operations: timings and devices' reports (schema version 6) -------------------------------------
+
+
+def test_timings_are_the_recent_requests_and_every_unfinished_one(store: Store) -> None:
+    claim_one(store, "old-done")
+    assert store.finish("old-done", "dev-a", Status.DONE, msgs(1, "status"))
+    claim_one(store, "old-running")
+    submit_all(store, ["old-queued"])
+    since = time.time() + 0.01
+    time.sleep(0.02)
+    submit_all(store, ["new"])
+    timings = store.timings(since)
+    by_status = sorted(t.status.value for t in timings)
+    # old-done ended before `since` (left out); old-running runs, old-queued and new wait
+    assert by_status == ["queued", "queued", "running"], by_status
+    new = [t for t in timings if t.created >= since]
+    assert len(new) == 1 and new[0].started is None and new[0].finished is None
+    running = [t for t in timings if t.status is Status.RUNNING]
+    assert running[0].started is not None and running[0].started >= running[0].created
+    # a window that begins later still has every request not ended yet
+    assert sorted(store.timings(time.time() + 60), key=lambda t: t.created) == sorted(timings, key=lambda t: t.created)
+
+
+def test_a_devices_report_replaces_its_last_and_old_ones_are_left_out(store: Store) -> None:
+    from singlecell.store.base import DeviceReport
+
+    now = time.time()
+    layers = [("identity", True, "uid 60001"), ("network", False, "no user namespaces: <script>")]
+    store.report_device(DeviceReport("dev-b", "host-2", now - 100, now - 100, 8, 0, 4, layers))
+    store.report_device(DeviceReport("dev-a", "host-1", now - 50, now - 5, 8, 1, 3, layers))
+    store.report_device(DeviceReport("dev-a", "host-1", now - 50, now, 8, 2, 2, layers[:1]))
+    assert [d.name for d in store.devices(now - 200)] == ["dev-a", "dev-b"]
+    (dev_a,) = store.devices(now - 10)
+    assert (dev_a.host, dev_a.started, dev_a.seen, dev_a.busy, dev_a.ready) == ("host-1", now - 50, now, 2, 2)
+    assert dev_a.layers == [("identity", True, "uid 60001")]
+
+
+def test_an_upgrade_from_version_5_adds_devices_and_keeps_the_requests(url: str) -> None:
+    s = open_store(url)
+    engine = raw_engine(url)
+    with engine.begin() as conn:
+        schema.migrate(conn, 5)
+        conn.execute(schema.request_table.insert().values(
+            id="old", message='{"header": {"msg_id": "old"}}', status="queued", timeout=30.0, inputs="{}",
+            client="1.2.3.4", created=time.time(), last_seq=0))
+    s.create_schema()
+    assert [t.status for t in s.timings(time.time() + 60)] == [Status.QUEUED]
+    assert s.devices(0) == []
+    s.close()
+    with engine.connect() as conn:
+        assert schema.schema_version(conn) == schema.LATEST == 6
+        assert "requests_created" in {i["name"] for i in sa.inspect(conn).get_indexes("requests")}
+    engine.dispose()

@@ -1,0 +1,44 @@
+"""``/status`` and ``singlecell stats``: what the server did, read from the store, on a real server."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+
+from tests.servers import ROOT, Server, wait_until
+
+
+def page(server: Server) -> str:
+    with urllib.request.urlopen(server.url + "/status", timeout=30) as answer:
+        assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/html")
+        return answer.read().decode()
+
+
+def test_the_status_page_and_stats_count_the_cells_and_list_the_device_and_its_sandbox(
+        start_server: Callable[..., Server]) -> None:
+    server = start_server("serve", "--time-limit", "1")
+    with server.client() as client:
+        assert client.eval("print(1)")["status"] == "ok"
+        assert client.eval("1/0")["status"] == "error"
+        assert client.eval("import time; time.sleep(5)")["status"] == "timeout"
+    text = page(server)
+    ended = re.search(r"<dt>Cells ended</dt><dd>(\d+)</dd>", text)
+    assert ended is not None and int(ended.group(1)) >= 4, text  # and the first cell serve ran itself
+    for status in ("done", "error", "timeout"):
+        assert f'<span class="tag">{status} ' in text
+    # the device reported itself, with what `singlecell doctor` says of its layers
+    assert wait_until(lambda: "<h3>" in page(server), 10)
+    text = page(server)
+    assert re.search(r"<h3>\S+ <span class=\"muted\">on ", text)
+    for layer in ("identity", "network", "filesystem", "syscalls"):
+        assert f"<td>{layer}</td>" in text
+    assert text.count("<svg") == 3 and '<meta http-equiv="refresh" content="30">' in text
+
+    stats = subprocess.run([sys.executable, "-m", "singlecell", "stats", "--data-dir", str(server.data_dir),
+                            "--minutes", "3"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert stats.returncode == 0, stats.stderr
+    assert re.search(r"ended \d+ \(done \d+, error 1, timeout 1\)", stats.stdout), stats.stdout
+    assert "end to end" in stats.stdout and len(re.findall(r"^\d\d:\d\d ", stats.stdout, re.M)) == 3
