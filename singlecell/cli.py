@@ -6,13 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from singlecell import config as settings
 from singlecell.config import Config
@@ -252,6 +255,110 @@ def run_stats(args: argparse.Namespace, config: Config) -> int:
         files.close()
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _safe(text: str) -> str:
+    """A cell's text for a terminal: its control characters shown, not obeyed (a cell's output is
+    a stranger's, and an escape sequence could rewrite the operator's screen)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _when(moment: float | None) -> str:
+    import datetime
+
+    return "–" if moment is None else datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime(
+        "%Y-%m-%d %H:%M:%S")
+
+
+def _since(text: str) -> float:
+    """``15m``, ``2h``, ``1d``, ``90s`` ago, or an ISO 8601 moment (UTC unless it says)."""
+    import datetime
+
+    ago = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if ago:
+        return time.time() - float(ago.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[ago.group(2)]
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"--since {text!r} is neither a time ago (15m, 2h, 1d) nor a moment "
+                          "(2026-12-05T10:00, UTC unless it says)") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).timestamp()
+
+
+def _message_line(message: dict[str, Any]) -> str:
+    """One stored message, in a line or a few."""
+    kind, content = message.get("msg_type", "?"), message.get("content", {})
+    if kind == "stream":
+        return f"{content.get('name')}: {content.get('text', '')!r}"
+    if kind in ("execute_result", "display_data"):
+        data = content.get("data", {})
+        plain = f" {str(data.get('text/plain'))[:200]!r}" if "text/plain" in data else ""
+        return f"{', '.join(sorted(data))}{plain}"
+    if kind == "error":
+        return f"{content.get('ename')}: {content.get('evalue')}"
+    if kind == "status":
+        return str(content.get("execution_state"))
+    if kind == "execute_reply":
+        return str(content.get("status"))
+    return json.dumps(content)[:300]
+
+
+def run_requests(args: argparse.Namespace, config: Config) -> int:
+    """``singlecell requests list|show``: what the store holds of requests, for operators."""
+    from singlecell.store.base import Status
+
+    store, files = open_storage(config)
+    try:
+        if args.requests_command == "list":
+            status = None
+            if args.status:
+                try:
+                    status = Status(args.status)
+                except ValueError:
+                    known = ", ".join(s.value for s in Status)
+                    print(f"singlecell: --status {args.status!r} is not a status; one of {known}", file=sys.stderr)
+                    return 2
+            since = _since(args.since) if args.since else None
+            records = store.list_requests(status, since, args.limit)
+            print(f"{'id':<34}{'status':<9}{'submitted (UTC)':<21}{'waited':>8}{'ran':>8}  {'client':<16}code")
+            for r in records:
+                waited = "" if r.started is None else f"{r.started - r.created:.2f}"
+                ran = "" if r.started is None or r.finished is None else f"{r.finished - r.started:.2f}"
+                code = str(r.message.get("content", {}).get("code", ""))
+                first = code.strip().splitlines()[0] if code.strip() else ""
+                print(f"{r.id:<34}{r.status.value:<9}{_when(r.created):<21}{waited:>8}{ran:>8}  "
+                      f"{_safe(r.client)[:16]:<16}{_safe(first)[:50]!s}")
+            print(f"({len(records)} shown, newest first; at most {args.limit})")
+            return 0
+        record = store.get_request(args.id)
+        if record is None:
+            print(f"singlecell: no request has the id {args.id!r}", file=sys.stderr)
+            return 1
+        print(f"request  {record.id}\nstatus   {record.status.value}\nclient   {_safe(record.client)}\n"
+              f"device   {_safe(record.device or '–')}\nsubmitted {_when(record.created)}\n"
+              f"started  {_when(record.started)}\nended    {_when(record.finished)}\ntimeout  {record.timeout:g} s")
+        if record.session is not None:
+            state = "live" if record.session.live else f"ended ({record.session.reason})"
+            print(f"session  {state}, kind {record.session.kind}")
+        if record.linked_to:
+            print(f"linked to {record.linked_to}")
+        print("code:\n" + "\n".join("  " + _safe(line) for line in
+                                     str(record.message.get("content", {}).get("code", "")).splitlines()))
+        messages = store.get_messages(record.id, 0, 100_000)
+        print(f"messages ({len(messages)}):")
+        for m in messages:
+            print(f"  {m.seq:>4} {m.message.get('msg_type', '?'):<15} {_safe(_message_line(m.message))}")
+        stored = store.list_files(record.id)
+        print(f"files ({len(stored)}):")
+        for f in stored:
+            print(f"  {_safe(f.name)}  {f.size} bytes  {f.content_type}  /files/{record.id}/{_safe(f.name)}")
+        return 0
+    finally:
+        store.close()
+        files.close()
+
+
 def _read_password() -> str:
     """The first line of standard input; at a terminal, asked for twice without echo."""
     if sys.stdin.isatty():
@@ -336,6 +443,18 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--user", required=True, dest="user_name", help="the account's name")
     make.add_argument("--label", default="command line", help="what the token is for")
     settings.add_arguments(make, "token")
+    requests = commands.add_parser("requests", help="list the requests in the store, or show one",
+                                   description="what the store holds of requests: when each ran, on which "
+                                               "device, every message and its files")
+    request_actions = requests.add_subparsers(dest="requests_command", required=True, metavar="ACTION")
+    listing = request_actions.add_parser("list", help="the newest requests, newest first")
+    listing.add_argument("--status", help="only these: queued, running, done, error, timeout, aborted, lost")
+    listing.add_argument("--since", help="submitted since: 15m, 2h, 1d ago, or a moment like 2026-12-05T10:00 (UTC)")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    settings.add_arguments(listing, "requests")
+    show = request_actions.add_parser("show", help="one request: when it ran, every message and its files")
+    show.add_argument("id", help="the request's id")
+    settings.add_arguments(show, "requests")
     stats = commands.add_parser("stats", help="print what the server did over the last minutes, from the store",
                                 description="cells submitted and ended, by status; queue wait, run time and "
                                             "end-to-end percentiles; and each minute's figures")
@@ -366,6 +485,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_accounts(args, config)
     if args.command == "stats":
         return run_stats(args, config)
+    if args.command == "requests":
+        try:
+            return run_requests(args, config)
+        except ConfigError as exc:
+            print(f"singlecell: {exc.message}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=config.log_level.upper(),
                         format=f"%(asctime)s {args.command}[%(process)d] %(levelname)s %(name)s: %(message)s")
     runner = {"serve": run_serve, "web": run_web, "device": run_device}[args.command]

@@ -35,7 +35,7 @@ DOCTOR = "doctor"
 SERVERS = (SERVE, WEB)
 STORES = (SERVE, WEB, DEVICE)
 KERNEL_HOSTS = (SERVE, DEVICE, DOCTOR)
-ADMIN = ("user", "token", "stats")  # the commands that read or manage the store from the command line
+ADMIN = ("user", "token", "stats", "requests")  # the commands that read or manage the store from the command line
 #: the isolation layers ``--sandbox`` may name (device/sandbox/registry.py builds them)
 SANDBOX_LAYERS = ("identity", "network", "filesystem", "syscalls")
 

@@ -405,6 +405,12 @@ class Store(ABC):
         it is not here: a window's first moments undercount the cells that ended in them.)"""
 
     @abstractmethod
+    def list_requests(self, status: Status | None = None, since: float | None = None,
+                      limit: int = 50) -> list[RequestRecord]:
+        """The newest ``limit`` requests (``status`` ones only, and submitted at ``since`` or
+        later, when given), newest first: what ``singlecell requests list`` prints."""
+
+    @abstractmethod
     def report_device(self, report: DeviceReport) -> None:
         """Record what a device says of itself, replacing what it said before (by name)."""
 

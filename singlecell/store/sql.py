@@ -663,6 +663,15 @@ class SqlStore(Store):
         return [Timing(row.created, row.started, row.finished, Status(row.status))
                 for row in self._read(_TIMINGS, {"since": since})]
 
+    def list_requests(self, status: Status | None = None, since: float | None = None,
+                      limit: int = 50) -> list[RequestRecord]:
+        query = sa.select(request_table).order_by(_req.created.desc(), _req.id.desc()).limit(max(0, limit))
+        if status is not None:
+            query = query.where(_req.status == status.value)
+        if since is not None:
+            query = query.where(_req.created >= since)
+        return [_record(row) for row in self._read(query)]
+
     def report_device(self, report: DeviceReport) -> None:
         values = {"host": report.host, "started": report.started, "seen": report.seen, "kernels": report.kernels,
                   "busy": report.busy, "ready": report.ready,

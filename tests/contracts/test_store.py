@@ -923,3 +923,18 @@ def test_an_upgrade_from_version_5_adds_devices_and_keeps_the_requests(url: str)
         assert schema.schema_version(conn) == schema.LATEST == 6
         assert "requests_created" in {i["name"] for i in sa.inspect(conn).get_indexes("requests")}
     engine.dispose()
+
+
+def test_list_requests_is_newest_first_and_filters_by_status_and_age(store: Store) -> None:
+    claim_one(store, "first")
+    assert store.finish("first", "dev-a", Status.DONE, msgs(1, "status"))
+    time.sleep(0.01)
+    middle = time.time()
+    submit_all(store, ["second", "third"])
+    assert [r.id for r in store.list_requests()] == ["third", "second", "first"]
+    assert [r.id for r in store.list_requests(limit=2)] == ["third", "second"]
+    assert [r.id for r in store.list_requests(Status.DONE)] == ["first"]
+    assert [r.id for r in store.list_requests(Status.QUEUED, since=middle)] == ["third", "second"]
+    assert store.list_requests(Status.RUNNING) == []
+    (first,) = store.list_requests(Status.DONE)
+    assert first.started is not None and first.finished is not None and first.device == "dev-a"

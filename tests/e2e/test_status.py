@@ -42,3 +42,31 @@ def test_the_status_page_and_stats_count_the_cells_and_list_the_device_and_its_s
     assert stats.returncode == 0, stats.stderr
     assert re.search(r"ended \d+ \(done \d+, error 1, timeout 1\)", stats.stdout), stats.stdout
     assert "end to end" in stats.stdout and len(re.findall(r"^\d\d:\d\d ", stats.stdout, re.M)) == 3
+
+
+def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "singlecell", "requests", *args, "--data-dir", str(server.data_dir)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_requests_list_and_show_print_what_the_store_holds_without_obeying_a_cells_escapes(
+        start_server: Callable[..., Server]) -> None:
+    server = start_server("serve")
+    with server.client() as client:
+        shown = client.eval("print('\\x1b[2J\\x1b]0;owned\\x07cleared?')\nopen('out.txt', 'w').write('x')\n6 * 7")
+        failed = client.eval("1/0")
+    listing = cli(server, "list", "--since", "10m")
+    assert listing.returncode == 0, listing.stderr
+    assert shown["id"] in listing.stdout and failed["id"] in listing.stdout
+    assert listing.stdout.index(failed["id"]) < listing.stdout.index(shown["id"])  # newest first
+    errors_only = cli(server, "list", "--status", "error")
+    assert failed["id"] in errors_only.stdout and shown["id"] not in errors_only.stdout
+    show = cli(server, "show", shown["id"])
+    assert show.returncode == 0, show.stderr
+    assert "status   done" in show.stdout and "execute_result" in show.stdout and "'42'" in show.stdout
+    assert f"out.txt  1 bytes  text/plain  /files/{shown['id']}/out.txt" in show.stdout
+    assert "\x1b" not in show.stdout + listing.stdout and "\\x1b[2J" in show.stdout  # shown, not obeyed
+    for bad, says in ((["list", "--status", "finished"], "is not a status"), (["list", "--since", "soon"], "--since"),
+                      (["show", "0" * 32], "no request has the id")):
+        answer = cli(server, *bad)
+        assert answer.returncode != 0 and says in answer.stderr, answer.stderr
