@@ -19,6 +19,7 @@ import gc
 import importlib
 import io
 import os
+import pkgutil
 import resource
 import select
 import signal
@@ -291,6 +292,31 @@ class KernelShell(InteractiveShell):
         pass  # no event loop to hook: "inline" figures are sent as display_data
 
 
+class PreloadError(ImportError):
+    """A module of ``--preload`` did not import: the template refuses to start (every cell would
+    fail otherwise)."""
+
+
+def preload_names(preload: Sequence[str]) -> list[str]:
+    """The modules to import for ``--preload``'s entries: a module's name as it is, and for a
+    folder (an absolute path), every module and package in it, by name, the folder put first on
+    ``sys.path`` (the kernels, forked from the template, keep it)."""
+    names: list[str] = []
+    for entry in preload:
+        if not os.path.isabs(entry):
+            names.append(entry)
+            continue
+        if not os.path.isdir(entry):
+            raise PreloadError(f"--preload: {entry!r} is not a folder; give a module's name, or a folder of modules")
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+        found = sorted(m.name for m in pkgutil.iter_modules([entry]))
+        if not found:
+            raise PreloadError(f"--preload: the folder {entry!r} holds no module (*.py, or a package)")
+        names.extend(found)
+    return names
+
+
 def make_shell(preload: list[str]) -> InteractiveShell:
     """Import the preload modules and build the shell, once, in the template."""
     os.environ.setdefault("MPLBACKEND", "agg")
@@ -299,8 +325,12 @@ def make_shell(preload: list[str]) -> InteractiveShell:
         # the CPU the device gave it
         os.environ.setdefault(name, "1")
     comms.install()  # before the preload: ipywidgets reads its settings when imported
-    for module in preload:
-        __import__(module)
+    for name in preload_names(preload):
+        try:
+            __import__(name)
+        except BaseException as exc:  # whatever the operator's module raises: say which, and stop
+            raise PreloadError(f"--preload: importing {name!r} in the kernel template failed: "
+                               f"{type(exc).__name__}: {exc}") from exc
     config = TraitletsConfig()
     config.HistoryManager.enabled = False
     config.InteractiveShell.colors = "LightBG"  # tracebacks are shown on light pages (static/), mostly

@@ -31,7 +31,7 @@ from device.frames import KernelFrames
 from device.sandbox.libc import become_subreaper, kill_children
 from device.uids import KernelUids
 from device.workspace import Workspace
-from singlecell.errors import KernelUnavailable
+from singlecell.errors import ConfigError, KernelUnavailable
 from singlecell.limits import output_backstop
 
 log = logging.getLogger(__name__)
@@ -330,8 +330,10 @@ class KernelPool(KernelLauncher):
             else:
                 log.error("the kernel template refused a control message: %s", msg.error)
                 if self._template_ready is not None and not self._template_ready.done():
-                    self._template_ready.set_exception(KernelUnavailable(
-                        f"the kernel template could not be configured: {msg.error}"))
+                    # refused while starting: the settings (--preload, say) cannot work, and a new
+                    # device would fail the same way
+                    self._template_ready.set_exception(ConfigError(
+                        f"the kernel template could not start with these settings: {msg.error}"))
 
     async def _watch_template(self, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()

@@ -8,10 +8,13 @@ its command functions: the web tier never loads ``device``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -144,6 +147,11 @@ def doctor(config: Config) -> int:
     print(f"singlecell sandbox on this host (uid {os.geteuid()}):")
     for status in statuses:
         print(f"  {status.name:<{width}}  {'on ' if status.active else 'OFF'}  {status.detail}")
+    preloaded = check_preload(config.preload_modules)
+    print("\npreloaded into every kernel (--preload):" if preloaded else "\nnothing is preloaded (--preload is empty)")
+    name_width = max((len(name) for name, _, _ in preloaded), default=0)
+    for name, ok, detail in preloaded:
+        print(f"  {name:<{name_width}}  {'ok' if ok else 'FAILED'}  {detail}")
     try:
         require(config, statuses)
     except SingleCellError as exc:
@@ -152,4 +160,38 @@ def doctor(config: Config) -> int:
     off = [s.name for s in statuses if not s.active]
     print(f"\nrequired: {', '.join(config.required_layers) or 'none'}; "
           + (f"off: {', '.join(off)}" if off else "every layer is on"))
+    if not all(ok for _, ok, _ in preloaded):
+        print("a preload module does not import: the server would refuse to start")
+        return 1
     return 0
+
+
+_PRELOAD_CHECK = """
+import json, sys
+from device.kernel import PreloadError, preload_names
+out = []
+try:
+    names = preload_names(json.loads(sys.argv[1]))
+except PreloadError as exc:
+    print(json.dumps([["--preload", False, str(exc)]])); sys.exit()
+for name in names:
+    try:
+        module = __import__(name)
+        out.append([name, True, str(getattr(module, "__version__", "") or getattr(module, "__file__", "") or "")])
+    except BaseException as exc:
+        out.append([name, False, f"{type(exc).__name__}: {exc}"])
+print(json.dumps(out))
+"""
+
+
+def check_preload(preload: list[str]) -> list[tuple[str, bool, str]]:
+    """Each module ``--preload`` names (a folder's, one by one): whether it imports, and its
+    version (or file), or why not. In a new Python process, as the template would import them."""
+    if not preload:
+        return []
+    done = subprocess.run([sys.executable, "-c", _PRELOAD_CHECK, json.dumps(preload)], capture_output=True,
+                          text=True, timeout=120, cwd=str(Path(__file__).resolve().parents[1]))
+    try:
+        return [(str(n), bool(ok), str(d)) for n, ok, d in json.loads(done.stdout.strip().splitlines()[-1])]
+    except (ValueError, IndexError):
+        return [("--preload", False, (done.stderr.strip().splitlines() or ["the check did not run"])[-1])]

@@ -69,8 +69,10 @@ class Config:
                                  "--metrics-host; 0: none (a web process serves its own at /metrics)",
                                  commands=(SERVE, DEVICE))
     metrics_host: str = _setting("127.0.0.1", "address of the device's metrics port", commands=(SERVE, DEVICE))
-    preload: str = _setting("numpy,matplotlib,ipywidgets", "modules the kernel template imports once, "
-                            "comma-separated", commands=KERNEL_HOSTS)
+    preload: str = _setting("numpy,matplotlib,ipywidgets", "modules the kernel template imports once, so every "
+                            "kernel has them: names, comma-separated, and absolute paths of folders whose every "
+                            "module is imported (one that fails to import stops the server at start)",
+                            commands=KERNEL_HOSTS)
     time_limit: float = _setting(30.0, "wall-clock seconds a cell may run", commands=STORES)
     cpu_limit: int = _setting(30, "CPU seconds a cell may use (0: no limit)", commands=KERNEL_HOSTS)
     memory_limit: int = _setting(1024, "MB of memory a cell may allocate beyond the kernel's own "
