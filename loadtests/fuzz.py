@@ -47,7 +47,11 @@ def schemathesis_command(url: str, seconds: int, workers: int = 2, seed: int | N
     command = [str(executable) if executable.exists() else "schemathesis", "run", f"{url}/openapi.json",
                "--checks", ",".join(CHECKS), "--phases", ",".join(PHASES), "--max-time", str(seconds),
                "--workers", str(workers), "--request-timeout", "60", "--max-redirects", "0",
-               "--suppress-health-check", "all", "--no-color", "--generation-database", "none"]
+               "--suppress-health-check", "all", "--no-color", "--generation-database", "none",
+               # an HTTP fuzzer cannot speak WebSocket: after an upgrade that succeeds (a kernel it
+               # started, its token) it reads a connection it cannot parse, and calls that a server
+               # error. The upgrade's refusals are tested in tests/e2e/test_kernel_api.py.
+               "--exclude-path-regex", "/channels$"]
     if seed is not None:
         command += ["--seed", str(seed)]
     return [*command, *extra]

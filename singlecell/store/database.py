@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from singlecell.errors import StoreUnavailable, UnknownBackend
+from singlecell.errors import BadRequest, StoreUnavailable, UnknownBackend
 
 _BEGIN = "singlecell_begin"  # execution option: what the SQLite "begin" hook emits ("" = nothing)
 
@@ -115,15 +115,19 @@ _ENGINES: dict[str, Callable[[sa.URL], Engine]] = {"sqlite": _sqlite_engine, "po
 
 
 def _unavailable(context: sa.engine.ExceptionContext) -> BaseException | None:
-    """The error a call that could not reach the database raises instead of the driver's: a
-    :class:`~singlecell.errors.StoreUnavailable`, which the web tier answers with 503 and
-    ``Retry-After``. Other errors (a constraint, a bug) pass unchanged."""
+    """The error a call raises instead of the driver's: :class:`~singlecell.errors.StoreUnavailable`
+    when the database could not be reached (the web tier answers 503 and ``Retry-After``), and
+    :class:`~singlecell.errors.BadRequest` for text PostgreSQL cannot hold (a NUL). Other errors
+    (a constraint, a bug) pass unchanged."""
     original = context.original_exception
     text = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
     if context.is_disconnect or (context.connection is None and context.dialect.name == "postgresql"):
         return StoreUnavailable(f"the store's database cannot be reached ({text}); try again shortly")
     if context.dialect.name == "sqlite" and "database is locked" in text:
         return StoreUnavailable(f"the store's database stayed locked by another process ({text}); try again")
+    if context.dialect.name == "postgresql" and "cannot contain NUL" in text:
+        # PostgreSQL's text holds no NUL character (SQLite's does): a field a client sent, refused
+        return BadRequest("a text field holds a NUL character (\\u0000), which cannot be stored; remove it")
     return None
 
 

@@ -705,8 +705,6 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> Submissi
         timeout = payload.get("timeout", config.time_limit)
     if not isinstance(code, str) or not code.strip():
         raise BadRequest("no code: give the Python to run as \"code\" (a non-empty string)")
-    if "\x00" in code:
-        raise BadRequest("the code contains a NUL character, which Python source cannot hold")
     check_code_size(code, config)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout:
         raise BadRequest("\"timeout\" must be a positive number of seconds")
@@ -780,7 +778,10 @@ def _parents(name: str) -> list[str]:
 
 
 def check_code_size(code: str, config: Config) -> None:
-    """Code that is text and within ``--max-code-size``: for cells and for permalinks alike."""
+    """Code that is text, without NUL, and within ``--max-code-size``: for cells, permalinks
+    and SageMathCell's ``/service`` alike (a NUL was a 500 on PostgreSQL, whose text cannot hold one)."""
+    if "\x00" in code:
+        raise BadRequest("the code contains a NUL character, which Python source cannot hold")
     _check_encodable(code, "the code")
     size = len(code.encode("utf-8"))
     if size > config.max_code_size:

@@ -90,3 +90,15 @@ def test_a_store_serves_on_after_every_connection_was_ended(database: Database) 
         assert {r.id for r in store.claim("dev", 5, 30.0)} == {first, second}
     finally:
         store.close()
+
+
+def test_text_postgresql_cannot_hold_is_a_bad_request_not_a_server_error(database: Database) -> None:
+    from singlecell.errors import BadRequest
+
+    store = open_store(database.engine.url.render_as_string(hide_password=False))
+    try:
+        store.create_schema()
+        with pytest.raises(BadRequest, match="NUL"):
+            store.save_permalink("x = 1\x00")
+    finally:
+        store.close()

@@ -70,3 +70,10 @@ def test_a_page_asked_with_a_token_that_is_not_valid_is_an_error_page(server: Se
     status, headers, body = call(server, "GET", "/library", headers={"Authorization": "Bearer not-a-token"})
     assert status == 401 and headers["Content-Type"].startswith("text/html"), body
     assert b"API token is not valid" in body and b"Log in" in body  # was an empty 401
+
+
+@pytest.mark.parametrize("path", ["/permalink", "/service"])
+def test_code_with_a_nul_is_refused_everywhere_code_is_taken(server: Server, path: str) -> None:
+    status, _, body = call(server, "POST", path, json.dumps({"code": "x = 1\x00"}).encode(),
+                           {"Content-Type": "application/json"})
+    assert status == 400 and b"NUL" in body, body  # POST /permalink was a 500 on PostgreSQL
