@@ -141,6 +141,10 @@ class Device:
             for task in self._background:
                 task.cancel()
 
+    def busy(self) -> int:
+        """Kernels in use: running a cell, or kept by a live session."""
+        return len(self.running) + len(self.sessions)
+
     def _claim(self) -> int:
         free = self.config.kernels - len(self.running)
         if free <= 0:

@@ -66,7 +66,7 @@ async def run(config: Config, stop: asyncio.Event) -> None:
         await wakeups.start()
         device = Device(config, store, files, pool, wakeups, metrics=metrics)
         metrics.watch(queue_depth=store.count_queued, ready=pool.ready_count,
-                      busy=lambda: len(device.running) + len(device.sessions), sessions=lambda: len(device.sessions))
+                      busy=device.busy, sessions=lambda: len(device.sessions))
         if config.metrics_port:  # after the template started: serving metrics adds no thread, but no need to risk it
             metrics_server = serve_metrics(metrics, config.metrics_host, config.metrics_port)
         log.info("device %s running %d kernels at once", device.name, config.kernels)
@@ -98,7 +98,7 @@ async def report_forever(config: Config, store: Store, device: Device, pool: Ker
     while True:
         try:
             store.report_device(DeviceReport(device.name, host, started, time.time(), config.kernels,
-                                             len(device.running) + len(device.sessions), pool.ready_count(), layers))
+                                             device.busy(), pool.ready_count(), layers))
         except Exception as exc:  # the store is away: the next report will do
             log.warning("reporting this device to the store failed: %s", exc)
         await asyncio.sleep(config.lease_seconds / 3)

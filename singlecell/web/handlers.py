@@ -345,9 +345,7 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, SingleCellError):
             code, message = exc.code, exc.message
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:  # here: send_error() clears the headers set before it
-                self.set_header("Retry-After", str(retry_after))
+            set_retry_after(self, exc)  # here: send_error() clears the headers set before it
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             code, message = "http", exc.log_message % exc.args if exc.args else exc.log_message
         else:
@@ -412,6 +410,14 @@ class BaseHandler(tornado.web.RequestHandler):
     def absolute(self, path: str) -> str:
         return f"{self.request.protocol}://{self.request.host}{path}"
 
+
+
+def set_retry_after(handler: tornado.web.RequestHandler, exc: BaseException | None) -> None:
+    """``Retry-After`` on the answer, for an error that says when to retry (a full queue, a rate
+    limit, a store that cannot be reached): JSON errors, error pages and refused WebSockets alike."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        handler.set_header("Retry-After", str(retry_after))
 
 
 def digits(text: str) -> bool:
@@ -1136,9 +1142,7 @@ class PageMixin(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = exc.message if isinstance(exc, SingleCellError) else self._reason
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:  # here: send_error() clears the headers set before it
-            self.set_header("Retry-After", str(retry_after))
+        set_retry_after(self, exc)  # here: send_error() clears the headers set before it
         try:  # the page's header shows who is logged in: a token that is not valid is no one
             self.current_user  # noqa: B018 (tornado's lazy property, read for its error)
         except SingleCellError:

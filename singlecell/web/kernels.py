@@ -31,7 +31,16 @@ import singlecell
 from singlecell import protocol, wire
 from singlecell.errors import BadRequest, KernelUnavailable, NotFound, PayloadTooLarge, SingleCellError
 from singlecell.store.base import NewRequest, RequestRecord, SessionState
-from singlecell.web.handlers import BaseHandler, BodyHandler, Services, digits, error_body, owner_of, touch_if_due
+from singlecell.web.handlers import (
+    BaseHandler,
+    BodyHandler,
+    Services,
+    digits,
+    error_body,
+    owner_of,
+    set_retry_after,
+    touch_if_due,
+)
 
 log = logging.getLogger(__name__)
 
@@ -317,9 +326,7 @@ class KernelChannels(KernelAccess, tornado.websocket.WebSocketHandler):
         except SingleCellError as exc:  # before the upgrade: an HTTP answer that says why
             self.set_status(exc.status)
             self.set_header("Content-Type", "application/json; charset=utf-8")
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:
-                self.set_header("Retry-After", str(retry_after))
+            set_retry_after(self, exc)
             self.finish(error_body(exc.code, exc.message))
             return
         self.saved_seq = self.seq

@@ -89,7 +89,7 @@ ANY_PATH = r".+"  # slashes included: a file in a folder
 _ERRORS: tuple[type[SingleCellError], ...] = (
     BadRequest, Unauthorized, Forbidden, NotAllowed, NotFound, Conflict, SessionEnded, PayloadTooLarge,
     TooManyRequests, TooManySessions, QueueFull, StoreUnavailable, KernelUnavailable, StillRunning)
-# BaseHandler.write_error sets Retry-After for these (pages' write_error and the WebSocket do not)
+# the errors that carry Retry-After (handlers.set_retry_after): JSON errors, error pages and WebSockets
 _RETRY_CODES = frozenset(e.code for e in (QueueFull, TooManyRequests, TooManySessions, StoreUnavailable))
 _WHY: dict[str, str] = {
     BadRequest.code: "the request is not one this route takes; the message says what to fix",
