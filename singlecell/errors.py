@@ -105,6 +105,23 @@ class TooManySessions(TooManyRequests):
     code = "too_many_sessions"
 
 
+class QuotaExceeded(TooManyRequests):
+    """A client (an API token, or an address without one) is past one of its limits
+    (singlecell/quotas.py): ``limit`` names which, ``rate``, ``max_running`` or ``cpu_per_day``."""
+
+    code = "limit_exceeded"
+
+    def __init__(self, message: str, limit: str, retry_after: int = 1) -> None:
+        super().__init__(message, retry_after)
+        self.limit = limit
+
+
+class CallbackRefused(BadRequest):
+    """A ``callback_url`` the server will not call: not http(s), or an address it must not reach."""
+
+    code = "callback_refused"
+
+
 class StillRunning(SingleCellError):
     """``/eval`` gave up waiting; the request goes on and its output URL stays valid."""
 

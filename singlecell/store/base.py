@@ -57,6 +57,51 @@ class NewRequest:
     timeout: float
     inputs: dict[str, bytes] = field(default_factory=dict)
     client: str = ""
+    quota_key: str = ""  # whose it is, for its limits and CPU usage (singlecell/quotas.py)
+    callback: Callback | None = None  # where to POST its summary once it ends
+
+
+@dataclass(frozen=True)
+class Quota:
+    """The limits of one key (an API token's, or a client address's) that :meth:`Store.submit`
+    checks, in the transaction that stores the requests. 0 means no limit."""
+
+    key: str
+    rate: float = 0.0  # requests per second, sustained
+    burst: int = 1  # requests that may come at once before the rate's pace applies
+    max_running: int = 0  # cells queued or running at once
+    cpu_per_day: float = 0.0  # CPU seconds the key's cells may use per UTC day
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.rate or self.max_running or self.cpu_per_day)
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A request's callback: once the request ends, its ``/eval`` summary is POSTed to ``url``
+    (output and file URLs under ``base_url``), signed with HMAC-SHA256 under ``secret`` (the
+    SHA-256 of the client's API token, hex, as stored; "" for none: unsigned)."""
+
+    url: str
+    base_url: str
+    secret: str = ""
+
+
+@dataclass(frozen=True)
+class CallbackState:
+    """A callback as stored: ``state`` is ``pending`` (until the request ends and a POST
+    succeeds), ``delivered`` or ``failed`` (every attempt failed, or the address was refused)."""
+
+    request_id: str
+    url: str
+    base_url: str
+    secret: str
+    state: str
+    attempts: int
+    next_try: float
+    finished: float | None
+    last_error: str | None
 
 
 @dataclass(frozen=True)
@@ -108,6 +153,8 @@ class RequestRecord:
     last_seq: int  # the highest message seq stored for it; 0 when none
     session: SessionState | None = None  # set by get_request when the cell became a session
     linked_to: str | None = None  # a linked cell: the request id of the session it runs in
+    quota_key: str = ""  # whose it is (NewRequest.quota_key)
+    cpu: float | None = None  # CPU seconds its kernel used, once it ended (a session's grow until it ends)
 
 
 @dataclass(frozen=True)
@@ -191,13 +238,38 @@ class Store(ABC):
     # -- the web tier -------------------------------------------------------------------
 
     @abstractmethod
-    def submit(self, request: NewRequest, max_queue: int) -> None:
-        """Store ``request`` as ``queued``, in one transaction with the queue-length check.
+    def submit(self, request: NewRequest, max_queue: int, quota: Quota | None = None) -> None:
+        """Store ``request`` as ``queued``, in one transaction with the queue-length check, and
+        with the check of ``quota`` (the limits of ``request.quota_key``) when given.
 
         Raises :class:`singlecell.errors.QueueFull` (and stores nothing) when ``max_queue``
         requests are already queued, and :class:`singlecell.errors.DuplicateRequest` when a
-        request with this id exists.
+        request with this id exists. Past a limit of ``quota`` it raises
+        :class:`singlecell.errors.QuotaExceeded` naming it, with the seconds until a retry can
+        pass, and stores nothing (a refused request does not use up the rate):
+
+        - ``rate``: more requests than ``burst`` at once, or faster than ``rate`` per second
+          after it (GCRA, the token bucket as one timestamp);
+        - ``max_running``: the key's requests ``queued`` or ``running`` would pass it;
+        - ``cpu_per_day``: the key's CPU seconds of this UTC day (see :meth:`finish`) reached it.
+
+        However many processes submit at once, no limit is passed.
         """
+
+    @abstractmethod
+    def submit_batch(self, batch_id: str, requests: Sequence[NewRequest], max_queue: int,
+                     quota: Quota | None = None) -> None:
+        """Store ``requests`` (one key's) as ``queued`` and as the batch ``batch_id``, all or none,
+        under the checks of :meth:`submit`: the queue and ``max_running`` count every request,
+        the rate counts the batch once. ``DuplicateRequest`` when the batch or a request id exists."""
+
+    @abstractmethod
+    def get_batch(self, batch_id: str) -> list[str] | None:
+        """The ids of the batch's requests, in the order submitted; ``None`` for an unknown batch."""
+
+    @abstractmethod
+    def cpu_used(self, key: str, day: int) -> float:
+        """CPU seconds the requests of ``key`` used on ``day`` (days since 1970-01-01, UTC)."""
 
     @abstractmethod
     def get_request(self, request_id: str) -> RequestRecord | None:
@@ -288,11 +360,13 @@ class Store(ABC):
         messages: Sequence[StoredMessage] = (),
         files: Sequence[FileRecord] = (),
         session: NewSession | None = None,
+        cpu: float | None = None,
     ) -> bool:
         """Give a request ``device`` holds ``running`` its terminal ``status``, in one
         transaction with its last ``messages`` and its ``files``; with ``session``, the cell
         also becomes a live session held by ``device`` (its lease ``session.lease_seconds``, its
-        last read now), in the same transaction.
+        last read now), in the same transaction. ``cpu``, the CPU seconds its kernel used, is
+        recorded on it and added to its ``quota_key``'s usage of today (UTC).
 
         Returns ``False`` and changes nothing when the request is not ``running`` under
         ``device``. Raises ``ValueError`` (changing nothing) for a status that is not terminal,
@@ -332,14 +406,15 @@ class Store(ABC):
         (1, 2, … per session). ``None``, storing nothing, when the request has no live session."""
 
     @abstractmethod
-    def submit_linked(self, request: NewRequest, session_id: str, owner: str) -> int | None:
+    def submit_linked(self, request: NewRequest, session_id: str, owner: str, quota: Quota | None = None) -> int | None:
         """Store a linked cell: ``request`` (an ``execute_request`` marked ``singlecell_linked``)
         as a request of its own, ``running`` on the session's device from now (it is never
         claimed), and as the next input of the live kernel session ``session_id`` that ``owner``
         holds, in one transaction; returns the input's seq. ``None``, storing nothing, when there
-        is no such live session. The device finishes the request when the kernel answered it; when
-        the session ends first, the store ends it ``aborted`` with the session (:meth:`end_session`,
-        :meth:`expire_leases`), an error saying so its last message but one."""
+        is no such live session. ``quota``: checked as :meth:`submit` checks it (it is
+        ``running`` at once, so ``max_running`` counts it). The device finishes the request when
+        the kernel answered it; when the session ends first, the store ends it ``aborted`` with the
+        session (:meth:`end_session`, :meth:`expire_leases`), an error saying so its last message but one."""
 
     @abstractmethod
     def inputs(self, request_id: str, after: int) -> list[tuple[int, JsonDict]]:
@@ -361,11 +436,12 @@ class Store(ABC):
 
     @abstractmethod
     def end_session(self, request_id: str, device: str, reason: str, messages: Sequence[StoredMessage] = (),
-                    files: Sequence[FileRecord] = ()) -> bool:
+                    files: Sequence[FileRecord] = (), cpu: float | None = None) -> bool:
         """End the live session ``device`` holds, for ``reason``, in one transaction with its
         last ``messages`` (the ``session_end`` among them), the files its kernel left, and the end
-        (``aborted``) of the linked cells still waiting in it. Returns ``False``, changing
-        nothing, when it is not live under ``device``."""
+        (``aborted``) of the linked cells still waiting in it. ``cpu``: the CPU seconds its kernel
+        used since :meth:`finish` recorded some, added to the request's and to its key's usage.
+        Returns ``False``, changing nothing, when it is not live under ``device``."""
 
     @abstractmethod
     def touch_session(self, request_id: str, now: float | None = None) -> None:
@@ -417,6 +493,27 @@ class Store(ABC):
     @abstractmethod
     def devices(self, seen_since: float) -> list[DeviceReport]:
         """The devices that reported at ``seen_since`` or later, by name."""
+
+    # -- callbacks: a request's summary POSTed where its client asked (singlecell/callbacks.py) --
+    # A request submitted with a callback has one, ``pending``; once the request ends, any web
+    # process may claim it, POST, and say how that went.
+
+    @abstractmethod
+    def claim_callbacks(self, limit: int, lease_seconds: float) -> list[CallbackState]:
+        """Up to ``limit`` pending callbacks whose request has ended and whose ``next_try`` has
+        come, each counted as one more attempt and held for ``lease_seconds`` (its ``next_try``
+        moves on by that much: a sender that dies leaves it to be claimed again). However many
+        processes claim at once, each is returned to one of them."""
+
+    @abstractmethod
+    def callback_tried(self, request_id: str, delivered: bool, error: str | None = None,
+                       retry_at: float | None = None) -> None:
+        """How an attempt went: ``delivered``; else ``error``, and ``retry_at`` the moment to try
+        again, or ``None`` for no more attempts (``failed``)."""
+
+    @abstractmethod
+    def callbacks_of(self, request_ids: Sequence[str]) -> dict[str, CallbackState]:
+        """The callbacks of those of ``request_ids`` that have one."""
 
     # -- files --------------------------------------------------------------------------
 

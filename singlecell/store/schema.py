@@ -303,6 +303,63 @@ device_table = sa.Table(
 )
 
 
+# -- version 7: quotas, batches and callbacks (singlecell/quotas.py, singlecell/callbacks.py) -------
+
+# whose a request is, for its limits: "t:<SHA-256 of the API token>", or "a:<client address>"
+request_quota = sa.Column("quota_key", sa.Text, nullable=False, server_default="")
+request_cpu = sa.Column("cpu", sa.Float)  # CPU seconds its kernel used, as the device measured them
+request_table.append_column(request_quota)
+request_table.append_column(request_cpu)
+request_table.append_constraint(sa.Index("requests_quota_status", "quota_key", "status"))  # max_running
+
+token_limit_table = sa.Table(  # an API token's own limits; a missing row or a NULL: the server's setting
+    "token_limits",
+    metadata,
+    sa.Column("token_id", sa.Text, sa.ForeignKey("api_tokens.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("rate", sa.Text),  # like "5/s"; "0": none
+    sa.Column("max_running", sa.Integer),
+    sa.Column("cpu_per_day", sa.Float),
+)
+
+pace_table = sa.Table(  # the request rate's state per key: GCRA's theoretical arrival time
+    "quota_pace",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("tat", sa.Float, nullable=False),
+)
+
+usage_table = sa.Table(  # CPU seconds per key per UTC day, added as each request finishes
+    "quota_usage",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),  # days since 1970-01-01, UTC
+    sa.Column("cpu", sa.Float, nullable=False),
+)
+
+batch_table = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("ids", sa.Text, nullable=False),  # JSON: the requests' ids, in the order submitted
+)
+
+callback_table = sa.Table(  # a request's summary to POST to its callback_url once it ends
+    "callbacks",
+    metadata,
+    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("base_url", sa.Text, nullable=False),  # the server's URL as the client used it: for output URLs
+    sa.Column("secret", sa.Text, nullable=False),  # the HMAC key: the token's SHA-256 as stored; "": unsigned
+    sa.Column("state", sa.Text, nullable=False),  # pending, delivered or failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_try", sa.Float, nullable=False),  # a sender's claim moves it on, like a lease
+    sa.Column("finished", sa.Float),
+    sa.Column("last_error", sa.Text),
+    sa.Index("callbacks_due", "state", "next_try"),
+)
+
+
 def _first(conn: Connection) -> None:
     _v1.create_all(conn, tables=[_V1_REQUESTS])
     metadata.create_all(conn, tables=[message_table, file_table])
@@ -329,6 +386,13 @@ def _devices(conn: Connection) -> None:
     metadata.create_all(conn, tables=[device_table])
 
 
+def _quotas(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE requests ADD COLUMN quota_key TEXT NOT NULL DEFAULT ''")
+    conn.exec_driver_sql(f"ALTER TABLE requests ADD COLUMN cpu {'REAL' if conn.dialect.name == 'sqlite' else 'FLOAT'}")
+    conn.exec_driver_sql("CREATE INDEX requests_quota_status ON requests (quota_key, status)")
+    metadata.create_all(conn, tables=[token_limit_table, pace_table, usage_table, batch_table, callback_table])
+
+
 version_table = sa.Table("singlecell_schema", sa.MetaData(), sa.Column("version", sa.Integer, nullable=False))
 
 # PostgreSQL only; the one lock every table of the project is made under (the SQL filestore's too)
@@ -349,6 +413,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _sessions,  # 4: sessions and their inputs
     _kernels,  # 5: Jupyter clients' kernels, and where each reader of a session has read to
     _devices,  # 6: devices' reports, and requests by age
+    _quotas,  # 7: quotas (whose each request is, its CPU, token limits, usage), batches and callbacks
 ]
 LATEST = len(MIGRATIONS)
 

@@ -19,11 +19,14 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 
+from singlecell import quotas
 from singlecell.errors import DuplicateRequest, QueueFull
 from singlecell.protocol import error_message, lost_error_message, message
 from singlecell.sessions import end_text, session_end_message
 from singlecell.store.base import (
+    TERMINAL_STATUSES,
     TOUCH_EVERY,
+    CallbackState,
     DeviceReport,
     FileRecord,
     JsonDict,
@@ -31,6 +34,7 @@ from singlecell.store.base import (
     NewSession,
     Permalink,
     Progress,
+    Quota,
     RequestRecord,
     SessionState,
     Status,
@@ -41,16 +45,20 @@ from singlecell.store.base import (
 )
 from singlecell.store.database import Database
 from singlecell.store.schema import (
+    batch_table,
+    callback_table,
     cursor_table,
     device_table,
     file_table,
     input_table,
     message_table,
     migrate,
+    pace_table,
     permalink_table,
     request_table,
     session_table,
     stop_table,
+    usage_table,
 )
 
 _QUEUED, _RUNNING, _LOST = Status.QUEUED.value, Status.RUNNING.value, Status.LOST.value
@@ -80,6 +88,8 @@ def _record(row: Row[Any]) -> RequestRecord:
         last_seq=row.last_seq,
         session=session,
         linked_to=row.session_id,
+        quota_key=row.quota_key,
+        cpu=row.cpu,
     )
 
 
@@ -280,6 +290,39 @@ _PROGRESS = (
     .select_from(request_table.outerjoin(session_table, _ses.request_id == _req.id))
     .where(_req.id.in_(sa.bindparam("ids", expanding=True)))
 )
+_IN_FLIGHT = (  # max_running: a key's cells queued or running (index requests_quota_status)
+    sa.select(sa.func.count()).select_from(request_table)
+    .where(_req.quota_key == sa.bindparam("key"), _req.status.in_([_QUEUED, _RUNNING]))
+)
+_pace, _use = pace_table.c, usage_table.c
+_PACE = sa.select(_pace.tat).where(_pace.key == sa.bindparam("key"))
+_USED = sa.select(_use.cpu).where(_use.key == sa.bindparam("key"), _use.day == sa.bindparam("day"))
+_CHARGE = (  # a request's CPU seconds, added (a session's grow), and whose they are
+    request_table.update().where(_req.id == _rid)
+    .values(cpu=sa.func.coalesce(_req.cpu, 0.0) + sa.bindparam("cpu_"))
+    .returning(_req.quota_key)
+)
+_GET_BATCH = sa.select(batch_table.c.ids).where(batch_table.c.id == sa.bindparam("bid"))
+_cb = callback_table.c
+_CLAIM_CALLBACKS = (
+    callback_table.update()
+    .where(_cb.request_id.in_(
+        sa.select(_cb.request_id)
+        .join(request_table, _req.id == _cb.request_id)
+        .where(_cb.state == "pending", _cb.next_try <= _now, _req.status.in_([s.value for s in TERMINAL_STATUSES]))
+        .order_by(_cb.next_try)
+        .limit(sa.bindparam("n"))
+        .with_for_update(skip_locked=True, of=callback_table)
+    ))
+    .values(attempts=_cb.attempts + 1, next_try=sa.bindparam("until"))
+    .returning(*callback_table.c)
+)
+_ANY_DUE_CALLBACK = (
+    sa.select(_cb.request_id).join(request_table, _req.id == _cb.request_id)
+    .where(_cb.state == "pending", _cb.next_try <= _now, _req.status.in_([s.value for s in TERMINAL_STATUSES]))
+    .limit(1)
+)
+_CALLBACKS_OF = sa.select(callback_table).where(_cb.request_id.in_(sa.bindparam("ids", expanding=True)))
 _GET_PERMALINK = sa.select(permalink_table).where(permalink_table.c.id == sa.bindparam("pid"))
 
 
@@ -334,6 +377,43 @@ def _insert_files(conn: Connection, request_id: str, files: Sequence[FileRecord]
         ])
 
 
+def _request_row(request: NewRequest, now: float) -> dict[str, Any]:
+    return {
+        "id": request.id,
+        "message": _dumps(request.message),
+        "status": _QUEUED,
+        "timeout": request.timeout,
+        "inputs": _dumps({k: base64.b64encode(v).decode("ascii") for k, v in request.inputs.items()}),
+        "client": request.client,
+        "quota_key": request.quota_key,
+        "created": now,
+        "last_seq": 0,
+    }
+
+
+def _insert_callbacks(conn: Connection, requests: Sequence[NewRequest], now: float) -> None:
+    rows = [{"request_id": r.id, "url": r.callback.url, "base_url": r.callback.base_url, "secret": r.callback.secret,
+             "state": "pending", "attempts": 0, "next_try": now}
+            for r in requests if r.callback is not None]
+    if rows:
+        conn.execute(callback_table.insert(), rows)
+
+
+def _charge(conn: Connection, request_id: str, cpu: float | None, now: float) -> None:
+    """Record a request's CPU seconds, and add them to its key's usage of today."""
+    if cpu is None:
+        return
+    key = conn.execute(_CHARGE, {"rid": request_id, "cpu_": cpu}).scalar()
+    if key:
+        conn.execute(_insert(conn, usage_table).values(key=key, day=quotas.day_of(now), cpu=cpu)
+                     .on_conflict_do_update(index_elements=[_use.key, _use.day], set_={"cpu": _use.cpu + cpu}))
+
+
+def _callback_state(row: Row[Any]) -> CallbackState:
+    return CallbackState(row.request_id, row.url, row.base_url, row.secret, row.state, row.attempts, row.next_try,
+                         row.finished, row.last_error)
+
+
 def _file_record(row: Row[Any]) -> FileRecord:
     return FileRecord(row.name, row.size, row.content_type, row.location)
 
@@ -359,30 +439,69 @@ class SqlStore(Store):
 
     # -- the web tier -------------------------------------------------------------------
 
-    def submit(self, request: NewRequest, max_queue: int) -> None:
-        row = {
-            "id": request.id,
-            "message": _dumps(request.message),
-            "status": _QUEUED,
-            "timeout": request.timeout,
-            "inputs": _dumps({k: base64.b64encode(v).decode("ascii") for k, v in request.inputs.items()}),
-            "client": request.client,
-            "created": time.time(),
-            "last_seq": 0,
-        }
+    def submit(self, request: NewRequest, max_queue: int, quota: Quota | None = None) -> None:
+        now = time.time()
         with self._writer.begin() as conn:
-            _lock_queue(conn)
-            queued = conn.execute(_COUNT_QUEUED).scalar_one()
-            if queued >= max_queue:
-                raise QueueFull(
-                    f"{queued} requests are already waiting, the most this server queues; "
-                    "retry in a second.",
-                    retry_after=1,
-                )
+            self._admit(conn, 1, max_queue, quota, now)
             try:
-                conn.execute(_INSERT_REQUEST, row)
+                conn.execute(_INSERT_REQUEST, _request_row(request, now))
             except sa.exc.IntegrityError:  # the primary key is the only constraint an insert can break
                 raise _duplicate(request.id) from None
+            _insert_callbacks(conn, [request], now)
+
+    def submit_batch(self, batch_id: str, requests: Sequence[NewRequest], max_queue: int,
+                     quota: Quota | None = None) -> None:
+        now = time.time()
+        with self._writer.begin() as conn:
+            self._admit(conn, len(requests), max_queue, quota, now)
+            try:
+                conn.execute(batch_table.insert(), {"id": batch_id, "created": now,
+                                                    "ids": _dumps([r.id for r in requests])})
+                conn.execute(_INSERT_REQUEST, [_request_row(r, now) for r in requests])
+            except sa.exc.IntegrityError:
+                raise DuplicateRequest(f"batch {batch_id!r} or one of its request ids exists already; give each "
+                                       "a new id") from None
+            _insert_callbacks(conn, requests, now)
+
+    @staticmethod
+    def _admit(conn: Connection, count: int, max_queue: int | None, quota: Quota | None, now: float) -> None:
+        """The checks before ``count`` requests are stored, in their transaction (which holds
+        the queue's lock: SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock), so that no
+        other submit can pass a limit between a check and its insert. ``max_queue`` None: the
+        requests do not wait in the queue (linked cells)."""
+        _lock_queue(conn)
+        queued = conn.execute(_COUNT_QUEUED).scalar_one() if max_queue is not None else 0
+        if max_queue is not None and queued + count > max_queue:
+            raise QueueFull(
+                f"{queued} requests are already waiting, and this server queues {max_queue}; "
+                "retry in a second.",
+                retry_after=1,
+            )
+        if quota is None or not quota.limited:
+            return
+        key = {"key": quota.key}
+        if quota.max_running:
+            running = conn.execute(_IN_FLIGHT, key).scalar_one()
+            if running + count > quota.max_running:
+                raise quotas.too_many(quota, running, count)
+        if quota.cpu_per_day:
+            used = conn.execute(_USED, {**key, "day": quotas.day_of(now)}).scalar()
+            if used is not None and used >= quota.cpu_per_day:
+                raise quotas.out_of_cpu(quota, used, now)
+        if quota.rate:  # last: a request another limit refuses does not use up the rate
+            tat, wait = quotas.pace(conn.execute(_PACE, key).scalar(), now, quota.rate, quota.burst)
+            if tat is None:
+                raise quotas.too_fast(quota, wait)
+            conn.execute(_insert(conn, pace_table).values(key=quota.key, tat=tat)
+                         .on_conflict_do_update(index_elements=[_pace.key], set_={"tat": tat}))
+
+    def get_batch(self, batch_id: str) -> list[str] | None:
+        rows = self._read(_GET_BATCH, {"bid": batch_id})
+        return list(json.loads(rows[0].ids)) if rows else None
+
+    def cpu_used(self, key: str, day: int) -> float:
+        rows = self._read(_USED, {"key": key, "day": day})
+        return float(rows[0].cpu) if rows else 0.0
 
     def get_request(self, request_id: str) -> RequestRecord | None:
         rows = self._read(_GET_REQUEST, {"rid": request_id})
@@ -508,6 +627,7 @@ class SqlStore(Store):
         messages: Sequence[StoredMessage] = (),
         files: Sequence[FileRecord] = (),
         session: NewSession | None = None,
+        cpu: float | None = None,
     ) -> bool:
         status = Status(status)
         if not status.terminal:
@@ -518,8 +638,9 @@ class SqlStore(Store):
                 if not self._append(conn, request_id, device, messages, status):
                     return False
                 _insert_files(conn, request_id, files)
+                now = time.time()
+                _charge(conn, request_id, cpu, now)
                 if session is not None:
-                    now = time.time()
                     conn.execute(_INSERT_SESSION, {
                         "request_id": request_id, "device": device, "client": session.client, "live": True,
                         "started": now, "lease_until": now + session.lease_seconds, "last_read": now,
@@ -565,9 +686,11 @@ class SqlStore(Store):
             conn.execute(_INSERT_INPUT, {"request_id": request_id, "seq": row.last_input, "message": _dumps(message)})
             return int(row.last_input)
 
-    def submit_linked(self, request: NewRequest, session_id: str, owner: str) -> int | None:
+    def submit_linked(self, request: NewRequest, session_id: str, owner: str, quota: Quota | None = None) -> int | None:
         now = time.time()
         with self._writer.begin() as conn:
+            if quota is not None and quota.limited:
+                self._admit(conn, 1, None, quota, now)
             row = conn.execute(_NEXT_LINKED_INPUT, {"rid": session_id, "who": owner}).first()
             if row is None:
                 return None
@@ -576,9 +699,10 @@ class SqlStore(Store):
                     "id": request.id, "message": _dumps(request.message), "status": _RUNNING,
                     "timeout": request.timeout, "inputs": "{}", "client": request.client, "created": now,
                     "started": now, "device": row.device, "lease_until": None, "last_seq": 0,
-                    "session_id": session_id})
+                    "session_id": session_id, "quota_key": request.quota_key})
             except sa.exc.IntegrityError:  # as in submit
                 raise _duplicate(request.id) from None
+            _insert_callbacks(conn, [request], now)
             conn.execute(_INSERT_INPUT, {"request_id": session_id, "seq": row.last_input,
                                          "message": _dumps(request.message)})
             return int(row.last_input)
@@ -613,16 +737,18 @@ class SqlStore(Store):
         conn.execute(_INSERT_MESSAGES, [_message_row(request_id, m.seq, m.message) for m in msgs])
 
     def end_session(self, request_id: str, device: str, reason: str, messages: Sequence[StoredMessage] = (),
-                    files: Sequence[FileRecord] = ()) -> bool:
+                    files: Sequence[FileRecord] = (), cpu: float | None = None) -> bool:
         _check_seqs(messages)
+        now = time.time()
         try:
             with self._writer.begin() as conn:
                 if not conn.execute(_END_SESSION, {"rid": request_id, "dev": device, "why": reason,
-                                                   "now": time.time()}).rowcount:
+                                                   "now": now}).rowcount:
                     return False
                 if messages:
                     self._append_session(conn, request_id, messages)
                 _insert_files(conn, request_id, files)
+                _charge(conn, request_id, cpu, now)
                 _end_linked(conn, request_id, reason)
         except sa.exc.IntegrityError:
             raise ValueError(f"end_session got a file name the request has already: "
@@ -684,6 +810,33 @@ class SqlStore(Store):
         return [DeviceReport(row.name, row.host, row.started, row.seen, row.kernels, row.busy, row.ready,
                              [(str(n), bool(a), str(d)) for n, a, d in json.loads(row.layers)])
                 for row in self._read(_DEVICES, {"since": seen_since})]
+
+    # -- callbacks ----------------------------------------------------------------------
+
+    def claim_callbacks(self, limit: int, lease_seconds: float) -> list[CallbackState]:
+        now = time.time()
+        params = {"now": now, "n": limit, "until": now + lease_seconds}
+        if not self._read(_ANY_DUE_CALLBACK, params):  # every web process asks every second: no write lock for none
+            return []
+        with self._writer.begin() as conn:
+            return [_callback_state(row) for row in conn.execute(_CLAIM_CALLBACKS, params)]
+
+    def callback_tried(self, request_id: str, delivered: bool, error: str | None = None,
+                       retry_at: float | None = None) -> None:
+        now = time.time()
+        values: dict[str, Any] = {"last_error": error}
+        if delivered or retry_at is None:
+            values |= {"state": "delivered" if delivered else "failed", "finished": now}
+        else:
+            values["next_try"] = retry_at
+        with self._writer.begin() as conn:
+            conn.execute(callback_table.update().where(_cb.request_id == request_id, _cb.state == "pending")
+                         .values(values))
+
+    def callbacks_of(self, request_ids: Sequence[str]) -> dict[str, CallbackState]:
+        if not request_ids:
+            return {}
+        return {row.request_id: _callback_state(row) for row in self._read(_CALLBACKS_OF, {"ids": list(request_ids)})}
 
     # -- files --------------------------------------------------------------------------
 

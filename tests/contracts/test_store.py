@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from singlecell.errors import ConfigError, DuplicateRequest, QueueFull, UnknownBackend
+from singlecell.errors import ConfigError, DuplicateRequest, QueueFull, QuotaExceeded, UnknownBackend
 from singlecell.protocol import execute_request, message
 from singlecell.store import (
     FileRecord,
@@ -33,7 +33,7 @@ from singlecell.store import (
     open_store,
     schema,
 )
-from singlecell.store.base import PERMALINK_ID_LENGTH
+from singlecell.store.base import PERMALINK_ID_LENGTH, Callback, Quota
 from tests import postgres
 
 
@@ -920,8 +920,29 @@ def test_an_upgrade_from_version_5_adds_devices_and_keeps_the_requests(url: str)
     assert s.devices(0) == []
     s.close()
     with engine.connect() as conn:
-        assert schema.schema_version(conn) == schema.LATEST == 6
+        assert schema.schema_version(conn) == schema.LATEST
         assert "requests_created" in {i["name"] for i in sa.inspect(conn).get_indexes("requests")}
+    engine.dispose()
+
+
+def test_an_upgrade_from_version_6_adds_quotas_batches_and_callbacks_and_keeps_the_requests(url: str) -> None:
+    s = open_store(url)
+    engine = raw_engine(url)
+    with engine.begin() as conn:
+        schema.migrate(conn, 6)
+        conn.execute(sa.text("INSERT INTO requests (id, message, status, timeout, inputs, client, created, last_seq) "
+                             "VALUES ('old', :m, 'running', 30.0, '{}', '1.2.3.4', :now, 0)"),
+                     {"m": json.dumps(new_request("old").message), "now": time.time()})
+    s.create_schema()
+    old = s.get_request("old")
+    assert old is not None and old.quota_key == "" and old.cpu is None and old.status is Status.RUNNING
+    s.submit(new_request("new"), 10, Quota("a:1.2.3.4", max_running=1))  # the old one has no key: not counted
+    s.close()
+    with engine.connect() as conn:
+        assert schema.schema_version(conn) == schema.LATEST == 7
+        assert {"token_limits", "quota_pace", "quota_usage", "batches", "callbacks"} <= set(
+            sa.inspect(conn).get_table_names())
+        assert "requests_quota_status" in {i["name"] for i in sa.inspect(conn).get_indexes("requests")}
     engine.dispose()
 
 
@@ -938,3 +959,198 @@ def test_list_requests_is_newest_first_and_filters_by_status_and_age(store: Stor
     assert store.list_requests(Status.RUNNING) == []
     (first,) = store.list_requests(Status.DONE)
     assert first.started is not None and first.finished is not None and first.device == "dev-a"
+
+
+# -- quotas: a key's rate, cells at once, and CPU seconds a day ------------------------------------
+
+
+def keyed(rid: str, key: str = "t:abc", callback: Callback | None = None) -> NewRequest:
+    request = new_request(rid)
+    return NewRequest(request.id, request.message, request.timeout, client="alice", quota_key=key, callback=callback)
+
+
+def refused(store: Store, request: NewRequest, quota: Quota) -> QuotaExceeded:
+    with pytest.raises(QuotaExceeded) as caught:
+        store.submit(request, 100, quota)
+    assert store.get_request(request.id) is None  # nothing stored
+    return caught.value
+
+
+def test_the_rate_lets_a_burst_through_then_one_request_per_interval(store: Store) -> None:
+    quota = Quota("t:abc", rate=4.0, burst=2)
+    store.submit(keyed("r1"), 100, quota)
+    store.submit(keyed("r2"), 100, quota)
+    error = refused(store, keyed("r3"), quota)
+    assert (error.limit, error.retry_after, error.status) == ("rate", 1, 429)
+    assert "4/s" in error.message and "at most 2 at once" in error.message
+    store.submit(keyed("other", "t:other"), 100, Quota("t:other", rate=4.0, burst=2))  # keys are apart
+    time.sleep(0.3)  # one interval (0.25 s) later, one more passes, and only one
+    store.submit(keyed("r3"), 100, quota)
+    refused(store, keyed("r4"), quota)
+
+
+def test_a_request_another_limit_refuses_does_not_use_up_the_rate(store: Store) -> None:
+    quota = Quota("t:abc", rate=1 / 3600, burst=1, max_running=1)
+    store.submit(keyed("r1"), 100, Quota("t:abc", max_running=1))
+    assert refused(store, keyed("r2"), quota).limit == "max_running"
+    claim = store.claim("dev-a", 1, LEASE)[0]
+    assert store.finish(claim.id, "dev-a", Status.DONE, msgs(1, "status"))
+    store.submit(keyed("r2"), 100, quota)  # the refusal above left the rate whole
+    assert refused(store, keyed("r3"), Quota("t:abc", rate=1 / 3600, burst=1)).limit == "rate"
+
+
+def test_max_running_counts_the_keys_queued_and_running_cells(store: Store) -> None:
+    quota = Quota("a:10.0.0.1", max_running=2)
+    store.submit(keyed("r1", "a:10.0.0.1"), 100, quota)
+    store.submit(keyed("r2", "a:10.0.0.1"), 100, quota)
+    error = refused(store, keyed("r3", "a:10.0.0.1"), quota)
+    assert error.limit == "max_running" and "has 2 cells queued or running" in error.message
+    assert "address (no API token)" in error.message
+    store.submit(keyed("b1", "a:10.0.0.2"), 100, Quota("a:10.0.0.2", max_running=2))
+    (first,) = store.claim("dev-a", 1, LEASE)
+    refused(store, keyed("r3", "a:10.0.0.1"), quota)  # running still counts
+    assert store.finish(first.id, "dev-a", Status.DONE, msgs(1, "status"))
+    store.submit(keyed("r3", "a:10.0.0.1"), 100, quota)
+
+
+def test_cpu_seconds_are_recorded_and_the_daily_quota_refuses_past_them(store: Store) -> None:
+    from singlecell.quotas import day_of
+
+    quota = Quota("t:abc", cpu_per_day=5.0)
+    store.submit(keyed("r1"), 100, quota)
+    claimed = store.claim("dev-a", 1, LEASE)[0]
+    assert store.finish(claimed.id, "dev-a", Status.DONE, msgs(1, "status"), cpu=3.25)
+    record = store.get_request("r1")
+    assert record is not None and record.cpu == 3.25 and record.quota_key == "t:abc"
+    assert store.cpu_used("t:abc", day_of(time.time())) == 3.25
+    assert store.cpu_used("t:abc", day_of(time.time()) - 1) == 0.0
+    store.submit(keyed("r2"), 100, quota)  # 3.25 < 5: it runs, and may pass the quota
+    claimed = store.claim("dev-a", 1, LEASE)[0]
+    assert store.finish(claimed.id, "dev-a", Status.DONE, msgs(1, "status"),
+                        session=NewSession("alice", LEASE), cpu=1.0)
+    assert store.end_session("r2", "dev-a", "idle", cpu=0.75)  # a session's CPU after its cell: added
+    assert store.cpu_used("t:abc", day_of(time.time())) == 5.0
+    record = store.get_request("r2")
+    assert record is not None and record.cpu == 1.75
+    error = refused(store, keyed("r3"), quota)
+    assert error.limit == "cpu_per_day" and "5.0 of its 5 CPU seconds" in error.message
+    assert 1 <= error.retry_after <= 86400
+    store.submit(keyed("r3", ""), 100)  # a request of no key is charged to nobody
+    claimed = store.claim("dev-a", 1, LEASE)[0]
+    assert store.finish(claimed.id, "dev-a", Status.DONE, msgs(1, "status"), cpu=9.0)
+    assert store.cpu_used("", day_of(time.time())) == 0.0
+
+
+def _submit_limited(url: str, prefix: str, start: Any, out: Any) -> None:
+    """Runs in a spawned process: 30 submits under one key's quota, counting each refusal's limit."""
+    try:
+        store = open_store(url)
+        start.wait()
+        refusals: dict[str, int] = {}
+        for i in range(30):
+            try:
+                store.submit(keyed(f"{prefix}-{i}"), 10_000, Quota("t:abc", rate=1 / 3600, burst=12,
+                                                                  max_running=1000))
+            except QuotaExceeded as exc:
+                refusals[exc.limit] = refusals.get(exc.limit, 0) + 1
+        store.close()
+        out.put((prefix, refusals))
+    except BaseException:
+        out.put((prefix, traceback.format_exc()))
+
+
+def test_concurrent_submits_from_several_processes_never_pass_the_rate(url: str, store: Store) -> None:
+    refusals = _run_processes(_submit_limited, url, ["p0", "p1", "p2", "p3"])
+    assert store.count_queued() == 12  # the burst, and not one more
+    assert sum(r.get("rate", 0) for r in refusals.values()) == 4 * 30 - 12
+
+
+# -- batches --------------------------------------------------------------------------------------
+
+
+def test_a_batch_is_stored_whole_in_order_and_counted_as_its_cells(store: Store) -> None:
+    ids = ["b-3", "b-1", "b-2"]
+    store.submit_batch("batch-1", [keyed(i) for i in ids], 100, Quota("t:abc", rate=1 / 3600, burst=1,
+                                                                          max_running=3))
+    assert store.get_batch("batch-1") == ids and store.get_batch("nope") is None
+    assert [store.get_request(i).status for i in ids] == [Status.QUEUED] * 3  # type: ignore[union-attr]
+    with pytest.raises(QuotaExceeded) as caught:  # 3 + 1 > max_running
+        store.submit_batch("batch-2", [keyed("c-1")], 100, Quota("t:abc", max_running=3))
+    assert caught.value.limit == "max_running"
+    with pytest.raises(QuotaExceeded) as caught:  # the rate counted batch-1 once
+        store.submit_batch("batch-2", [keyed("c-1")], 100, Quota("t:abc", rate=1 / 3600, burst=1))
+    assert caught.value.limit == "rate"
+    with pytest.raises(QuotaExceeded, match="a batch of 5 cells is more than the 4"):
+        store.submit_batch("batch-2", [keyed(f"d-{i}", "t:new") for i in range(5)], 100,
+                           Quota("t:new", max_running=4))
+    with pytest.raises(QueueFull):  # the queue counts every cell
+        store.submit_batch("batch-2", [keyed(f"e-{i}", "t:new") for i in range(3)], 5)
+    with pytest.raises(DuplicateRequest):
+        store.submit_batch("batch-1", [keyed("f-1", "t:new")], 100)
+    with pytest.raises(DuplicateRequest):
+        store.submit_batch("batch-3", [keyed("f-1", "t:new"), keyed("b-1", "t:new")], 100)
+    for rid in ("c-1", "d-0", "e-0", "f-1"):
+        assert store.get_request(rid) is None  # all or none
+    assert store.get_batch("batch-2") is None and store.get_batch("batch-3") is None
+
+
+# -- callbacks ------------------------------------------------------------------------------------
+
+
+def test_a_callback_is_claimed_once_its_request_ends_then_retried_until_delivered(store: Store) -> None:
+    hook = Callback("https://example.org/hook", "http://cells.test", "f" * 64)
+    store.submit(keyed("r1", callback=hook), 100)
+    store.submit(keyed("r2"), 100)  # no callback
+    assert store.claim_callbacks(10, 30.0) == []  # its request has not ended
+    claimed = store.claim("dev-a", 2, LEASE)
+    assert store.claim_callbacks(10, 30.0) == []
+    for record in claimed:
+        assert store.finish(record.id, "dev-a", Status.DONE, msgs(1, "status"))
+    (first,) = store.claim_callbacks(10, 30.0)
+    assert (first.request_id, first.url, first.base_url, first.secret) == ("r1", hook.url, hook.base_url, hook.secret)
+    assert (first.state, first.attempts) == ("pending", 1)
+    assert store.claim_callbacks(10, 30.0) == []  # held by the first claim
+    store.callback_tried("r1", False, "HTTP 503", retry_at=time.time() - 1)
+    (again,) = store.claim_callbacks(10, 30.0)
+    assert again.attempts == 2 and again.last_error == "HTTP 503"
+    store.callback_tried("r1", True)
+    assert store.claim_callbacks(10, 30.0) == []
+    state = store.callbacks_of(["r1", "r2", "nope"])
+    assert list(state) == ["r1"] and state["r1"].state == "delivered" and state["r1"].finished is not None
+    store.callback_tried("r1", False, "late", retry_at=time.time())  # a finished callback stays as it is
+    assert store.callbacks_of(["r1"])["r1"].state == "delivered"
+
+
+def test_a_callback_out_of_attempts_fails_and_a_lost_request_gets_its_callback_too(store: Store) -> None:
+    store.submit(keyed("r1", callback=Callback("https://example.org/a", "http://cells.test")), 100)
+    store.claim("dev-a", 1, 0.01)
+    time.sleep(0.05)
+    assert store.expire_leases() == ["r1"]
+    (claimed,) = store.claim_callbacks(10, 30.0)
+    assert claimed.request_id == "r1" and claimed.secret == ""
+    store.callback_tried("r1", False, "refused: 10.0.0.1 is a private address")
+    state = store.callbacks_of(["r1"])["r1"]
+    assert state.state == "failed" and state.last_error == "refused: 10.0.0.1 is a private address"
+    assert store.claim_callbacks(10, 30.0) == []
+
+
+def _claim_callbacks_until_empty(url: str, name: str, start: Any, out: Any) -> None:
+    try:
+        store = open_store(url)
+        start.wait()
+        got: list[str] = []
+        while batch := store.claim_callbacks(3, 60.0):
+            got += [c.request_id for c in batch]
+        store.close()
+        out.put((name, got))
+    except BaseException:
+        out.put((name, traceback.format_exc()))
+
+
+def test_concurrent_callback_claims_hand_out_each_callback_once(url: str, store: Store) -> None:
+    ids = [f"r{i:03d}" for i in range(60)]
+    store.submit_batch("b", [keyed(i, callback=Callback("https://example.org", "http://x")) for i in ids], 1000)
+    for record in store.claim("dev-a", 60, LEASE):
+        assert store.finish(record.id, "dev-a", Status.DONE, msgs(1, "status"))
+    claimed = _run_processes(_claim_callbacks_until_empty, url, ["s0", "s1", "s2"])
+    assert sorted(rid for got in claimed.values() for rid in got) == ids
