@@ -61,6 +61,12 @@ class RunningKernel(ABC):
     def kill_leftovers(self) -> None:
         """After the kernel exited: kill what it left running."""
 
+    @abstractmethod
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the kernel has used so far (user and system, its own and its reaped
+        children's), read from outside it: a cell cannot make it smaller. Once it exited, what
+        its reaping measured; ``None`` when neither can be read (it was lost with its template)."""
+
 
 class KernelLauncher(ABC):
     """Hands out ready kernels, one per request, and takes them back."""

@@ -193,15 +193,17 @@ class ForkFailed(_Message):
 
 @dataclass(frozen=True)
 class Exited(_Message):
-    """A kernel was reaped, and everything it left running is gone; ``status`` is the raw wait status."""
+    """A kernel was reaped, and everything it left running is gone; ``status`` is the raw wait
+    status, ``cpu_ms`` the CPU milliseconds its reaping measured (``wait4``'s user and system)."""
 
     op: ClassVar[str] = "exited"
     pid: int
     status: int
+    cpu_ms: int = 0
 
     @classmethod
     def read(cls, f: _Fields) -> Exited:
-        return cls(pid=f.integer("pid"), status=f.integer("status"))
+        return cls(pid=f.integer("pid"), status=f.integer("status"), cpu_ms=f.integer("cpu_ms"))
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ class Outcome:
     comms: int = 0  # the comms the kernel said were open when the cell ended (widgets: a session)
     output_bytes: int = 0  # what the kernel sent, on the wire
     inbox: Inbox | None = None  # the conversation's receive, handed on to a session
+    cpu: float | None = None  # the kernel's CPU seconds when the request was finished
 
 
 class Device:
@@ -197,6 +198,7 @@ class Device:
     def _start_session(self, record: RequestRecord, kernel: RunningKernel, outcome: Outcome, seq: int) -> None:
         assert outcome.inbox is not None
         session = LiveSession(self, record, kernel, outcome.inbox, seq, outcome.output_bytes)
+        session.charged = outcome.cpu or 0.0
         outcome.inbox = None  # the session's now
         self.sessions[record.id] = session
         session.task = asyncio.ensure_future(session.run())
@@ -508,7 +510,8 @@ class Device:
         kind = "kernel" if metadata.get("singlecell_kernel") is True else "widgets"
         new = NewSession(record.client, self.config.lease_seconds, kind, str(metadata.get("singlecell_owner", ""))) \
             if session else None
-        stored = await self._store_finish(record, status, messages, files, new)
+        outcome.cpu = kernel.cpu_seconds()
+        stored = await self._store_finish(record, status, messages, files, new, outcome.cpu)
         ended = messages[-1].seq if stored else None
         if stored:
             self.metrics.ended(status.value, record.created, record.started)
@@ -516,7 +519,8 @@ class Device:
             log.error("request %s: the store refused its ending %d times; ending it with a ServerError alone",
                       record.id, len(self.finish_retries) + 1)
             problem = RuntimeError("the store refused the cell's last output")
-            stored = await self._store_finish(record, Status.ABORTED, self._broken(record, outcome, problem, []), [])
+            stored = await self._store_finish(record, Status.ABORTED, self._broken(record, outcome, problem, []), [],
+                                              cpu=outcome.cpu)
         if stored is None:
             log.error("request %s: the store refused every ending; it is no longer renewed, and ends lost "
                       "once its lease of %.0f s runs out", record.id, self.config.lease_seconds)
@@ -526,11 +530,12 @@ class Device:
         return ended
 
     async def _store_finish(self, record: RequestRecord, status: Status, messages: list[StoredMessage],
-                            files: list[FileRecord], session: NewSession | None = None) -> bool | None:
+                            files: list[FileRecord], session: NewSession | None = None,
+                            cpu: float | None = None) -> bool | None:
         """``Store.finish``, tried again while it raises; None when every try raised."""
         for delay in (*self.finish_retries, None):
             try:
-                return self.store.finish(record.id, self.name, status, messages, files, session)
+                return self.store.finish(record.id, self.name, status, messages, files, session, cpu)
             except Exception as exc:
                 if delay is None:
                     log.error("request %s: storing its ending failed (%s: %s); giving up", record.id,

@@ -67,6 +67,7 @@ class Kernel(RunningKernel):
         self._waiting: zmq.Socket[bytes] = zmq.Socket.shadow(self.socket.underlying)
         self.workspace.own_socket(self.uid)
         self.pid: int | None = None
+        self.cpu_at_exit: float | None = None  # what the template's wait4 measured
         loop = asyncio.get_running_loop()
         self.forked: asyncio.Future[int] = loop.create_future()
         self.exited: asyncio.Future[int] = loop.create_future()
@@ -107,6 +108,11 @@ class Kernel(RunningKernel):
         if self.pid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
+
+    def cpu_seconds(self) -> float | None:
+        if self.exited.done() or self.pid is None:
+            return self.cpu_at_exit
+        return process_cpu_seconds(self.pid) if self.alive else self.cpu_at_exit
 
     def close(self) -> None:
         self.socket.close(linger=0)
@@ -321,6 +327,7 @@ class KernelPool(KernelLauncher):
             elif isinstance(msg, control.Exited):
                 kernel = self._by_pid.pop(msg.pid, None)
                 if kernel is not None and not kernel.exited.done():
+                    kernel.cpu_at_exit = msg.cpu_ms / 1000
                     kernel.exited.set_result(msg.status)
             elif isinstance(msg, control.ForkFailed):
                 kernel = self._by_slot.get(msg.slot)
@@ -383,6 +390,20 @@ class KernelPool(KernelLauncher):
 #: cell, not even through /proc/self/environ (a fork shows the template's starting environment)
 TEMPLATE_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONHASHSEED",
                         "MPLBACKEND", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """A live process's CPU seconds, its own and its reaped children's (``/proc/PID/stat``:
+    utime, stime, cutime, cstime); None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    return sum(int(x) for x in fields[11:15]) / _TICKS
 
 
 def template_environment() -> dict[str, str]:

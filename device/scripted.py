@@ -122,9 +122,11 @@ Step = Say | Pause | Write | Die | Forge | Hang | Await
 
 @dataclass
 class Script:
-    """What one kernel does once it has its request; after the last step it exits with 0."""
+    """What one kernel does once it has its request; after the last step it exits with 0.
+    ``cpu``: the CPU seconds it says it used (:meth:`RunningKernel.cpu_seconds`)."""
 
     steps: list[Step]
+    cpu: float | None = None
 
     @classmethod
     def cell(cls, *output: Step, status: str = "ok") -> Script:
@@ -232,6 +234,9 @@ class ScriptedKernel(RunningKernel):
 
     def kill_leftovers(self) -> None:
         pass  # a scripted kernel starts nothing
+
+    def cpu_seconds(self) -> float | None:
+        return self.script.cpu
 
     def _exit(self, status: int) -> None:
         if self._player is not None and self._player is not asyncio.current_task():

@@ -96,6 +96,7 @@ class LiveSession:
         self.ending: tuple[str, str] | None = None  # (reason, words), once something asked it to end
         self.task: asyncio.Task[None] | None = None
         self.oom_kills = device.pool.oom_kills(kernel)
+        self.charged = 0.0  # the kernel's CPU seconds already added to the request (when its cell finished)
 
     # -- asked from outside ----------------------------------------------------------------
 
@@ -552,9 +553,11 @@ class LiveSession:
             final.append(self.device.files_message(request, self.record.id, files))
         final.append(session_end_message(request, reason, text))
         messages = numbered(self.seq, final)
+        used = self.kernel.cpu_seconds()
+        cpu = max(0.0, used - self.charged) if used is not None else None
         for delay in (*STORE_RETRIES, None):
             try:
-                if not self.device.store.end_session(self.record.id, self.device.name, reason, messages, files):
+                if not self.device.store.end_session(self.record.id, self.device.name, reason, messages, files, cpu):
                     log.warning("session %s had already ended elsewhere", self.record.id)
                 break
             except Exception as exc:

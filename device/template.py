@@ -112,7 +112,7 @@ class Template:
     def reap(self) -> None:
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -120,7 +120,8 @@ class Template:
             if pid in self.kernels:
                 self.kernels.discard(pid)
                 self.kill_orphans()  # first: "exited" promises the device that all of it is gone
-                self.send(control.Exited(pid=pid, status=status))
+                cpu_ms = round((usage.ru_utime + usage.ru_stime) * 1000)
+                self.send(control.Exited(pid=pid, status=status, cpu_ms=cpu_ms))
             # anything else was an orphan of a finished kernel, killed by kill_orphans
 
     def kill_orphans(self) -> None:

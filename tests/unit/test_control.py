@@ -18,7 +18,7 @@ TO_DEVICE = [
     control.Ready(pid=12, layers=[("network", True, "its own loopback"), ("syscalls", False, "no libseccomp")]),
     control.Forked(slot="a1", pid=13),
     control.ForkFailed(slot="a1", error="no memory"),
-    control.Exited(pid=13, status=9),
+    control.Exited(pid=13, status=9, cpu_ms=2750),
     control.Refused(error="not JSON"),
 ]
 

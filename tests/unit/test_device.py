@@ -132,6 +132,17 @@ def test_a_cell_is_stored_in_order_under_the_devices_seqs_and_the_requests_heade
     assert launcher.released == [kernel]
 
 
+def test_the_kernels_cpu_seconds_are_recorded_with_the_ending_and_charged_to_the_requests_key(parts: Parts) -> None:
+    message = protocol.execute_request("1 + 1")
+    request_id = protocol.request_id(message)
+    parts.store.submit(NewRequest(request_id, message, 5.0, quota_key="t:abc"), 100)
+    launcher = ScriptedLauncher([Script(Script.cell().steps, cpu=2.5)], folder=str(parts.folder))
+    drive(parts.device(launcher))
+    record, _ = parts.ended(request_id)
+    assert record.cpu == 2.5 and record.status is Status.DONE
+    assert parts.store.cpu_used("t:abc", int(time.time() // 86400)) == 2.5
+
+
 def test_the_uploads_reach_the_kernel_as_buffers_named_in_the_metadata(parts: Parts) -> None:
     request_id = parts.submit(inputs={"data.txt": b"hello", "sub/helper.py": b"x = 1\n"})
     launcher = ScriptedLauncher([Script.cell()], folder=str(parts.folder))
@@ -326,12 +337,12 @@ class RefusingStore(SqlStore):
         self.finishes: list[Status] = []
 
     def finish(self, request_id: str, device: str, status: Status, messages: Sequence[StoredMessage] = (),
-               files: Sequence[FileRecord] = (), session: NewSession | None = None) -> bool:
+               files: Sequence[FileRecord] = (), session: NewSession | None = None, cpu: float | None = None) -> bool:
         self.finishes.append(status)
         if self.refusals > 0:
             self.refusals -= 1
             raise OSError("the database is restarting")
-        return super().finish(request_id, device, status, messages, files, session)
+        return super().finish(request_id, device, status, messages, files, session, cpu)
 
 
 def test_a_finish_the_store_refused_is_tried_again_and_logged(tmp_path: Path,
