@@ -36,11 +36,21 @@ class LoginSession:
 
 
 @dataclass(frozen=True)
+class TokenLimits:
+    """An API token's own limits (singlecell/quotas.py); ``None``: the server's setting."""
+
+    rate: str | None = None  # like "5/s"; "0": none
+    max_running: int | None = None
+    cpu_per_day: float | None = None
+
+
+@dataclass(frozen=True)
 class ApiToken:
     id: str
     label: str
     created: float
     revoked: float | None
+    limits: TokenLimits = TokenLimits()
 
 
 def name_key(name: str) -> str:
@@ -105,12 +115,20 @@ class Accounts(ABC):
     # -- API tokens: scripts --------------------------------------------------------------
 
     @abstractmethod
-    def create_token(self, user_id: str, label: str) -> tuple[str, ApiToken]:
-        """A new API token: (the token, shown once; its record)."""
+    def create_token(self, user_id: str, label: str, limits: TokenLimits | None = None) -> tuple[str, ApiToken]:
+        """A new API token: (the token, shown once; its record), with its own ``limits`` if given."""
 
     @abstractmethod
     def token_user(self, token: str) -> User | None:
         """The user of a live (not revoked) token, else ``None``."""
+
+    @abstractmethod
+    def token_limits(self, token: str) -> TokenLimits | None:
+        """The own limits of a live token (all ``None`` when it has none), else ``None``: one read."""
+
+    @abstractmethod
+    def set_token_limits(self, token_id: str, limits: TokenLimits) -> bool:
+        """Replace a token's own limits; ``False`` when no token has this id."""
 
     @abstractmethod
     def tokens(self, user_id: str) -> list[ApiToken]:

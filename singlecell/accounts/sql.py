@@ -16,6 +16,7 @@ from singlecell.accounts.base import (
     Accounts,
     ApiToken,
     LoginSession,
+    TokenLimits,
     User,
     check_name,
     check_password,
@@ -23,14 +24,19 @@ from singlecell.accounts.base import (
 )
 from singlecell.errors import Conflict
 from singlecell.store.database import Database
-from singlecell.store.schema import api_token_table, login_session_table, rate_table, user_table
+from singlecell.store.schema import api_token_table, login_session_table, rate_table, token_limit_table, user_table
 
 _users, _sessions, _tokens, _rates = user_table.c, login_session_table.c, api_token_table.c, rate_table.c
+_limits = token_limit_table.c
 TOKEN_PREFIX = "sc_"  # API tokens say what they are, for secret scanners and for people
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _limit_values(limits: TokenLimits) -> dict[str, object]:
+    return {"rate": limits.rate, "max_running": limits.max_running, "cpu_per_day": limits.cpu_per_day}
 
 
 def _user(row: sa.Row[object]) -> User:
@@ -122,13 +128,32 @@ class SqlAccounts(Accounts):
 
     # -- API tokens -------------------------------------------------------------------------
 
-    def create_token(self, user_id: str, label: str) -> tuple[str, ApiToken]:
+    def create_token(self, user_id: str, label: str, limits: TokenLimits | None = None) -> tuple[str, ApiToken]:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        record = ApiToken(id=secrets.token_hex(8), label=label[:100], created=time.time(), revoked=None)
+        record = ApiToken(id=secrets.token_hex(8), label=label[:100], created=time.time(), revoked=None,
+                          limits=limits or TokenLimits())
         with self._db.writer.begin() as conn:
             conn.execute(api_token_table.insert(), {"id": record.id, "token_hash": _digest(token), "user_id": user_id,
                                                     "label": record.label, "created": record.created})
+            if limits is not None:
+                conn.execute(token_limit_table.insert(), {"token_id": record.id, **_limit_values(limits)})
         return token, record
+
+    def token_limits(self, token: str) -> TokenLimits | None:
+        query = (sa.select(_tokens.id, _limits.rate, _limits.max_running, _limits.cpu_per_day)
+                 .select_from(api_token_table.outerjoin(token_limit_table, _limits.token_id == _tokens.id))
+                 .where(_tokens.token_hash == _digest(token), _tokens.revoked.is_(None)))
+        with self._db.reader.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else TokenLimits(row.rate, row.max_running, row.cpu_per_day)
+
+    def set_token_limits(self, token_id: str, limits: TokenLimits) -> bool:
+        with self._db.writer.begin() as conn:
+            if conn.execute(sa.select(_tokens.id).where(_tokens.id == token_id)).first() is None:
+                return False
+            conn.execute(self._upsert(token_limit_table).values(token_id=token_id, **_limit_values(limits))
+                         .on_conflict_do_update(index_elements=[_limits.token_id], set_=_limit_values(limits)))
+        return True
 
     def token_user(self, token: str) -> User | None:
         query = (sa.select(user_table).join(api_token_table, _tokens.user_id == _users.id)
@@ -138,9 +163,12 @@ class SqlAccounts(Accounts):
         return _user(row) if row is not None else None
 
     def tokens(self, user_id: str) -> list[ApiToken]:
-        query = sa.select(api_token_table).where(_tokens.user_id == user_id).order_by(_tokens.created.desc())
+        query = (sa.select(api_token_table, _limits.rate, _limits.max_running, _limits.cpu_per_day)
+                 .select_from(api_token_table.outerjoin(token_limit_table, _limits.token_id == _tokens.id))
+                 .where(_tokens.user_id == user_id).order_by(_tokens.created.desc()))
         with self._db.reader.connect() as conn:
-            return [ApiToken(r.id, r.label, r.created, r.revoked) for r in conn.execute(query)]
+            return [ApiToken(r.id, r.label, r.created, r.revoked, TokenLimits(r.rate, r.max_running, r.cpu_per_day))
+                    for r in conn.execute(query)]
 
     def revoke_token(self, user_id: str, token_id: str) -> bool:
         with self._db.writer.begin() as conn:

@@ -97,6 +97,25 @@ def test_tokens_are_stored_hashed_and_can_be_revoked(accounts: Accounts, url: st
     assert [(t.id, t.revoked is not None) for t in accounts.tokens(ada.id)] == [(record.id, True)]
 
 
+def test_a_token_keeps_its_own_limits_and_they_can_be_changed(accounts: Accounts) -> None:
+    from singlecell.accounts.base import TokenLimits
+
+    ada = accounts.create_user("ada", "a fine password")
+    plain, plain_record = accounts.create_token(ada.id, "no limits of its own")
+    assert accounts.token_limits(plain) == TokenLimits() == plain_record.limits
+    limited, record = accounts.create_token(ada.id, "limited", TokenLimits("5/s", 4, 600.0))
+    assert accounts.token_limits(limited) == TokenLimits("5/s", 4, 600.0)
+    assert accounts.token_limits("sc_not-a-token") is None
+    assert accounts.set_token_limits(record.id, TokenLimits("1/min", None, 30.0))
+    assert accounts.set_token_limits(plain_record.id, TokenLimits(max_running=2))
+    assert not accounts.set_token_limits("nope", TokenLimits())
+    assert accounts.token_limits(limited) == TokenLimits("1/min", None, 30.0)
+    assert {t.id: t.limits for t in accounts.tokens(ada.id)} == {record.id: TokenLimits("1/min", None, 30.0),
+                                                                plain_record.id: TokenLimits(max_running=2)}
+    assert accounts.revoke_token(ada.id, record.id)
+    assert accounts.token_limits(limited) is None  # revoked: no longer a token
+
+
 def test_throttle_counts_per_key_and_window(accounts: Accounts) -> None:
     assert [accounts.throttle("login:1.2.3.4", 3, 60) for _ in range(3)] == [0, 0, 0]
     assert 1 <= accounts.throttle("login:1.2.3.4", 3, 60) <= 60
