@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from singlecell import config as settings
+from singlecell.accounts.base import TokenLimits
 from singlecell.config import Config
-from singlecell.errors import ConfigError, SandboxError, SingleCellError
+from singlecell.errors import BadRequest, ConfigError, SandboxError, SingleCellError
+from singlecell.quotas import parse_rate
 from singlecell.storage import open_storage
 
 log = logging.getLogger("singlecell")
@@ -62,8 +64,10 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
     except OSError as exc:
         raise ConfigError(f"cannot listen on {config.host}:{config.port} ({exc.strerror}); is another "
                           "server running there? Choose another --port") from None
-    notify = app.settings["services"].waiters.notify
-    expiry = asyncio.ensure_future(expire_leases_forever(store, notify, config.lease_seconds / 2, metrics))
+    services = app.settings["services"]
+    expiry = asyncio.ensure_future(expire_leases_forever(store, services.waiters.notify, config.lease_seconds / 2,
+                                                         metrics))
+    services.callbacks.start()
     log.info("web tier listening on http://%s:%d/ (store %s)", config.host, config.port,
              _redact(config.store_url))
     if ready is not None:
@@ -73,6 +77,7 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
     finally:
         server.stop()
         expiry.cancel()
+        services.callbacks.close()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(server.close_all_connections(), 2)
         wakeups.close()
@@ -149,12 +154,12 @@ async def run_serve(config: Config, stop: asyncio.Event) -> None:
 
 # -- eval: the client ---------------------------------------------------------------------
 
-def run_eval(source: str, server: str) -> int:
+def run_eval(source: str, server: str, token: str | None = None) -> int:
     from singlecell.client import Client, ClientError
     from singlecell.summary import strip_ansi
 
     code = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    client = Client(server)
+    client = Client(server, token=token or None)
     color = sys.stdout.isatty()
     try:
         request_id = client.execute(code)
@@ -203,11 +208,24 @@ def run_accounts(args: argparse.Namespace, config: Config) -> int:
             user = accounts.create_user(args.name, password)
             print(f"created the account {user.name}")
             return 0
+        if args.token_command == "limits":
+            if not accounts.set_token_limits(args.token_id, _limits_of(args)):
+                print(f"singlecell: no token has the id {args.token_id!r} (see `singlecell token list --user NAME`)",
+                      file=sys.stderr)
+                return 1
+            print(f"token {args.token_id}: {_describe_limits(_limits_of(args))}")
+            return 0
         found = accounts.user_named(args.user_name)
         if found is None:
             print(f"singlecell: no account is called {args.user_name!r}", file=sys.stderr)
             return 1
-        token, _ = accounts.create_token(found.id, args.label)
+        if args.token_command == "list":
+            for record in accounts.tokens(found.id):
+                state = "revoked" if record.revoked is not None else "live"
+                print(f"{record.id}  {state:7}  {_describe_limits(record.limits)}  {_safe(record.label)}")
+            return 0
+        limits = _limits_of(args)
+        token, _ = accounts.create_token(found.id, args.label, limits if limits != TokenLimits() else None)
         print(token)
         return 0
     except SingleCellError as exc:
@@ -217,6 +235,22 @@ def run_accounts(args: argparse.Namespace, config: Config) -> int:
         accounts.close()
         store.close()
         files.close()
+
+
+def _limits_of(args: argparse.Namespace) -> TokenLimits:
+    if args.rate is not None:
+        parse_rate(args.rate)  # BadRequest, saying the format
+    for name in ("max_running", "cpu_per_day"):
+        if (getattr(args, name) or 0) < 0:
+            raise BadRequest(f"--{name.replace('_', '-')} must not be negative")
+    return TokenLimits(args.rate, args.max_running, args.cpu_per_day)
+
+
+def _describe_limits(limits: TokenLimits) -> str:
+    def shown(value: object) -> str:
+        return "server's" if value is None else "none" if value in (0, "0") else str(value)
+    return (f"rate {shown(limits.rate)}, max-running {shown(limits.max_running)}, "
+            f"cpu-per-day {shown(limits.cpu_per_day)}")
 
 
 def run_stats(args: argparse.Namespace, config: Config) -> int:
@@ -421,6 +455,13 @@ def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@/]+@", r"//\1:***@", url)
 
 
+def _add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    unset = "(default: the server's --rate-limit, --max-running or --cpu-per-day)"
+    parser.add_argument("--rate", help=f"requests per period, like 5/s or 300/min; 0: no limit {unset}")
+    parser.add_argument("--max-running", type=int, help="cells queued or running at once; 0: no limit")
+    parser.add_argument("--cpu-per-day", type=float, help="CPU seconds of its cells per UTC day; 0: no limit")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="singlecell", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -439,10 +480,18 @@ def build_parser() -> argparse.ArgumentParser:
     settings.add_arguments(create, "user")
     token = commands.add_parser("token", help="make API tokens for scripts")
     token_actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    make = token_actions.add_parser("create", help="print a new API token for an account")
+    make = token_actions.add_parser("create", help="print a new API token for an account, with limits of its own")
     make.add_argument("--user", required=True, dest="user_name", help="the account's name")
     make.add_argument("--label", default="command line", help="what the token is for")
+    _add_limit_arguments(make)
     settings.add_arguments(make, "token")
+    listing = token_actions.add_parser("list", help="an account's tokens: id, label, limits (never the token)")
+    listing.add_argument("--user", required=True, dest="user_name", help="the account's name")
+    settings.add_arguments(listing, "token")
+    limits = token_actions.add_parser("limits", help="change a token's own limits (by its id, from token list)")
+    limits.add_argument("token_id", metavar="ID", help="the token's id")
+    _add_limit_arguments(limits)
+    settings.add_arguments(limits, "token")
     requests = commands.add_parser("requests", help="list the requests in the store, or show one",
                                    description="what the store holds of requests: when each ran, on which "
                                                "device, every message and its files")
@@ -464,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("source", metavar="FILE", help="the code to run; - reads standard input")
     ev.add_argument("-s", "--server", default=os.environ.get("SINGLECELL_SERVER", "http://127.0.0.1:8888"),
                     help="the server's URL (default: $SINGLECELL_SERVER or http://127.0.0.1:8888)")
+    ev.add_argument("--token", default=os.environ.get("SINGLECELL_TOKEN"),
+                    help="an API token, for a server with --require-token or limits per token "
+                         "(default: $SINGLECELL_TOKEN)")
     _add_kernelspec_parser(commands)
     return parser
 
@@ -471,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "eval":
-        return run_eval(args.source, args.server)
+        return run_eval(args.source, args.server, args.token)
     if args.command == "kernelspec":
         return run_kernelspec(args)
     try:

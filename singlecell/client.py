@@ -19,16 +19,18 @@ DEFAULT_SERVER = "http://127.0.0.1:8888"
 class ClientError(Exception):
     """The server answered with an error: ``status`` and its ``{"error": {code, message}}``."""
 
-    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None,
+                 limit: str | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
+        self.limit = limit  # a 429 limit_exceeded: which limit (rate, max_running, cpu_per_day)
 
 
 class Client:
-    def __init__(self, server: str = DEFAULT_SERVER, timeout: float = 120.0) -> None:
+    def __init__(self, server: str = DEFAULT_SERVER, timeout: float = 120.0, token: str | None = None) -> None:
         parts = urllib.parse.urlsplit(server if "://" in server else "http://" + server)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"server must be an http:// or https:// URL, not {server!r}")
@@ -36,6 +38,7 @@ class Client:
         self.netloc = parts.netloc
         self.base_path = parts.path.rstrip("/")
         self.timeout = timeout
+        self.token = token  # an API token, sent as Authorization: Bearer on every request
         self._conn: http.client.HTTPConnection | None = None
 
     @property
@@ -65,7 +68,10 @@ class Client:
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                conn.request(method, self.base_path + path, body=body, headers=dict(headers or {}))
+                sent = dict(headers or {})
+                if self.token and "Authorization" not in sent:
+                    sent["Authorization"] = f"Bearer {self.token}"
+                conn.request(method, self.base_path + path, body=body, headers=sent)
                 response = conn.getresponse()
                 data = response.read()
                 if response.getheader("Connection", "").lower() == "close":
@@ -88,7 +94,8 @@ class Client:
             raise ClientError(status, "not_json", data[:200].decode("utf-8", "replace")) from None
         if status not in ok:
             err = (answer or {}).get("error", {}) if isinstance(answer, dict) else {}
-            raise ClientError(status, err.get("code", "http"), err.get("message", ""), response_headers)
+            raise ClientError(status, err.get("code", "http"), err.get("message", ""), response_headers,
+                              err.get("limit"))
         return answer
 
     @staticmethod
@@ -113,10 +120,27 @@ class Client:
         return self._json("POST", "/eval", self._payload(code, files, timeout, session, linked))
 
     def execute(self, code: str, files: Mapping[str, bytes] | None = None, timeout: float | None = None,
-                session: str | None = None, linked: bool = False) -> str:
-        """Queue ``code``; returns the request id (``session`` and ``linked`` as for :meth:`eval`)."""
-        return str(self._json("POST", "/execute", self._payload(code, files, timeout, session, linked),
-                              ok=(202,))["id"])
+                session: str | None = None, linked: bool = False, callback_url: str | None = None) -> str:
+        """Queue ``code``; returns the request id (``session`` and ``linked`` as for :meth:`eval`).
+        ``callback_url``: where its summary is POSTed once it ends."""
+        payload = self._payload(code, files, timeout, session, linked)
+        if callback_url is not None:
+            payload["callback_url"] = callback_url
+        return str(self._json("POST", "/execute", payload, ok=(202,))["id"])
+
+    def batch(self, cells: Sequence[str | Mapping[str, Any]], callback_url: str | None = None) -> Any:
+        """Queue several cells at once (code, or ``{code, files?, timeout?}`` with files as bytes):
+        ``{id, ids, batch_url}``; :meth:`batch_state` follows them."""
+        payload: dict[str, Any] = {"cells": [
+            {"code": cell} if isinstance(cell, str) else
+            self._payload(cell["code"], cell.get("files"), cell.get("timeout")) for cell in cells]}
+        if callback_url is not None:
+            payload["callback_url"] = callback_url
+        return self._json("POST", "/batch", payload, ok=(202,))
+
+    def batch_state(self, batch_id: str) -> Any:
+        """``{id, total, ended, cells: [{id, status, output_url, callback?}]}``."""
+        return self._json("GET", f"/batch/{batch_id}")
 
     def output(self, request_id: str, after: int = 0, wait: float = 0) -> Any:
         return self._json("GET", f"/output/{request_id}?after={after}&wait={wait:g}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from singlecell.errors import ConfigError
+from singlecell.errors import BadRequest, ConfigError
+from singlecell.quotas import parse_rate
 
 ENV_PREFIX = "SINGLECELL_"
 
@@ -116,9 +118,27 @@ class Config:
                                  commands=KERNEL_HOSTS)
     max_sessions_per_client: int = _setting(8, "live sessions one client address may hold; past it "
                                             "POST /execute answers 429", commands=SERVERS)
-    require_token: bool = _setting(False, "the Jupyter kernel API (/api/kernels) needs an API token "
-                                   "(Authorization: token …); without this flag a request without one may start "
-                                   "kernels, which only requests without a token then see", commands=SERVERS)
+    require_token: bool = _setting(False, "the compute API (/execute, /eval, /batch) and the Jupyter kernel API "
+                                   "(/api/kernels) need an API token (Authorization: Bearer … or token …); "
+                                   "without this flag a request without one may run cells and start kernels, "
+                                   "which only requests without a token then see", commands=SERVERS)
+
+    # -- quotas: per API token, and per client address without one (singlecell/quotas.py) --
+    rate_limit: str = _setting("0", "requests a client may send to the compute and kernel APIs: a count per "
+                               "period, like 5/s or 300/min, the count also the burst (0: no limit); a token's "
+                               "own limits (singlecell token create --rate …) replace this and the two below",
+                               commands=SERVERS)
+    max_running: int = _setting(0, "cells a client may have queued or running at once (0: no limit)",
+                                commands=SERVERS)
+    cpu_per_day: float = _setting(0.0, "CPU seconds a client's cells may use per UTC day (0: no limit)",
+                                  commands=SERVERS)
+
+    # -- callbacks (singlecell/callbacks.py) ---------------------------------------------
+    callback_allow: str = _setting("", "addresses and networks callbacks may reach although they are not "
+                                   "public (loopback, private, link-local), comma-separated, like "
+                                   "127.0.0.1,10.1.0.0/16", commands=SERVERS)
+    callback_attempts: int = _setting(8, "times a callback is tried, with back-off (1 s, 2 s, 4 s, … at most "
+                                      "10 min apart), before it is given up", commands=SERVERS)
     session_idle: float = _setting(300.0, "seconds a session lives with no input", commands=KERNEL_HOSTS)
     session_unread: float = _setting(60.0, "seconds a session lives with no client reading its output "
                                      "(a closed tab)", commands=KERNEL_HOSTS)
@@ -186,8 +206,25 @@ class Config:
     def preload_modules(self) -> list[str]:
         return [m.strip() for m in self.preload.split(",") if m.strip()]
 
+    @property
+    def callback_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(name, strict=False) for name in _names(self.callback_allow)]
+
     def validate(self) -> Config:
         problems = []
+        try:
+            parse_rate(self.rate_limit)
+        except BadRequest as exc:
+            problems.append(f"rate_limit: {exc.message}")
+        try:
+            self.callback_networks  # noqa: B018 (parsed to be checked)
+        except ValueError as exc:
+            problems.append(f"callback_allow: {exc} (give addresses or networks, like 10.1.0.0/16)")
+        for name in ("max_running", "cpu_per_day"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must not be negative (got {getattr(self, name)})")
+        if self.callback_attempts < 1:
+            problems.append(f"callback_attempts must be at least 1 (got {self.callback_attempts})")
         for name in ("kernels", "ready_kernels", "max_queue", "max_code_size", "output_limit"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")

@@ -55,6 +55,10 @@ class Metrics:
             self.requests = Counter("singlecell_http_requests_total", "HTTP requests answered, by route (its "
                                     "pattern, not the path), method and status", ["route", "method", "status"],
                                     registry=r)
+            self.callbacks = Counter("singlecell_callbacks_total", "Callback attempts this process made, by outcome: "
+                                     "delivered, retried (it failed, and is tried again later), failed (out of "
+                                     "attempts) or refused (an address callbacks may not reach)", ["outcome"],
+                                     registry=r)
             self.http_seconds = Histogram("singlecell_http_request_seconds", "Time to answer an HTTP request, by "
                                           "route (long-polls and /eval include their wait)", ["route"],
                                           buckets=CELL_BUCKETS, registry=r)

@@ -21,6 +21,7 @@ from singlecell.store.base import Store
 from singlecell.wakeup import Wakeups
 from singlecell.web.accounts import account_routes
 from singlecell.web.apidocs import apidocs_routes
+from singlecell.web.batches import batch_routes
 from singlecell.web.handlers import NotFoundHandler, Services, routes
 from singlecell.web.kernels import kernel_routes
 from singlecell.web.library import library_routes
@@ -42,7 +43,7 @@ def make_app(config: Config, store: Store, filestore: FileStore, wakeups: Wakeup
              metrics: Metrics | None = None) -> tornado.web.Application:
     services = Services(config, store, filestore, wakeups, accounts, library, metrics)
     app = tornado.web.Application(
-        [*routes(services), *kernel_routes(services), *sagecell_routes(services),
+        [*routes(services), *batch_routes(services), *kernel_routes(services), *sagecell_routes(services),
          *account_routes({"services": services}), *library_routes({"services": services}),
          *apidocs_routes(services), *status_routes(services)],
         default_handler_class=NotFoundHandler,

@@ -21,8 +21,10 @@ import tornado.httputil
 import tornado.web
 
 from filestore.base import FileStore, FileStoreError, check_name
-from singlecell import protocol
+from singlecell import protocol, quotas
 from singlecell.accounts import Accounts, User
+from singlecell.accounts.base import TokenLimits
+from singlecell.callbacks import CallbackSender, GuardedResolver, check_destination, check_url
 from singlecell.config import Config
 from singlecell.errors import (
     BadRequest,
@@ -31,6 +33,7 @@ from singlecell.errors import (
     NotFound,
     PayloadTooLarge,
     QueueFull,
+    QuotaExceeded,
     SessionEnded,
     SingleCellError,
     StillRunning,
@@ -45,9 +48,11 @@ from singlecell.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from singlecell.metrics import Metrics
 from singlecell.store.base import (
     TOUCH_EVERY,
+    Callback,
     NewRequest,
     Permalink,
     Progress,
+    Quota,
     RequestRecord,
     Status,
     Store,
@@ -154,6 +159,8 @@ class Services:
         self.waiters = Waiters()
         self.kernel_sockets: set[Any] = set()  # the kernel WebSockets open on this process (web/kernels.py)
         self._fallback: asyncio.Task[None] | None = None
+        self.callback_resolver = GuardedResolver(allowed=config.callback_networks)  # checks URLs as they come
+        self.callbacks = CallbackSender(store, config.callback_networks, config.callback_attempts, self.metrics)
         if wakeups is not None:
             wakeups.on_progress = self._woken
 
@@ -205,15 +212,15 @@ class Services:
             self.waiters.unregister(request_id, future)
         return self.store.get_request(request_id)
 
-    def submit(self, request: NewRequest, wait: bool) -> asyncio.Future[None] | None:
-        """Store a request and wake a device. With ``wait``, first register to be woken about it
-        (its progress seen as queued, so its first wake-up needs no read to be trusted): the
-        waiter, for :meth:`wait_until_done`."""
+    def submit(self, request: NewRequest, wait: bool, quota: Quota | None = None) -> asyncio.Future[None] | None:
+        """Store a request (under ``quota``, its caller's limits) and wake a device. With
+        ``wait``, first register to be woken about it (its progress seen as queued, so its first
+        wake-up needs no read to be trusted): the waiter, for :meth:`wait_until_done`."""
         first = self.waiters.register(request.id) if wait else None
         if first is not None:
             self.waiters.saw(request.id, (Status.QUEUED.value, 0, False))
         try:
-            self.store.submit(request, self.config.max_queue)
+            self.store.submit(request, self.config.max_queue, quota)
         except BaseException:
             if first is not None:
                 self.waiters.unregister(request.id, first)
@@ -232,6 +239,37 @@ class Services:
                 "or kernels), the most one client may; stop one (POST /stop/<id>, DELETE /api/kernels/<id>) or "
                 f"close its page: a session no page reads ends within {self.config.session_unread:g} s",
                 retry_after=SESSION_RETRY_AFTER)
+
+    def quota(self, key: str, own: TokenLimits) -> Quota:
+        """The limits of ``key``: a token's own where it has them, else the server's settings."""
+        config = self.config
+        rate, burst = quotas.parse_rate(own.rate if own.rate is not None else config.rate_limit)
+        return Quota(key, rate, burst, own.max_running if own.max_running is not None else config.max_running,
+                     own.cpu_per_day if own.cpu_per_day is not None else config.cpu_per_day)
+
+    def identify(self, authorization: str, token_argument: str, client: str, cookie: str | None = None) -> Caller:
+        """Who sent a request to the compute or kernel APIs: its API token (``Authorization:
+        Bearer|token …``, or a ``token`` argument), else (with ``--require-token``) the login
+        session ``cookie`` names, else its address. ``Unauthorized`` for a token that is not
+        valid, or for none with ``--require-token`` (a login session will do there)."""
+        scheme, _, credential = authorization.partition(" ")
+        token = credential.strip() if scheme.lower() in ("token", "bearer") else ""
+        token = token or token_argument
+        if token:
+            own = self.accounts.token_limits(token) if self.accounts is not None else None
+            if own is None:
+                raise Unauthorized("the API token is not valid: mistyped, or revoked; make a new one on your account "
+                                   "page, or with `singlecell token create --user NAME`")
+            digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+            return Caller("t:" + digest, self.quota("t:" + digest, own), digest)
+        login = self.accounts.session(cookie) if cookie and self.accounts and self.config.require_token else None
+        user = login.user if login is not None else None
+        if user is not None:  # a page of the site, for a logged-in person: their kernels are "u:<id>"
+            return Caller(f"u:{user.id}", self.quota(f"u:{user.id}", TokenLimits()), "")
+        if self.config.require_token:
+            raise Unauthorized("this server needs an API token: send Authorization: Bearer <token> (make one on your "
+                               "account page, or with `singlecell token create --user NAME`), or log in")
+        return Caller("", self.quota(quotas.key_of("", client), TokenLimits()), "")
 
     async def wait_until_done(self, request_id: str, wait: float, first: asyncio.Future[None],
                               base_url: str) -> RequestRecord:
@@ -261,22 +299,13 @@ class Services:
             self.waiters.unregister(request_id, future)
 
 
-def owner_of(services: Services, authorization: str, token_argument: str) -> str:
-    """Whose kernels a request may see and start: ``t:<sha256 of its API token>`` (from
-    ``Authorization: token|Bearer …``, or a ``token`` argument, as Jupyter clients send it on a
-    WebSocket), or "" without one. ``Unauthorized`` for a token that is not valid, or for none
-    with ``--require-token``."""
-    scheme, _, credential = authorization.partition(" ")
-    token = credential.strip() if scheme.lower() in ("token", "bearer") else ""
-    token = token or token_argument
-    if not token:
-        if services.config.require_token:
-            raise Unauthorized("this server's kernels need an API token: send Authorization: token <token> "
-                               "(make one on your account page, or with `singlecell token create --user NAME`)")
-        return ""
-    if services.accounts is None or services.accounts.token_user(token) is None:
-        raise Unauthorized("the API token is not valid: mistyped, or revoked; make a new one on your account page")
-    return "t:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request to the compute or kernel APIs (:meth:`Services.identify`)."""
+
+    owner: str  # whose kernels it may see and start: "t:<SHA-256 of its API token>", "u:<user id>", or ""
+    quota: Quota  # its limits; quota.key is whose its requests are: the owner, "u:<user id>" or "a:<address>"
+    secret: str  # the HMAC key of its callbacks (the token's SHA-256, as stored); "" without a token
 
 
 def progress(record: RequestRecord | None) -> Progress | None:
@@ -286,9 +315,9 @@ def progress(record: RequestRecord | None) -> Progress | None:
     return record.status.value, record.last_seq, _live(record)
 
 
-def error_body(code: str, message: str) -> bytes:
-    """Every error's JSON: ``{"error": {"code", "message"}}``."""
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
+def error_body(code: str, message: str, **more: Any) -> bytes:
+    """Every error's JSON: ``{"error": {"code", "message"}}`` (a limit's also names it: ``limit``)."""
+    return json.dumps({"error": {"code": code, "message": message, **more}}).encode()
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -343,15 +372,18 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        more: dict[str, Any] = {}
         if isinstance(exc, SingleCellError):
             code, message = exc.code, exc.message
             set_retry_after(self, exc)  # here: send_error() clears the headers set before it
+            if isinstance(exc, QuotaExceeded):
+                more = {"limit": exc.limit, "retry_after": exc.retry_after}
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             code, message = "http", exc.log_message % exc.args if exc.args else exc.log_message
         else:
             code, message = "http", self._reason
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(error_body(code, message))
+        self.finish(error_body(code, message, **more))
 
     # -- who is asking: a login session's cookie, or an API token -------------------------------
 
@@ -395,7 +427,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, QueueFull | TooManyRequests | PayloadTooLarge):
-            self.services.metrics.limits.labels(e.code).inc()
+            self.services.metrics.limits.labels(e.limit if isinstance(e, QuotaExceeded) else e.code).inc()
         if isinstance(e, SingleCellError):
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
             return
@@ -409,6 +441,17 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def absolute(self, path: str) -> str:
         return f"{self.request.protocol}://{self.request.host}{path}"
+
+    def caller(self, token_argument: str = "") -> Caller:
+        """Who sent this request to the compute or kernel APIs (:meth:`Services.identify`)."""
+        return self.services.identify(self.request.headers.get("Authorization", ""), token_argument,
+                                      self.request.remote_ip or "", self.get_cookie(SESSION_COOKIE))
+
+    async def callback(self, url: object, caller: Caller) -> Callback:
+        """A request's callback to ``url``, refused (400 ``callback_refused``) unless it may be made."""
+        checked = check_url(url)
+        await check_destination(checked, self.services.callback_resolver)
+        return Callback(checked, self.absolute(""), caller.secret)
 
 
 
@@ -585,13 +628,17 @@ class SubmitHandler(BodyHandler):
         submission = parse_submission(self.request.headers.get("Content-Type", ""), body, config)
         code, inputs, timeout, plain_body = submission.code, submission.files, submission.timeout, submission.plain
         client = self.request.remote_ip or ""
+        caller = self.caller()
+        if submission.callback_url is not None and self.wait:
+            raise BadRequest("/eval answers with the summary itself, so it takes no \"callback_url\": send the cell "
+                             "to /execute (or /batch) with it")
+        callback = await self.callback(submission.callback_url, caller) if submission.callback_url is not None else None
         message = protocol.execute_request(code, client=client)
         if submission.session is not None:
-            await self.run_linked(submission, message, client)
+            await self.run_linked(submission, message, client, caller, callback)
             return
         if submission.linked:  # the first of a page's linked cells: its kernel stays, as a kernel of the API
-            owner = owner_of(self.services, self.request.headers.get("Authorization", ""), "")
-            message["metadata"].update(singlecell_kernel=True, singlecell_owner=owner)
+            message["metadata"].update(singlecell_kernel=True, singlecell_owner=caller.owner)
             self.services.check_session_cap(client)
         elif not self.wait:  # a queued cell may keep its kernel for its widgets; an /eval never does
             message["metadata"]["singlecell_session"] = True
@@ -602,7 +649,9 @@ class SubmitHandler(BodyHandler):
                 message["metadata"]["singlecell_run_first"] = run_first
         request_id = protocol.request_id(message)
         # /eval listens before it submits: the first wake-up then needs no read to be trusted
-        first = self.services.submit(NewRequest(request_id, message, timeout, inputs, client=client), self.wait)
+        first = self.services.submit(NewRequest(request_id, message, timeout, inputs, client=client,
+                                                quota_key=caller.quota.key, callback=callback),
+                                     self.wait, caller.quota)
         await self.answer(request_id, timeout, first, plain_body, request_id if submission.linked else None)
 
     async def answer(self, request_id: str, timeout: float, first: asyncio.Future[None] | None, plain_body: bool,
@@ -623,20 +672,22 @@ class SubmitHandler(BodyHandler):
         else:
             self.send_json({**summary, **extra})
 
-    async def run_linked(self, submission: Submission, message: dict[str, Any], client: str) -> None:
+    async def run_linked(self, submission: Submission, message: dict[str, Any], client: str, caller: Caller,
+                         callback: Callback | None) -> None:
         """A linked cell: run in the live kernel ``submission.session`` (its owner's), after the
         inputs before it; a request of its own, read as any other."""
         services = self.services
         assert submission.session is not None
         session_id = protocol.request_id_of_kernel(submission.session) or ""
-        owner = owner_of(services, self.request.headers.get("Authorization", ""), "")
+        owner = caller.owner
         message["metadata"]["singlecell_linked"] = True
         request_id = protocol.request_id(message)
         first = services.waiters.register(request_id) if self.wait else None
         if first is not None:
             services.waiters.saw(request_id, (Status.RUNNING.value, 0, False))
-        seq = services.store.submit_linked(NewRequest(request_id, message, submission.timeout, client=client),
-                                           session_id, owner)
+        seq = services.store.submit_linked(NewRequest(request_id, message, submission.timeout, client=client,
+                                                      quota_key=caller.quota.key, callback=callback),
+                                           session_id, owner, caller.quota)
         if seq is None:
             if first is not None:
                 services.waiters.unregister(request_id, first)
@@ -658,6 +709,7 @@ class Submission:
     snippet: str | None = None  # "<id>" or "<id>@<revision>": its files go in the kernel's folder
     session: str | None = None  # a linked cell: the kernel (session) id it runs in
     linked: bool = False  # the first of linked cells: its kernel stays, for the others
+    callback_url: str | None = None  # where to POST its summary once it ends (checked by the handler)
 
 
 def parse_submission(content_type: str, body: bytes, config: Config) -> Submission:
@@ -676,6 +728,7 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> Submissi
     snippet: Any = None
     session: Any = None
     linked: Any = False
+    callback_url: Any = None
     if kind == "text/plain":
         code: Any = text
     else:
@@ -688,10 +741,13 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> Submissi
             raise BadRequest("the request body nests JSON too deeply; send {\"code\": \"...\"}") from None
         if not isinstance(payload, dict):
             raise BadRequest("the request body must be a JSON object like {\"code\": \"print(1)\"}")
-        unknown = set(payload) - {"code", "files", "timeout", "snippet", "session", "linked"}
+        unknown = set(payload) - {"code", "files", "timeout", "snippet", "session", "linked", "callback_url"}
         if unknown:
             raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}; the fields are code, "
-                             "files, timeout, snippet, session and linked")
+                             "files, timeout, snippet, session, linked and callback_url")
+        callback_url = payload.get("callback_url")
+        if callback_url is not None:
+            check_url(callback_url)
         session = payload.get("session")
         linked = payload.get("linked", False)
         if session is not None and not (isinstance(session, str) and re.fullmatch(r"[0-9a-f-]{32,36}", session)):
@@ -715,7 +771,7 @@ def parse_submission(content_type: str, body: bytes, config: Config) -> Submissi
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout:
         raise BadRequest("\"timeout\" must be a positive number of seconds")
     return Submission(code, decode_files(files, config), min(float(timeout), config.time_limit), kind == "text/plain",
-                      snippet, session, linked)
+                      snippet, session, linked, callback_url)
 
 
 def snippet_inputs(services: Services, spec: str, uploads: dict[str, bytes]) -> tuple[dict[str, bytes], str | None]:

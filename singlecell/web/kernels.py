@@ -32,12 +32,13 @@ from singlecell import protocol, wire
 from singlecell.errors import BadRequest, KernelUnavailable, NotFound, PayloadTooLarge, SingleCellError
 from singlecell.store.base import NewRequest, RequestRecord, SessionState
 from singlecell.web.handlers import (
+    SESSION_COOKIE,
     BaseHandler,
     BodyHandler,
+    Caller,
     Services,
     digits,
     error_body,
-    owner_of,
     set_retry_after,
     touch_if_due,
 )
@@ -87,11 +88,18 @@ class KernelAccess:
     services: Services
     request: Any
     get_argument: Any  # tornado's, from the handler
+    get_cookie: Any
 
     def owner(self) -> str:
-        """The owner key of the request (:func:`singlecell.web.handlers.owner_of`)."""
-        return owner_of(self.services, str(self.request.headers.get("Authorization", "")),
-                        str(self.get_argument("token", "")))
+        """The owner key of the request (:meth:`singlecell.web.handlers.Services.identify`)."""
+        return self.who().owner
+
+    def who(self) -> Caller:
+        """Who sent the request: its API token (a header, or a ``token`` argument, as Jupyter
+        clients send it on a WebSocket), else a login session (with ``--require-token``), else none."""
+        return self.services.identify(str(self.request.headers.get("Authorization", "")),
+                                      str(self.get_argument("token", "")), str(self.request.remote_ip or ""),
+                                      self.get_cookie(SESSION_COOKIE))
 
     def listed(self) -> list[tuple[str, SessionState]]:
         """The caller's kernels: its token's; without a token, those started from its address
@@ -146,15 +154,15 @@ class KernelsHandler(KernelAccess, BodyHandler):
         name = body.get("name") or KERNEL_NAME
         if name != KERNEL_NAME:
             raise NotFound(f"no kernel spec is named {name!r}; this server has one: {KERNEL_NAME}")
-        record = await start_kernel(self.services, self.owner(), self.request.remote_ip or "", self.absolute(""))
+        record = await start_kernel(self.services, self.who(), self.request.remote_ip or "", self.absolute(""))
         assert record.session is not None
         self.set_header("Location", f"/api/kernels/{protocol.kernel_id(record.id)}")
         self.send_json(kernel_model(record.id, record.session), status=201)
 
 
-async def start_kernel(services: Services, owner: str, client: str, base_url: str,
+async def start_kernel(services: Services, caller: Caller, client: str, base_url: str,
                        extra: dict[str, Any] | None = None) -> RequestRecord:
-    """Start a kernel for ``owner`` and wait until it is live; ``extra`` joins the request's
+    """Start a kernel for ``caller`` (under its limits) and wait until it is live; ``extra`` joins the request's
     metadata (a Jupyter session's path and name). ``KernelUnavailable`` when it did not start."""
     config = services.config
     if config.max_sessions <= 0:
@@ -162,9 +170,10 @@ async def start_kernel(services: Services, owner: str, client: str, base_url: st
     services.check_session_cap(client)
     message = protocol.execute_request("", client=client)
     message["content"]["silent"] = True
-    message["metadata"].update(extra or {}, singlecell_kernel=True, singlecell_owner=owner)
+    message["metadata"].update(extra or {}, singlecell_kernel=True, singlecell_owner=caller.owner)
     request_id = protocol.request_id(message)
-    first = services.submit(NewRequest(request_id, message, config.time_limit, client=client), wait=True)
+    first = services.submit(NewRequest(request_id, message, config.time_limit, client=client,
+                                       quota_key=caller.quota.key), wait=True, quota=caller.quota)
     assert first is not None
     record = await services.wait_until_done(request_id, config.time_limit + 60.0, first, base_url)
     if record.session is None or not record.session.live:
@@ -427,7 +436,7 @@ class SessionsHandler(KernelAccess, BodyHandler):
         if (name or KERNEL_NAME) != KERNEL_NAME:
             raise NotFound(f"no kernel spec is named {name!r}; this server has one: {KERNEL_NAME}")
         about = {key: str(body.get(key, ""))[:1024] for key in ("path", "name", "type")}
-        record = await start_kernel(self.services, self.owner(), self.request.remote_ip or "", self.absolute(""),
+        record = await start_kernel(self.services, self.who(), self.request.remote_ip or "", self.absolute(""),
                                     {"singlecell_jupyter_session": about})
         self.send_json(session_model(self.services, record), status=201)
 

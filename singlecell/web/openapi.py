@@ -37,6 +37,7 @@ from typing import Any
 import singlecell
 from singlecell.errors import (
     BadRequest,
+    CallbackRefused,
     Conflict,
     Forbidden,
     KernelUnavailable,
@@ -44,6 +45,7 @@ from singlecell.errors import (
     NotFound,
     PayloadTooLarge,
     QueueFull,
+    QuotaExceeded,
     SessionEnded,
     SingleCellError,
     StillRunning,
@@ -57,6 +59,7 @@ from singlecell.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from singlecell.sessions import SESSION_ENDS
 from singlecell.store.base import Status
 from singlecell.summary import EVAL_STATUS
+from singlecell.web.batches import MAX_CELLS
 from singlecell.web.handlers import (
     INPUT_BODY_LIMIT,
     INPUT_TYPES,
@@ -88,9 +91,11 @@ ANY_PATH = r".+"  # slashes included: a file in a folder
 #: the errors a handler raises on purpose, by their code; their status comes with them
 _ERRORS: tuple[type[SingleCellError], ...] = (
     BadRequest, Unauthorized, Forbidden, NotAllowed, NotFound, Conflict, SessionEnded, PayloadTooLarge,
-    TooManyRequests, TooManySessions, QueueFull, StoreUnavailable, KernelUnavailable, StillRunning)
+    TooManyRequests, TooManySessions, QueueFull, StoreUnavailable, KernelUnavailable, StillRunning, QuotaExceeded,
+    CallbackRefused)
 # the errors that carry Retry-After (handlers.set_retry_after): JSON errors, error pages and WebSockets
-_RETRY_CODES = frozenset(e.code for e in (QueueFull, TooManyRequests, TooManySessions, StoreUnavailable))
+_RETRY_CODES = frozenset(e.code for e in (QueueFull, TooManyRequests, TooManySessions, StoreUnavailable,
+                                          QuotaExceeded))
 _WHY: dict[str, str] = {
     BadRequest.code: "the request is not one this route takes; the message says what to fix",
     Unauthorized.code: "no valid credentials",
@@ -105,6 +110,13 @@ _WHY: dict[str, str] = {
     TooManySessions.code: "the client's address holds `--max-sessions-per-client` live sessions; retry after "
                           f"`Retry-After` ({SESSION_RETRY_AFTER}) seconds, or stop one",
     QueueFull.code: "more than `--max-queue` requests wait; retry after `Retry-After` seconds",
+    QuotaExceeded.code: "the caller (its API token, else its address) is past one of its limits, named by the "
+                        "error's `limit`: `rate` (`--rate-limit`), `max_running` (cells queued or running at once) "
+                        "or `cpu_per_day` (CPU seconds of the UTC day); nothing was stored, retry after "
+                        "`Retry-After` seconds",
+    CallbackRefused.code: "`callback_url` is not an http(s) URL with a host, holds a user name or password, or its "
+                          "host resolves to an address callbacks may not reach (loopback, private, link-local, "
+                          "metadata, reserved) and `--callback-allow` does not list",
     StoreUnavailable.code: "the store cannot be reached; nothing was done, retry after `Retry-After` seconds",
     KernelUnavailable.code: "no kernel could be started (no `Retry-After`)",
     StillRunning.code: "the cell did not finish within its time limit plus 60 s of queueing; it goes on, and "
@@ -117,7 +129,8 @@ _STATUS_TEXT = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: 
 # the usual groups of codes, to keep the operations short
 _STORE = StoreUnavailable.code
 _BODY = (Forbidden.code, PayloadTooLarge.code)  # every POST of a BodyHandler: origin check, body limit
-_KERNEL_START = (Unauthorized.code, TooManySessions.code, QueueFull.code, KernelUnavailable.code, StillRunning.code)
+_KERNEL_START = (Unauthorized.code, TooManySessions.code, QuotaExceeded.code, QueueFull.code, KernelUnavailable.code,
+                 StillRunning.code)
 
 
 # -- small builders -------------------------------------------------------------------------------
@@ -290,8 +303,9 @@ def _form(schema: Json, *, multipart: bool = False) -> Json:
 
 # who may call what: the names are those of components.securitySchemes
 _NONE: Json = {}
-_JUPYTER: list[Json] = [{"jupyterToken": []}, {"bearerToken": []}, {"tokenQuery": []}, _NONE]  # owner_of, with ?token=
-_OWNER: list[Json] = [_NONE, {"jupyterToken": []}, {"bearerToken": []}]  # owner_of without ?token= (cells)
+# Services.identify: with ?token= (_JUPYTER), and without (_OWNER: cells)
+_JUPYTER: list[Json] = [{"jupyterToken": []}, {"bearerToken": []}, {"tokenQuery": []}, _NONE]
+_OWNER: list[Json] = [_NONE, {"jupyterToken": []}, {"bearerToken": []}]
 _ACCOUNT: list[Json] = [{"bearerToken": []}, {"sessionCookie": []}]
 _ACCOUNT_WRITE: list[Json] = [{"bearerToken": []}, {"sessionCookie": [], "xsrfCookie": [], "xsrfHeader": []}]
 _PAGE: list[Json] = [_NONE, {"sessionCookie": []}]  # pages show who is logged in
@@ -337,7 +351,11 @@ def _schemas() -> Json:
     kernel_name = _str(const=KERNEL_NAME)
     return {
         "Error": _obj({"error": _obj({"code": _str("machine-readable: what went wrong"),
-                                      "message": _str("for people: what to fix")})},
+                                      "message": _str("for people: what to fix"),
+                                      "limit": _str("`limit_exceeded` only: which limit",
+                                                    enum=["rate", "max_running", "cpu_per_day"]),
+                                      "retry_after": _int("`limit_exceeded` only: `Retry-After`", minimum=1)},
+                                     ("code", "message"))},
                       description="every error of the JSON routes"),
         # -- compute
         "Submission": _obj({
@@ -358,7 +376,34 @@ def _schemas() -> Json:
             "linked": {"type": "boolean", "default": False,
                        "description": "the first of linked cells: its kernel stays, as a kernel of the API, and the "
                                       "answer's `session` names it"},
+            "callback_url": _callback_url("`/execute` only (an `/eval` answers with the summary itself): "),
         }, ("code",), closed=True, description="a cell to run"),
+        "BatchSubmission": _obj({
+            "cells": {"type": "array", "minItems": 1, "maxItems": MAX_CELLS, "items": _obj({
+                "code": _str("as a `Submission`'s", minLength=1),
+                "files": {"type": ["object", "null"], "additionalProperties": _str(contentEncoding="base64"),
+                          "description": "as a `Submission`'s"},
+                "timeout": _num("as a `Submission`'s", exclusiveMinimum=0),
+            }, ("code",), closed=True)},
+            "callback_url": _callback_url(""),
+        }, ("cells",), closed=True, description=f"1 to {MAX_CELLS} cells, queued together"),
+        "BatchAnswer": _obj({"id": request_id | {"description": "the batch's id"},
+                             "ids": {"type": "array", "items": request_id,
+                                     "description": "the cells' request ids, in their order"},
+                             "batch_url": url | {"description": "`/batch/{id}`"}}),
+        "BatchState": _obj({
+            "id": request_id | {"description": "the batch's id"},
+            "total": _int(minimum=1), "ended": _int("cells that reached a terminal status", minimum=0),
+            "cells": {"type": "array", "items": _obj({
+                "id": request_id,
+                "status": _str(enum=[s.value for s in Status]),
+                "output_url": url,
+                "callback": _obj({"state": _str(enum=["pending", "delivered", "failed"]),
+                                  "attempts": _int(minimum=0),
+                                  "last_error": {"type": ["string", "null"]}},
+                                 description="with a `callback_url` only"),
+            }, ("id", "status", "output_url"))},
+        }),
         "EvalAnswer": _obj({
             "id": request_id,
             "status": _str("how the cell ended", enum=sorted(set(EVAL_STATUS.values()))),
@@ -610,6 +655,31 @@ _SUBMIT_WHY = {
 }
 
 
+def _callback_url(lead: str) -> Json:
+    return _str(f"{lead}when the cell ends, its `/eval` summary (an `EvalAnswer`) is POSTed here, signed: "
+                "`X-Singlecell-Signature: sha256=<hex HMAC-SHA256 of \"<X-Singlecell-Timestamp>.<body>\">`, keyed "
+                "with the hex SHA-256 of the API token that submitted it (unsigned without a token); any answer "
+                "but a 2xx is tried again with back-off, `--callback-attempts` times. Only public addresses: one "
+                "whose host resolves to loopback, private, link-local or metadata addresses is a 400 "
+                "`callback_refused`, unless `--callback-allow` lists it", format="uri", maxLength=2000)
+
+
+def _cell_callbacks() -> Json:
+    """The OpenAPI ``callbacks`` of an operation that takes a ``callback_url``."""
+    return {"cellEnded": {"{$request.body#/callback_url}": {"post": {
+        "summary": "A cell ended: its summary",
+        "parameters": [
+            {"name": "X-Singlecell-Request", "in": "header", "required": True, "schema": _str("the request's id")},
+            {"name": "X-Singlecell-Timestamp", "in": "header", "required": True,
+             "schema": _str("seconds since the epoch, signed with the body")},
+            {"name": "X-Singlecell-Signature", "in": "header", "required": False,
+             "schema": _str("`sha256=<hex>`; with an API token only")},
+            {"name": "X-Singlecell-Attempt", "in": "header", "required": True, "schema": _str("1, 2, …")}],
+        "requestBody": {"required": True, "content": _json(_ref("EvalAnswer"))},
+        "responses": {"2XX": {"description": "received; any other answer is tried again later"}},
+    }}}}
+
+
 def _compute_paths() -> Json:
     eval_example: Json = {"id": _EXAMPLE_ID, "status": "ok", "stdout": "42\n", "stderr": "", "result": None,
                     "displays": [], "error": None, "files": []}
@@ -658,24 +728,70 @@ def _compute_paths() -> Json:
                                                         _str(enum=sorted(set(EVAL_STATUS.values()))))}),
                     **_error_responses(
                         BadRequest.code, Unauthorized.code, *_BODY, NotFound.code, SessionEnded.code,
-                        TooManySessions.code, QueueFull.code, _STORE, StillRunning.code,
-                        why={**_SUBMIT_WHY, TooManySessions.code: "`linked` only: " + _WHY[TooManySessions.code]}),
+                        TooManySessions.code, QuotaExceeded.code, QueueFull.code, _STORE, StillRunning.code,
+                        why={**_SUBMIT_WHY, TooManySessions.code: "`linked` only: " + _WHY[TooManySessions.code],
+                             BadRequest.code: _SUBMIT_WHY[BadRequest.code] + ", or a `callback_url`"}),
                 })),
         "/execute": _path(
             r"/execute",
             post=_op(
                 "execute", "Queue a cell", "compute",
-                description="Stores the cell and answers at once; follow it with `GET /output/{id}` or `/watch`. A "
-                            "queued cell keeps its kernel while its widgets are open (a live session), so it "
-                            "counts against `--max-sessions-per-client`.",
+                description="Stores the cell and answers at once; follow it with `GET /output/{id}` or `/watch`, or "
+                            "give a `callback_url` to be told when it ends. A queued cell keeps its kernel while "
+                            "its widgets are open (a live session), so it counts against "
+                            "`--max-sessions-per-client`.",
                 security=_OWNER,
                 body=_submission_body("queue"),
                 responses={
                     "202": _ok("Queued (or, with `session`, stored as the kernel's next input).",
                                _ref("ExecuteAnswer"),
                                {"id": _EXAMPLE_ID, "output_url": f"http://127.0.0.1:8888/output/{_EXAMPLE_ID}"}),
-                    **_error_responses(BadRequest.code, Unauthorized.code, *_BODY, NotFound.code, SessionEnded.code,
-                                       TooManySessions.code, QueueFull.code, _STORE, why=_SUBMIT_WHY),
+                    **_error_responses(BadRequest.code, CallbackRefused.code, Unauthorized.code, *_BODY,
+                                       NotFound.code, SessionEnded.code, TooManySessions.code, QuotaExceeded.code,
+                                       QueueFull.code, _STORE, why=_SUBMIT_WHY),
+                },
+            ) | {"callbacks": _cell_callbacks()}),
+        "/batch": _path(
+            r"/batch",
+            post=_op(
+                "submitBatch", "Queue up to 100 cells at once", "compute",
+                description="Stores every cell, or none, each a request of its own (follow each with "
+                            "`GET /output/{id}`, or all with `GET /batch/{id}` or `/watch`). Under the caller's "
+                            "limits the batch counts once against the rate and each cell against `max_running`. "
+                            "With `callback_url`, each cell's summary is POSTed there as it ends. The body may "
+                            "hold at most 4 x what `/execute` takes.",
+                security=_OWNER,
+                body=_body(_json(_ref("BatchSubmission"), {"cells": [{"code": "print(6*7)"}, {"code": "2 + 2"}],
+                                                           "callback_url": "https://example.org/hooks/cells"}),
+                           "the cells"),
+                responses={
+                    "202": _ok("Queued, all of them.", _ref("BatchAnswer"), {
+                        "id": _EXAMPLE_ID, "ids": [_EXAMPLE_ID], "batch_url": f"http://127.0.0.1:8888/batch/"
+                                                                              f"{_EXAMPLE_ID}"}),
+                    **_error_responses(
+                        BadRequest.code, CallbackRefused.code, Unauthorized.code, *_BODY, TooManySessions.code,
+                        QuotaExceeded.code, QueueFull.code, _STORE,
+                        why={BadRequest.code: f"not JSON, not an object with `cells`, 0 or more than {MAX_CELLS} "
+                                              "cells, an unknown field, or a cell `/execute` would refuse (the "
+                                              "message names it by its index)",
+                             Unauthorized.code: "an API token that is not valid, or none with `--require-token`",
+                             QueueFull.code: "the cells would pass `--max-queue`"}),
+                },
+            ) | {"callbacks": _cell_callbacks()}),
+        "/batch/{batch_id}": _path(
+            rf"/batch/({REQUEST_ID})",
+            [{"name": "batch_id", "in": "path", "required": True, "description": "the batch's id, from POST /batch",
+              "schema": _str(pattern=_anchored(REQUEST_ID)), "example": _EXAMPLE_ID}],
+            get=_op(
+                "getBatch", "How a batch's cells are doing", "compute",
+                description="Each cell's status and output URL, in the order submitted, and its callback's state.",
+                responses={
+                    "200": _ok("The batch.", _ref("BatchState"), {
+                        "id": _EXAMPLE_ID, "total": 1, "ended": 1, "cells": [{
+                            "id": _EXAMPLE_ID, "status": "done", "output_url": f"http://127.0.0.1:8888/output/"
+                                                                              f"{_EXAMPLE_ID}",
+                            "callback": {"state": "delivered", "attempts": 1, "last_error": None}}]}),
+                    **_error_responses(NotFound.code, _STORE, why={NotFound.code: "no batch has this id"}),
                 })),
         "/output/{request_id}": _path(
             rf"/output/({REQUEST_ID})", [_request_id_param()], also=(r"/output/([^/]+)",),
@@ -1014,7 +1130,7 @@ def _sagecell_paths() -> Json:
         "/service": _path(
             r"/service",
             post=_op(
-                "sagecellService", "Run code and wait (SageMathCell's /service)", "sagecell", security=_PUBLIC,
+                "sagecellService", "Run code and wait (SageMathCell's /service)", "sagecell", security=_OWNER,
                 description=f"A one-shot cell with a time limit of at most {SERVICE_TIMEOUT:g} s. Sage itself is "
                             "not here: code that needs it fails as Python. The body may hold at most "
                             f"{4 * MAX_SERVICE_CODE + 4096} bytes.",
@@ -1026,8 +1142,10 @@ def _sagecell_paths() -> Json:
                                                                     "user_expressions": {}, "payload": []},
                                 "success": True}),
                     **_error_responses(
-                        BadRequest.code, *_BODY, QueueFull.code, _STORE, StillRunning.code,
-                        why={BadRequest.code: "no field `code`, a JSON body that is not JSON or not an object, or a "
+                        BadRequest.code, Unauthorized.code, *_BODY, QuotaExceeded.code, QueueFull.code, _STORE,
+                        StillRunning.code,
+                        why={Unauthorized.code: "an API token that is not valid, or none with `--require-token`",
+                             BadRequest.code: "no field `code`, a JSON body that is not JSON or not an object, or a "
                                               "form that is not UTF-8",
                              PayloadTooLarge.code: f"the body, or the code (over {MAX_SERVICE_CODE} characters: "
                                                    f"`Max code size is {MAX_SERVICE_CODE} characters`)"}),

@@ -50,10 +50,12 @@ class ServiceHandler(BodyHandler):
         config = services.config
         check_code_size(code, config)  # and /eval's own checks: --max-code-size, text only
         client = self.request.remote_ip or ""
+        caller = self.caller()
         message = protocol.execute_request(code, client=client)
         request_id = protocol.request_id(message)
         timeout = min(SERVICE_TIMEOUT, config.time_limit)
-        first = services.submit(NewRequest(request_id, message, timeout, client=client), wait=True)
+        first = services.submit(NewRequest(request_id, message, timeout, client=client, quota_key=caller.quota.key),
+                                wait=True, quota=caller.quota)
         assert first is not None
         record = await services.wait_until_done(request_id, timeout + 60.0, first, self.absolute(""))
         self.send_json(service_answer(record.status, [m.message for m in services.store.get_messages(request_id)]))
@@ -85,7 +87,7 @@ class SageKernelHandler(KernelAccess, BodyHandler):
         if kernel_id:
             raise BadRequest(f"POST /kernel/{kernel_id} only ends a kernel, with method=DELETE; "
                              "start one with POST /kernel")
-        record = await start_kernel(self.services, self.owner(), self.request.remote_ip or "", self.absolute(""))
+        record = await start_kernel(self.services, self.who(), self.request.remote_ip or "", self.absolute(""))
         ws_url = f"{self.request.protocol.replace('http', 'ws', 1)}://{self.request.host}/"
         self.set_header("Jupyter-Kernel-ID", protocol.kernel_id(record.id))
         self.send_json({"id": protocol.kernel_id(record.id), "ws_url": ws_url})

@@ -336,7 +336,8 @@ def test_a_kernel_belongs_to_the_token_that_started_it(server: Server) -> None:
 
 
 def test_require_token_refuses_requests_without_one(module_servers: Servers) -> None:
-    server = module_servers("serve", "--require-token", name="kernels-token")
+    server = module_servers("serve", "--require-token", name="kernels-token", ready=False)  # no cell without one
+    server.wait_up()
     with pytest.raises(HttpError) as refused:
         Api(server)("POST", "/api/kernels", {})
     assert refused.value.status == 401 and "token" in refused.value.body
