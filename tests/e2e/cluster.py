@@ -67,8 +67,8 @@ class Cluster:
     def flags(self) -> list[str]:
         return ["--db", self.url, "--files", self.url, "--poll-interval", "0.5", "--lease-seconds", "3"]
 
-    def web(self) -> Server:
-        server = self.start("web", *self.flags())
+    def web(self, *flags: str) -> Server:
+        server = self.start("web", *self.flags(), *flags)
         self.webs.append(server)
         return server
 

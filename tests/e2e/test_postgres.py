@@ -19,7 +19,7 @@ from singlecell.client import Client
 from tests import postgres
 from tests.e2e.cluster import Witness, cluster
 from tests.e2e.test_web_api import wait_done
-from tests.servers import Server, free_port
+from tests.servers import Server, free_port, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -289,3 +289,39 @@ def test_a_store_outage_answers_503_and_the_server_serves_again_once_it_is_back(
         cable.plug()
         assert _post_eval(server.url, "print(6 * 7)")[2]["stdout"] == "42\n"
         assert server.running
+
+
+def test_a_tokens_limits_and_its_callbacks_hold_across_web_processes_on_postgres(
+        start_server: Callable[..., Server]) -> None:
+    import subprocess
+    import sys
+
+    from tests.e2e.test_callbacks import Receiver, verify
+    from tests.e2e.test_quotas import call
+    from tests.servers import ROOT
+
+    def admin(url: str, *args: str, stdin: str = "") -> str:
+        done = subprocess.run([sys.executable, "-m", "singlecell", *args, "--db", url], input=stdin,
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    receiver = Receiver()
+    try:
+        with cluster(start_server) as c:
+            webs = [c.web("--callback-allow", "127.0.0.1"), c.web("--callback-allow", "127.0.0.1")]
+            c.device()
+            admin(c.url, "user", "create", "pat", stdin="a long password\n")
+            secret = admin(c.url, "token", "create", "--user", "pat", "--rate", "3/min", "--max-running", "0",
+                           "--cpu-per-day", "0")
+            answers = [call(web.url, "/execute", {"code": "print('hooked')", "callback_url": receiver.url}, secret)
+                       for web in webs * 3]
+            assert [status for status, _, _ in answers] == [202] * 3 + [429] * 3
+            assert all(body["error"]["limit"] == "rate" for _, _, body in answers[3:])
+            assert c.rows("SELECT count(*) FROM requests")[0][0] == 3  # the refused ones were never stored
+            assert wait_until(lambda: len(receiver.got) == 3, 60)
+            assert {json.loads(body)["id"] for _, _, body in receiver.got} == {b["id"] for _, _, b in answers[:3]}
+            assert all(verify(secret, headers, body) for _, headers, body in receiver.got)
+            assert c.rows("SELECT state, count(*) FROM callbacks GROUP BY state") == [("delivered", 3)]
+    finally:
+        receiver.close()
