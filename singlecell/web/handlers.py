@@ -1187,7 +1187,9 @@ class PageMixin(tornado.web.RequestHandler):
 
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
-        namespace.update(when=_when, iso=_iso)
+        services = getattr(self, "services", None)
+        namespace.update(when=_when, iso=_iso,
+                         require_token=isinstance(services, Services) and services.config.require_token)
         return namespace
 
     def page(self, template: str, **values: Any) -> None:

@@ -246,3 +246,26 @@ def test_library_pages_fit_a_phone(browser: Any, server: Server, path: str) -> N
     assert errors == []
     screenshot(page, "phone" + path.replace("/", "-").replace("{example}", "snippet"))
     context.close()
+
+
+def test_with_require_token_a_logged_in_person_runs_cells_and_a_visitor_is_told_why_not(
+        watched: Watched, start_server: Any) -> None:
+    server = start_server("serve", "--require-token", ready=False)  # its own first cell would need a token
+    server.wait_up()
+    page = watched.page
+    page.goto(server.url + "/")
+    refused = run_and_wait(page, "#cell")
+    assert refused["status"] == "failed" and "needs an API token" in refused["error"], refused
+    assert "or log in" in page.locator("#cell .sc-status").inner_text()
+    assert "-H 'Authorization: Bearer <your API token>'" in page.locator("pre.code").inner_text()
+    screenshot(page, "require-token-visitor")
+    watched.errors.clear()  # the 401 is logged by Chromium as a failed fetch: it is the point here
+    sign_up(page, server, "kay-" + secrets.token_hex(3))
+    page.goto(server.url + "/")
+    set_cell_code(page, "print(6 * 7)")
+    done = run_and_wait(page, "#cell", timeout=90_000)  # the template starts with this first cell
+    assert done["status"] == "done", done
+    assert page.locator("#cell .sc-stdout").inner_text() == "42\n"
+    rows = server.db_rows("SELECT quota_key FROM requests")
+    assert len(rows) == 1 and rows[0][0].startswith("u:")  # counted against the account, not the address
+    screenshot(page, "require-token-logged-in")
