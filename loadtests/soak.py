@@ -4,8 +4,9 @@
     python loadtests/soak.py --minutes 5 --clients 8
 
 Each client loops over a mix: ``/eval`` of ``1+1``, a print loop, a plot, an error, a file written
-and downloaded, numpy; a widget session (a slider, two updates, then stopped); and the snippet
-site (the library page, an example snippet's page, the snippet API and a search). Every answer is
+and downloaded, numpy; a widget session (a slider, two updates, then stopped); a batch of three
+cells whose callbacks come back to a receiver of the soak's own; and the snippet site (the
+library page, an example snippet's page, the snippet API and a search). Every answer is
 checked. Every minute it prints, for that minute: the requests that succeeded and failed and
 their p50/p99; each process's RSS and open descriptors (web, device, kernel template, and the
 kernels alive); the template's network-namespace descriptors; the host's network namespaces
@@ -16,6 +17,7 @@ levelled off: each figure's last minute against its value after the warm-up (min
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import os
 import random
@@ -73,15 +75,44 @@ class Load:
                 record.failed.append(failure)
 
 
-def client_loop(url: str, load: Load, until: float, rng: random.Random) -> None:
+class Hooks:
+    """The callbacks' receiver: an HTTP server on 127.0.0.1 that records each summary's request id."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.changed = threading.Condition()
+        hooks = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with hooks.changed:
+                    hooks.seen.add(json.loads(body)["id"])
+                    hooks.changed.notify_all()
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, ids: list[str], timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.seen.issuperset(ids), timeout)
+
+
+def client_loop(url: str, load: Load, until: float, rng: random.Random, hooks: Hooks) -> None:
     client = Client(url, timeout=120)
     snippet_ids: list[str] = []
     while time.monotonic() < until:
         began = time.monotonic()
-        kind = rng.choices(["cell", "file", "session", "site"], weights=[70, 10, 5, 15])[0]
+        kind = rng.choices(["cell", "file", "session", "batch", "site"], weights=[65, 10, 5, 5, 15])[0]
         try:
             failure = {"cell": lambda: one_cell(client, rng), "file": lambda: one_file(client),
-                       "session": lambda: one_session(client),
+                       "session": lambda: one_session(client), "batch": lambda: one_batch(client, hooks),
                        "site": lambda: one_site(client, snippet_ids)}[kind]()
         except (ClientError, OSError, KeyError, TypeError) as exc:
             failure = f"{kind}: {type(exc).__name__}: {exc}"[:200]
@@ -139,6 +170,14 @@ def one_session(client: Client) -> str | None:
                         if i["msg"]["msg_type"] == "stream")
     client.stop(request_id)
     return None if "value 7" in seen else f"session: the updates were not answered ({seen[:80]!r})"
+
+
+def one_batch(client: Client, hooks: Hooks) -> str | None:
+    batch = client.batch(["1 + 1", "print('batched')", "1 / 0"], callback_url=hooks.url)
+    if not hooks.wait(batch["ids"], 60):
+        return f"batch: not every callback came within 60 s ({client.batch_state(batch['id'])})"[:200]
+    statuses = [cell["status"] for cell in client.batch_state(batch["id"])["cells"]]
+    return None if statuses == ["done", "done", "error"] else f"batch: statuses {statuses}"
 
 
 def one_site(client: Client, snippet_ids: list[str]) -> str | None:
@@ -259,13 +298,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="soak-")
-    proc, url = start_server(folder, args.kernels, "--max-sessions-per-client", str(args.clients * 2 + 4))
+    proc, url = start_server(folder, args.kernels, "--max-sessions-per-client", str(args.clients * 2 + 4),
+                             "--callback-allow", "127.0.0.1")
+    hooks = Hooks()
     print(f"soak: {args.minutes:g} minutes, {args.clients} clients, against {url} (logs in {folder})")
     print("| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS), flush=True)
     load = Load()
     until = load.start + args.minutes * 60
-    threads = [threading.Thread(target=client_loop, args=(url, load, until, random.Random(args.seed + i)), daemon=True)
-               for i in range(args.clients)]
+    threads = [threading.Thread(target=client_loop, args=(url, load, until, random.Random(args.seed + i), hooks),
+                                daemon=True) for i in range(args.clients)]
     for thread in threads:
         thread.start()
     rows: list[dict[str, float]] = []
