@@ -6,7 +6,9 @@
 
 Schemathesis reads ``/openapi.json`` and sends, to every operation, the document's examples, the
 edge cases of each schema (the coverage phase: too long, too short, missing, wrong type) and then
-random requests built from the schemas, until the time is spent. Every answer is checked:
+random requests built from the schemas, until the time is spent, with an API token and a login
+session (its cookie and XSRF token), so the routes behind either are reached too. Every answer is
+checked:
 
 - ``not_a_server_error``: no 5xx, except 503 with ``Retry-After``, which the document promises
   where the server sheds load (a full queue, a store that cannot be reached);
@@ -22,11 +24,14 @@ and shows that it catches a planted 500.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,16 +72,41 @@ def fuzz(url: str, seconds: int, workers: int = 2, seed: int | None = None,
                               text=True, timeout=seconds * 3 + 300, env={**os.environ, "NO_COLOR": "1"}, cwd=work)
 
 
+PASSWORD = "a long enough password"
+
+
 def api_token(data_dir: str, store: list[str]) -> str:
     """A new account's API token, made with the CLI, so the fuzzer also reaches the routes that
     need one (the library's writes, the Jupyter API with ``--require-token``)."""
     cli = [sys.executable, "-m", "singlecell"]
     where = ["--data-dir", data_dir, *store]
-    subprocess.run([*cli, "user", "create", *where, "fuzzer"], input="a long enough password\n", text=True,
+    subprocess.run([*cli, "user", "create", *where, "fuzzer"], input=PASSWORD + "\n", text=True,
                    check=True, capture_output=True, cwd=ROOT)
     made = subprocess.run([*cli, "token", "create", *where, "--user", "fuzzer"], text=True, check=True,
                           capture_output=True, cwd=ROOT)
     return made.stdout.strip().splitlines()[-1]
+
+
+def login_headers(url: str, name: str = "fuzzer", password: str = PASSWORD) -> tuple[str, ...]:
+    """Log in through the site's form, as a browser does, and return Schemathesis's ``--header``
+    arguments that carry the login cookie and the XSRF token (double-submitted: the ``_xsrf``
+    cookie and the ``X-XSRFToken`` header), so the fuzzer also reaches the cookie forms."""
+    xsrf = secrets.token_hex(16)  # tornado takes a plain hex token as the cookie's value
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=60)
+    try:
+        connection.request("POST", "/login", urllib.parse.urlencode(
+            {"name": name, "password": password, "_xsrf": xsrf, "next": "/account"}),
+            {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"_xsrf={xsrf}"})
+        answer = connection.getresponse()
+        answer.read()
+        cookies = [c.split(";", 1)[0] for c in answer.headers.get_all("Set-Cookie") or []]
+    finally:
+        connection.close()
+    session = [c for c in cookies if c.startswith("singlecell_session=")]
+    if answer.status != 303 or not session:
+        raise RuntimeError(f"logging in as {name!r} answered {answer.status}, with cookies {cookies}")
+    return ("--header", f"Cookie: {session[0]}; _xsrf={xsrf}", "--header", f"X-XSRFToken: {xsrf}")
 
 
 def main() -> int:
@@ -98,7 +128,9 @@ def main() -> int:
             proc, url = start_server(folder, 4, *flags)
             args.token = api_token(folder, flags)
             print(f"fuzzing a server started here: {url} (store {args.db or 'SQLite'}, logs in {folder})")
-        extra = ("--header", f"Authorization: Bearer {args.token}") if args.token else ()
+        extra: tuple[str, ...] = ("--header", f"Authorization: Bearer {args.token}") if args.token else ()
+        if proc is not None:  # the account made here: its login session too, for the cookie forms
+            extra += login_headers(url)
         result = fuzz(url, max(1, int(args.minutes * 60)), args.workers, args.seed, extra)
         print(result.stdout)
         print(result.stderr, file=sys.stderr)

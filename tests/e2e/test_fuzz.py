@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from loadtests.fuzz import api_token, fuzz
+from loadtests.fuzz import api_token, fuzz, login_headers
 from tests import postgres
 from tests.servers import ROOT, Server
 
@@ -23,12 +23,16 @@ def _verdict(output: str) -> str:
 
 def fuzz_server(server: Server, store: Sequence[str]) -> None:
     token = api_token(str(server.data_dir), list(store))
-    result = fuzz(server.url, SECONDS, extra=("--header", f"Authorization: Bearer {token}"))
+    result = fuzz(server.url, SECONDS, extra=("--header", f"Authorization: Bearer {token}",
+                                              *login_headers(server.url)))
     out = result.stdout + result.stderr
     assert result.returncode == 0, _verdict(out)
     tried = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
     assert tried is not None and tried.group(1) == tried.group(2) and int(tried.group(1)) > 1000, _verdict(out)
     assert "Traceback" not in server.log_text(), server.log_tail()
+    # the login session reached the cookie forms: the account form, past its XSRF check, answered
+    # as logged in (without the session it is a 401)
+    assert " 200 POST /account " in server.log_text(), server.log_tail()
 
 
 @pytest.mark.timeout(SECONDS * 2 + 300)
