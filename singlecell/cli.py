@@ -372,6 +372,16 @@ def run_requests(args: argparse.Namespace, config: Config) -> int:
         print(f"request  {record.id}\nstatus   {record.status.value}\nclient   {_safe(record.client)}\n"
               f"device   {_safe(record.device or '–')}\nsubmitted {_when(record.created)}\n"
               f"started  {_when(record.started)}\nended    {_when(record.finished)}\ntimeout  {record.timeout:g} s")
+        whose = {"t": "an API token's", "u": "an account's (a login session)", "a": "an address's (no token)"}
+        if record.quota_key:
+            print(f"counted  {_safe(record.quota_key[:20])}… ({whose.get(record.quota_key[:1], '?')} limits)"
+                  if len(record.quota_key) > 20 else
+                  f"counted  {_safe(record.quota_key)} ({whose.get(record.quota_key[:1], '?')} limits)")
+        print(f"cpu      {'–' if record.cpu is None else f'{record.cpu:.3f} s'}")
+        callback = store.callbacks_of([record.id]).get(record.id)
+        if callback is not None:
+            print(f"callback {_safe(callback.url)}: {callback.state} after {callback.attempts} attempt(s)"
+                  + (f"; last error: {_safe(callback.last_error)}" if callback.last_error else ""))
         if record.session is not None:
             state = "live" if record.session.live else f"ended ({record.session.reason})"
             print(f"session  {state}, kind {record.session.kind}")

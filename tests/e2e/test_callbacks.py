@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_quotas import call, token
+from tests.e2e.test_quotas import admin, call, token
 from tests.servers import Server, Servers, free_port, wait_until
 
 
@@ -130,6 +130,8 @@ def test_a_failed_callback_is_tried_again_with_back_off_until_it_is_delivered(
     assert times[1] - times[0] >= 0.9 and times[2] - times[1] >= 1.9  # 1 s, then 2 s
     assert wait_until(lambda: server.db_rows("SELECT state, attempts FROM callbacks WHERE request_id = ?",
                                              [queued["id"]]) == [("delivered", 3)], 10)
+    shown = admin(server, "requests", "show", queued["id"])
+    assert f"callback {receiver.url}: delivered after 3 attempt(s)" in shown, shown
     after = scrape(server.url + "/metrics")
     for outcome, more in (("retried", 2), ("delivered", 1)):
         name = "singlecell_callbacks_total"

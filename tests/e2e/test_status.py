@@ -64,6 +64,8 @@ def test_requests_list_and_show_print_what_the_store_holds_without_obeying_a_cel
     show = cli(server, "show", shown["id"])
     assert show.returncode == 0, show.stderr
     assert "status   done" in show.stdout and "execute_result" in show.stdout and "'42'" in show.stdout
+    assert "counted  a:127.0.0.1 (an address's (no token) limits)" in show.stdout
+    assert re.search(r"^cpu      \d+\.\d{3} s$", show.stdout, re.M), show.stdout
     assert f"out.txt  1 bytes  text/plain  /files/{shown['id']}/out.txt" in show.stdout
     assert "\x1b" not in show.stdout + listing.stdout and "\\x1b[2J" in show.stdout  # shown, not obeyed
     for bad, says in ((["list", "--status", "finished"], "is not a status"), (["list", "--since", "soon"], "--since"),
