@@ -322,6 +322,8 @@ def test_a_tokens_limits_and_its_callbacks_hold_across_web_processes_on_postgres
             assert wait_until(lambda: len(receiver.got) == 3, 60)
             assert {json.loads(body)["id"] for _, _, body in receiver.got} == {b["id"] for _, _, b in answers[:3]}
             assert all(verify(secret, headers, body) for _, headers, body in receiver.got)
-            assert c.rows("SELECT state, count(*) FROM callbacks GROUP BY state") == [("delivered", 3)]
+            # the receiver has each POST before its sender records the answer: wait for the records
+            assert wait_until(lambda: c.rows("SELECT state, count(*) FROM callbacks GROUP BY state")
+                              == [("delivered", 3)], 10)
     finally:
         receiver.close()
