@@ -43,7 +43,7 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
     from singlecell.library.examples import load_examples
     from singlecell.metrics import Metrics, timed
     from singlecell.wakeup import open_wakeups
-    from singlecell.web.app import expire_leases_forever, make_app
+    from singlecell.web.app import expire_leases_forever, make_app, prune_quotas_forever
 
     metrics = Metrics("web")
     store, files = open_storage(config)
@@ -68,6 +68,7 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
     expiry = asyncio.ensure_future(expire_leases_forever(store, services.waiters.notify, config.lease_seconds / 2,
                                                          metrics))
     services.callbacks.start()
+    pruning = asyncio.ensure_future(prune_quotas_forever(store))
     log.info("web tier listening on http://%s:%d/ (store %s)", config.host, config.port,
              _redact(config.store_url))
     if ready is not None:
@@ -77,6 +78,7 @@ async def run_web(config: Config, stop: asyncio.Event, ready: asyncio.Event | No
     finally:
         server.stop()
         expiry.cancel()
+        pruning.cancel()
         services.callbacks.close()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(server.close_all_connections(), 2)

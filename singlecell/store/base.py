@@ -264,6 +264,12 @@ class Store(ABC):
         the rate counts the batch once. ``DuplicateRequest`` when the batch or a request id exists."""
 
     @abstractmethod
+    def prune_quotas(self, now: float, keep_days: int = 31) -> int:
+        """Forget what no limit needs any more: rate states whose pace has caught up with ``now``
+        (the same as none), and CPU usage of days more than ``keep_days`` before ``now``'s.
+        Returns how many records went. Any process may call it, any time."""
+
+    @abstractmethod
     def get_batch(self, batch_id: str) -> list[str] | None:
         """The ids of the batch's requests, in the order submitted; ``None`` for an unknown batch."""
 

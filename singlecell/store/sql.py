@@ -495,6 +495,12 @@ class SqlStore(Store):
             conn.execute(_insert(conn, pace_table).values(key=quota.key, tat=tat)
                          .on_conflict_do_update(index_elements=[_pace.key], set_={"tat": tat}))
 
+    def prune_quotas(self, now: float, keep_days: int = 31) -> int:
+        with self._writer.begin() as conn:
+            paces = conn.execute(pace_table.delete().where(_pace.tat <= now)).rowcount
+            days = conn.execute(usage_table.delete().where(_use.day < quotas.day_of(now) - keep_days)).rowcount
+        return int(paces) + int(days)
+
     def get_batch(self, batch_id: str) -> list[str] | None:
         rows = self._read(_GET_BATCH, {"bid": batch_id})
         return list(json.loads(rows[0].ids)) if rows else None

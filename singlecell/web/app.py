@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,6 +102,20 @@ def route_of(handler: tornado.web.RequestHandler) -> str:
         if pattern.match(handler.request.path):
             return pattern.pattern
     return "unmatched"
+
+
+PRUNE_EVERY = 600.0  # seconds between two prunings of the limits' records
+
+
+async def prune_quotas_forever(store: Store, interval: float = PRUNE_EVERY) -> None:
+    """Forget rate states that caught up and CPU usage of long-gone days, so the limits' tables
+    hold about one row per client active lately, not one per client ever seen."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            store.prune_quotas(time.time())
+        except Exception:
+            log.exception("pruning the limits' records failed; trying again later")
 
 
 async def expire_leases_forever(store: Store, notify: Callable[[str], None], interval: float,

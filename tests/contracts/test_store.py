@@ -1041,6 +1041,23 @@ def test_cpu_seconds_are_recorded_and_the_daily_quota_refuses_past_them(store: S
     assert store.cpu_used("", day_of(time.time())) == 0.0
 
 
+def test_pruning_forgets_rates_that_caught_up_and_usage_of_long_gone_days(store: Store) -> None:
+    from singlecell.quotas import DAY, day_of
+
+    now = time.time()
+    store.submit(keyed("r1", "t:slow"), 100, Quota("t:slow", rate=1 / 3600, burst=1))  # paced an hour ahead
+    store.submit(keyed("r2", "t:fast"), 100, Quota("t:fast", rate=1000.0, burst=1))  # caught up in a millisecond
+    for cpu in (1.0, 2.0):
+        (claimed,) = store.claim("dev-a", 1, LEASE)
+        assert store.finish(claimed.id, "dev-a", Status.DONE, msgs(1, "status"), cpu=cpu)
+    time.sleep(0.01)
+    assert store.prune_quotas(time.time()) == 1  # t:fast's pace; both days' usage is recent
+    refused(store, keyed("r3", "t:slow"), Quota("t:slow", rate=1 / 3600, burst=1))  # its pace was kept
+    store.submit(keyed("r3", "t:fast"), 100, Quota("t:fast", rate=1000.0, burst=1))
+    assert store.prune_quotas(now + 40 * DAY) == 4  # both paces, both keys' usage of a month and more ago
+    assert store.cpu_used("t:slow", day_of(now)) == 0.0 and store.cpu_used("t:fast", day_of(now)) == 0.0
+
+
 def _submit_limited(url: str, prefix: str, start: Any, out: Any) -> None:
     """Runs in a spawned process: 30 submits under one key's quota, counting each refusal's limit."""
     try:
