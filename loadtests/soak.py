@@ -230,10 +230,18 @@ def rss_mb(pid: int) -> float:
 
 
 def fds(pid: int, prefix: str = "") -> int:
+    """The process's open descriptors (whose target starts with ``prefix``); -1 when it is gone."""
     try:
-        return sum(os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix) for fd in os.listdir(f"/proc/{pid}/fd"))
+        listed = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return -1
+    count = 0
+    for fd in listed:
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix)
+        except OSError:  # closed between the listing and this look
+            continue
+    return count
 
 
 def roles(serve_pid: int) -> dict[str, list[int]]:
