@@ -47,6 +47,7 @@ setup(
         "nh3>=0.2",  # …then sanitised
         "pygments>=2.15",  # code highlighted on the server
         "prometheus_client>=0.17",  # /metrics of web processes and devices (singlecell/metrics.py)
+        "pymongo>=4.6",  # MongoDB stores and GridFS filestores (mongodb://…)
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy", "jupyter-kernel-test", "playwright>=1.40",
@@ -54,7 +55,9 @@ setup(
                  # real Jupyter clients of the kernel API (tests/jupyter.py, tests/e2e/test_gateway.py)
                  "jupyter_server>=2.10", "websocket-client>=1.6", "jupyterlab>=4",
                  # the OpenAPI document: validated, and the running server fuzzed from it (tests/e2e/test_fuzz.py)
-                 "openapi-spec-validator>=0.7", "schemathesis>=4"],
+                 "openapi-spec-validator>=0.7", "schemathesis>=4",
+                 # MongoDB's stand-in where no server can run (tests/mongo.py)
+                 "mongomock>=4.1"],
     },
     entry_points={"console_scripts": ["singlecell = singlecell.cli:main"]},
 )

@@ -13,12 +13,14 @@ from filestore.base import (
     check_request_id,
 )
 from filestore.directory import DirectoryFileStore
+from filestore.grid import GridFileStore
 from filestore.sql import SqlFileStore
 
 __all__ = [
     "DirectoryFileStore",
     "FileStore",
     "FileStoreError",
+    "GridFileStore",
     "InvalidFileName",
     "SqlFileStore",
     "UnknownFileStore",
@@ -40,12 +42,14 @@ _BACKENDS: dict[str, Callable[[str], FileStore]] = {
     "dir": _directory,
     "sqlite": SqlFileStore,
     "postgresql": SqlFileStore,
+    "mongodb": GridFileStore,  # mongodb+srv:// too
 }
 
 
 def open_filestore(url: str) -> FileStore:
     """The backend for ``url``: ``dir:/path`` (or ``dir:relative/path``), ``sqlite:///path``,
-    ``postgresql://…``. Nothing is touched until the store's ``create()`` or first call."""
+    ``postgresql://…``, ``mongodb://host/database`` (GridFS). Nothing is touched until the store's
+    ``create()`` or first call."""
     scheme = url.partition(":")[0].partition("+")[0] if ":" in url else ""
     try:
         factory = _BACKENDS[scheme]

@@ -20,12 +20,13 @@ from filestore import (
     DirectoryFileStore,
     FileStore,
     FileStoreError,
+    GridFileStore,
     InvalidFileName,
     SqlFileStore,
     open_filestore,
 )
 from filestore.base import UnknownFileStore
-from tests import postgres
+from tests import mongo, postgres
 
 BACKENDS: dict[str, Callable[[Path], str]] = {
     "sql": lambda tmp_path: f"sqlite:///{tmp_path / 'db' / 'files.db'}",  # parent made by create()
@@ -51,10 +52,14 @@ BAD_NAMES = [
 BAD_REQUEST_IDS = [*BAD_NAMES, "a/b", "x" * 256]
 
 
-@pytest.fixture(params=[*sorted(BACKENDS), pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=[*sorted(BACKENDS), pytest.param("postgresql", marks=pytest.mark.postgres), "mongodb"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "postgresql":  # BYTEA in a database of the test's own
         with postgres.database() as database_url:
+            yield database_url
+        return
+    if request.param == "mongodb":  # GridFS: on a real server if SINGLECELL_TEST_MONGODB names one, else mongomock
+        with mongo.database() as database_url:
             yield database_url
         return
     yield BACKENDS[request.param](tmp_path)
@@ -202,6 +207,8 @@ def _put_many(url: str, worker: int, count: int) -> None:
 
 
 def test_several_processes_can_write_one_store_at_once(store: FileStore, url: str) -> None:
+    if url.startswith("mongodb:"):
+        mongo.need_server("several processes sharing one database")
     workers, count = 4, 25
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for done in [pool.submit(_put_many, url, w, count) for w in range(workers)]:
@@ -219,6 +226,8 @@ def test_open_filestore_picks_the_backend_by_scheme(tmp_path: Path) -> None:
     assert isinstance(open_filestore(f"dir:{tmp_path}"), DirectoryFileStore)
     assert isinstance(open_filestore(f"sqlite:///{tmp_path}/f.db"), SqlFileStore)
     assert isinstance(open_filestore(f"sqlite+pysqlite:///{tmp_path}/f.db"), SqlFileStore)
+    assert isinstance(open_filestore("mongodb://db.example:27017/cells"), GridFileStore)
+    assert isinstance(open_filestore("mongodb+srv://cluster.example/cells"), GridFileStore)
 
 
 def test_open_filestore_resolves_a_relative_dir_against_the_working_folder(
