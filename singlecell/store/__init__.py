@@ -1,5 +1,6 @@
 """Stores, chosen by URL: ``open_store("sqlite:////srv/singlecell/store.db")``,
-``open_store("postgresql://singlecell@db.example/singlecell")``."""
+``open_store("postgresql://singlecell@db.example/singlecell")``,
+``open_store("mongodb://db.example/singlecell")``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from singlecell.store.base import (
     Store,
     StoredMessage,
 )
+from singlecell.store.mongo import MongoStore
 from singlecell.store.sql import SqlStore
 
 __all__ = ["FileRecord", "NewRequest", "NewSession", "Permalink", "Progress", "RequestRecord", "SessionState",
@@ -27,6 +29,7 @@ __all__ = ["FileRecord", "NewRequest", "NewSession", "Permalink", "Progress", "R
 _BACKENDS: dict[str, Callable[[str], Store]] = {
     "sqlite": SqlStore,
     "postgresql": SqlStore,
+    "mongodb": MongoStore,  # mongodb+srv:// too
 }
 
 
@@ -39,6 +42,6 @@ def open_store(url: str) -> Store:
         # Name only the scheme: the rest of the URL may hold a password.
         raise UnknownBackend(
             f"no store backend handles {scheme!r} URLs; known schemes: {', '.join(sorted(_BACKENDS))} "
-            "(e.g. sqlite:////srv/singlecell/store.db or postgresql://user@host/db)"
+            "(e.g. sqlite:////srv/singlecell/store.db, postgresql://user@host/db or mongodb://host/db)"
         )
     return backend(url)

@@ -34,7 +34,7 @@ from singlecell.store import (
     schema,
 )
 from singlecell.store.base import PERMALINK_ID_LENGTH, Callback, Quota
-from tests import postgres
+from tests import mongo, postgres
 
 
 def _sqlite_url(tmp_path: Path) -> str:
@@ -49,14 +49,30 @@ BACKENDS = [
 LEASE = 60.0
 
 
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def _sql(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "postgresql":
         with postgres.database() as database_url:
             yield database_url
         return
     make_url: Callable[[Path], str] = request.param
     yield make_url(tmp_path)
+
+
+@pytest.fixture(params=[*BACKENDS, pytest.param("mongodb", id="mongodb")])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every backend: SQLite, PostgreSQL, and MongoDB (a real server when SINGLECELL_TEST_MONGODB
+    names one, else mongomock through the same code: tests/mongo.py)."""
+    if request.param == "mongodb":
+        with mongo.database() as database_url:
+            yield database_url
+        return
+    yield from _sql(request, tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The SQL backends only: their schema's migrations (MongoDB's are tests/contracts/test_documents.py)."""
+    yield from _sql(request, tmp_path)
 
 
 @pytest.fixture
@@ -215,6 +231,8 @@ def _submit_many(url: str, prefix: str, start: Any, out: Any) -> None:
 
 def _run_processes(target: Callable[..., None], url: str, names: list[str]) -> dict[str, Any]:
     """Run ``target(url, name, start_barrier, out_queue)`` in one spawned process per name."""
+    if url.startswith("mongodb:"):
+        mongo.need_server("several processes sharing one database")
     ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Barrier(len(names)), ctx.Queue()
     procs = [ctx.Process(target=target, args=(url, name, start, out)) for name in names]
@@ -467,8 +485,9 @@ def test_release_requeues_only_unstarted_claims_of_that_device(store: Store) -> 
 
 def test_open_store_names_the_unknown_scheme_and_the_known_ones() -> None:
     with pytest.raises(UnknownBackend) as caught:
-        open_store("mongodb://user:secret@host/db")
-    assert "'mongodb'" in caught.value.message and "sqlite" in caught.value.message
+        open_store("couchdb://user:secret@host/db")
+    assert "'couchdb'" in caught.value.message and "sqlite" in caught.value.message
+    assert "mongodb" in caught.value.message
     assert "secret" not in caught.value.message
 
 
@@ -540,12 +559,13 @@ def test_a_permalink_keeps_its_code_and_the_same_code_keeps_its_id(store: Store)
 
 
 def test_a_permalink_id_held_by_other_code_gives_a_longer_id(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    import singlecell.store.sql as sql
+    import sys
 
+    backend = sys.modules[type(store).__module__]  # where the backend looks permalink_ids up
     first = store.save_permalink("a = 1")
     # make "b = 2" want a's id first, as a collision of 40 bits would
-    real = sql.permalink_ids
-    monkeypatch.setattr(sql, "permalink_ids", lambda code: iter([first.id, *list(real(code))[1:]]))
+    real = backend.permalink_ids
+    monkeypatch.setattr(backend, "permalink_ids", lambda code: iter([first.id, *list(real(code))[1:]]))
     second = store.save_permalink("b = 2")
     assert second.id != first.id and len(second.id) == PERMALINK_ID_LENGTH + 2
     assert store.get_permalink(first.id) == first
@@ -559,7 +579,8 @@ def raw_engine(url: str) -> sa.Engine:
     return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
 
 
-def test_a_new_database_gets_the_latest_schema(url: str) -> None:
+def test_a_new_database_gets_the_latest_schema(sql_url: str) -> None:
+    url = sql_url
     s = open_store(url)
     s.create_schema()
     s.close()
@@ -570,7 +591,8 @@ def test_a_new_database_gets_the_latest_schema(url: str) -> None:
     engine.dispose()
 
 
-def test_an_upgrade_from_the_first_schema_keeps_the_data(url: str) -> None:
+def test_an_upgrade_from_the_first_schema_keeps_the_data(sql_url: str) -> None:
+    url = sql_url
     # a database as singlecell 0.1 made it: the first tables, and no recorded version
     s = open_store(url)  # (a SQLite store makes its folder)
     engine = raw_engine(url)
@@ -606,7 +628,8 @@ def test_an_upgrade_from_the_first_schema_keeps_the_data(url: str) -> None:
     engine.dispose()
 
 
-def test_a_database_newer_than_the_code_is_refused_untouched(url: str) -> None:
+def test_a_database_newer_than_the_code_is_refused_untouched(sql_url: str) -> None:
+    url = sql_url
     s = open_store(url)
     s.create_schema()
     s.submit(new_request("r1"), 10)
@@ -792,7 +815,8 @@ def test_a_readers_cursor_is_kept_per_reader_and_never_moves_back(store: Store) 
     assert store.cursor("other", "tab-1") is None
 
 
-def test_an_upgrade_from_version_4_keeps_the_sessions_and_adds_kernels(url: str) -> None:
+def test_an_upgrade_from_version_4_keeps_the_sessions_and_adds_kernels(sql_url: str) -> None:
+    url = sql_url
     s = open_store(url)
     engine = raw_engine(url)
     with engine.begin() as conn:
@@ -907,7 +931,8 @@ def test_a_devices_report_replaces_its_last_and_old_ones_are_left_out(store: Sto
     assert dev_a.layers == [("identity", True, "uid 60001")]
 
 
-def test_an_upgrade_from_version_5_adds_devices_and_keeps_the_requests(url: str) -> None:
+def test_an_upgrade_from_version_5_adds_devices_and_keeps_the_requests(sql_url: str) -> None:
+    url = sql_url
     s = open_store(url)
     engine = raw_engine(url)
     with engine.begin() as conn:
@@ -925,7 +950,8 @@ def test_an_upgrade_from_version_5_adds_devices_and_keeps_the_requests(url: str)
     engine.dispose()
 
 
-def test_an_upgrade_from_version_6_adds_quotas_batches_and_callbacks_and_keeps_the_requests(url: str) -> None:
+def test_an_upgrade_from_version_6_adds_quotas_batches_and_callbacks_and_keeps_the_requests(sql_url: str) -> None:
+    url = sql_url
     s = open_store(url)
     engine = raw_engine(url)
     with engine.begin() as conn:
