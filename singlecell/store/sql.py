@@ -349,12 +349,17 @@ def _advance(appending: bool, finishing: bool) -> sa.Update:
     """The UPDATE that checks a request is held and, in the same statement, moves it on.
 
     ``appending``: messages follow, so ``last_seq`` moves to ``:last`` and must be below ``:first``.
-    ``finishing``: ``status`` and ``finished`` are set from ``:status_`` and ``:now``.
+    ``finishing``: ``status`` and ``finished`` are set from ``:status_`` and ``:now``, the CPU
+    seconds ``:cpu_`` (NULL: none measured) added, and the request's key returned (its usage is
+    charged in the same transaction): one statement, not a second UPDATE.
     """
     guard = (*_HELD, _req.last_seq < sa.bindparam("first")) if appending else _HELD
     values: dict[str, Any] = {"last_seq": sa.bindparam("last")} if appending else {}
     if finishing:
-        values |= {"status": sa.bindparam("status_"), "finished": _now}
+        cpu: sa.BindParameter[float] = sa.bindparam("cpu_", type_=sa.Float)
+        values |= {"status": sa.bindparam("status_"), "finished": _now,
+                   "cpu": sa.func.coalesce(cpu + sa.func.coalesce(_req.cpu, 0.0), _req.cpu)}
+        return request_table.update().where(*guard).values(values).returning(_req.quota_key)
     return request_table.update().where(*guard).values(values)
 
 
@@ -405,8 +410,29 @@ def _charge(conn: Connection, request_id: str, cpu: float | None, now: float) ->
         return
     key = conn.execute(_CHARGE, {"rid": request_id, "cpu_": cpu}).scalar()
     if key:
-        conn.execute(_insert(conn, usage_table).values(key=key, day=quotas.day_of(now), cpu=cpu)
-                     .on_conflict_do_update(index_elements=[_use.key, _use.day], set_={"cpu": _use.cpu + cpu}))
+        _add_usage(conn, key, cpu, now)
+
+
+@functools.cache
+def _usage_upsert(dialect: str) -> Any:
+    """Add ``:cpu_`` to the usage of ``(:key_, :day_)``: built once per dialect (building a Core
+    statement per call costs more than running it)."""
+    insert = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(usage_table).values(
+        key=sa.bindparam("key_"), day=sa.bindparam("day_"), cpu=sa.bindparam("cpu_", type_=sa.Float))
+    return insert.on_conflict_do_update(index_elements=[_use.key, _use.day],
+                                        set_={"cpu": _use.cpu + insert.excluded.cpu})
+
+
+@functools.cache
+def _pace_upsert(dialect: str) -> Any:
+    """Set the pace of ``:key_`` to ``:tat_``, built once per dialect."""
+    insert = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(pace_table).values(
+        key=sa.bindparam("key_"), tat=sa.bindparam("tat_", type_=sa.Float))
+    return insert.on_conflict_do_update(index_elements=[_pace.key], set_={"tat": insert.excluded.tat})
+
+
+def _add_usage(conn: Connection, key: str, cpu: float, now: float) -> None:
+    conn.execute(_usage_upsert(conn.dialect.name), {"key_": key, "day_": quotas.day_of(now), "cpu_": cpu})
 
 
 def _callback_state(row: Row[Any]) -> CallbackState:
@@ -432,6 +458,16 @@ class SqlStore(Store):
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def describe(self) -> str:
+        where = self._engine.url.render_as_string(hide_password=True)
+        if self._db.dialect == "sqlite":  # a library in this process: nothing to connect to (or make) first
+            import sqlite3
+
+            return f"SQLite {sqlite3.sqlite_version} at {where}"
+        with self._reader.connect() as conn:
+            version = ".".join(str(part) for part in conn.dialect.server_version_info or ())
+        return f"PostgreSQL {version} at {where}"
 
     def _read(self, statement: sa.Executable, params: dict[str, Any] | None = None) -> list[Row[Any]]:
         with self._reader.connect() as conn:
@@ -492,8 +528,7 @@ class SqlStore(Store):
             tat, wait = quotas.pace(conn.execute(_PACE, key).scalar(), now, quota.rate, quota.burst)
             if tat is None:
                 raise quotas.too_fast(quota, wait)
-            conn.execute(_insert(conn, pace_table).values(key=quota.key, tat=tat)
-                         .on_conflict_do_update(index_elements=[_pace.key], set_={"tat": tat}))
+            conn.execute(_pace_upsert(conn.dialect.name), {"key_": quota.key, "tat_": tat})
 
     def prune_quotas(self, now: float, keep_days: int = 31) -> int:
         with self._writer.begin() as conn:
@@ -596,34 +631,39 @@ class SqlStore(Store):
 
     def _append(
         self, conn: Connection, request_id: str, device: str, msgs: Sequence[StoredMessage],
-        status: Status | None = None,
-    ) -> bool:
-        """Append ``msgs`` (and with ``status``, finish) if the request is held by ``device``.
+        status: Status | None = None, cpu: float | None = None,
+    ) -> str | None:
+        """Append ``msgs`` (and with ``status``, finish, adding ``cpu``) if the request is held by
+        ``device``; its key when it was (``""`` for none), else ``None``.
 
         The ownership check and the change to the request are one UPDATE, so a concurrent
         expire_leases lands wholly before it (and it changes nothing) or wholly after it.
         """
         held = {"rid": request_id, "dev": device}
         if not msgs and status is None:  # nothing to write: say whether it is still held
-            return conn.execute(_HELD_LAST_SEQ, held).first() is not None
+            return "" if conn.execute(_HELD_LAST_SEQ, held).first() is not None else None
         params: dict[str, Any] = dict(held)
         if msgs:
             params |= {"first": msgs[0].seq, "last": msgs[-1].seq}
         if status is not None:
-            params |= {"status_": status.value, "now": time.time()}
-        if not conn.execute(_advance(bool(msgs), status is not None), params).rowcount:
+            params |= {"status_": status.value, "now": time.time(), "cpu_": cpu}
+            changed = conn.execute(_advance(bool(msgs), True), params).first()
+            key = None if changed is None else str(changed.quota_key)
+        else:
+            key = "" if conn.execute(_advance(True, False), params).rowcount else None
+        if key is None:
             # Rare path, one more query: tell a caller's seq bug apart from a lost request.
             if msgs and (last := conn.execute(_HELD_LAST_SEQ, held).first()) is not None:
                 raise ValueError(f"message seq {msgs[0].seq} is not above last_seq {last[0]}")
-            return False
+            return None
         if msgs:
             conn.execute(_INSERT_MESSAGES, [_message_row(request_id, m.seq, m.message) for m in msgs])
-        return True
+        return key
 
     def add_messages(self, request_id: str, device: str, messages: Sequence[StoredMessage]) -> bool:
         _check_seqs(messages)
         with self._writer.begin() as conn:
-            return self._append(conn, request_id, device, messages)
+            return self._append(conn, request_id, device, messages) is not None
 
     def finish(
         self,
@@ -641,11 +681,13 @@ class SqlStore(Store):
         _check_seqs(messages)
         try:
             with self._writer.begin() as conn:
-                if not self._append(conn, request_id, device, messages, status):
+                key = self._append(conn, request_id, device, messages, status, cpu)
+                if key is None:
                     return False
                 _insert_files(conn, request_id, files)
                 now = time.time()
-                _charge(conn, request_id, cpu, now)
+                if key and cpu is not None:
+                    _add_usage(conn, key, cpu, now)
                 if session is not None:
                     conn.execute(_INSERT_SESSION, {
                         "request_id": request_id, "device": device, "client": session.client, "live": True,
