@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from filestore.base import FileStore
 from singlecell.library.base import Library
+from singlecell.library.mongo import MongoLibrary
 from singlecell.library.sql import SqlLibrary
 
 __all__ = ["Library", "open_library"]
@@ -13,4 +14,6 @@ __all__ = ["Library", "open_library"]
 def open_library(url: str, files: FileStore) -> Library:
     """The library in the database ``url`` names (the Store's; its schema is the Store's), its
     files' bytes in ``files``."""
+    if url.partition(":")[0].partition("+")[0].lower() == "mongodb":
+        return MongoLibrary(url, files)
     return SqlLibrary(url, files)

@@ -12,11 +12,20 @@ the rules refuse.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from abc import ABC, abstractmethod
 
 from singlecell.library.model import Comment, Draft, HistoryEntry, Page, Revision, Snippet, Summary, Thumbnail
 
 SORTS = ("new", "rating", "relevance")
+MAX_PAGE = 100  # snippets a page of browse() holds at most
+EXAMPLES_OWNER = "examples"  # the account the shipped examples belong to
+
+
+def new_snippet_id() -> str:
+    """Ten base32 characters (50 random bits): short enough for a URL, never guessed."""
+    return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()[:10]
 
 
 class Library(ABC):

@@ -3,7 +3,6 @@ bytes in the FileStore by SHA-256, search through :mod:`singlecell.library.searc
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -20,7 +19,7 @@ from sqlalchemy.engine import Connection
 from filestore.base import FileStore
 from singlecell.accounts.base import name_key
 from singlecell.errors import BadRequest, NotAllowed, NotFound
-from singlecell.library.base import SORTS, Library
+from singlecell.library.base import EXAMPLES_OWNER, MAX_PAGE, SORTS, Library, new_snippet_id
 from singlecell.library.model import (
     BLOB_FOLDER,
     THUMBNAIL_FOLDER,
@@ -54,13 +53,7 @@ from singlecell.store.schema import (
 
 _s, _r, _f, _h = snippet_table.c, revision_table.c, revision_file_table.c, history_table.c
 _t, _c, _u = tag_table.c, comment_table.c, user_table.c
-MAX_PAGE = 100
-EXAMPLES_OWNER = "examples"  # the account the shipped examples belong to
 SEED_LOCK_KEY = 0x5C_5EED  # PostgreSQL advisory lock: processes starting together seed once
-
-
-def new_snippet_id() -> str:
-    return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()[:10]
 
 
 def _rating(row: Any) -> float:

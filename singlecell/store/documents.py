@@ -18,11 +18,12 @@ is held, the upsert collides with the existing ``_id`` and the caller waits and 
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from singlecell.errors import ConfigError, StoreUnavailable
 
@@ -30,6 +31,29 @@ LOCKS = "singlecell_locks"
 VERSIONS = "singlecell_schema"
 SCHEMA_LOCK = "schema"
 LOCK_WAIT = 30.0  # seconds a caller waits for a lock before it gives up
+C = TypeVar("C", bound=type)
+
+
+def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from pymongo.errors import ConnectionFailure
+
+        try:
+            return method(*args, **kwargs)
+        except ConnectionFailure as exc:
+            raise StoreUnavailable(f"the MongoDB server cannot be reached ({type(exc).__name__}); "
+                                   "retry in a moment") from None
+    return call
+
+
+def reachable(cls: C) -> C:
+    """A server that cannot be reached is :class:`StoreUnavailable` (a 503 with Retry-After, as
+    with the SQL backends), from every public method of a MongoDB backend class."""
+    for name, value in list(vars(cls).items()):
+        if callable(value) and not name.startswith("_"):
+            setattr(cls, name, _translated(value))
+    return cls
 
 
 @contextlib.contextmanager
@@ -73,7 +97,7 @@ def _indexes(*specs: tuple[str, list[tuple[str, int]], dict[str, Any]]) -> Calla
 
 #: MIGRATIONS[i]: version i → i + 1. Version 1 is the store of schema version 7 of the SQL store:
 #: requests (with their session, files and stop inside), messages, inputs, cursors, permalinks,
-#: devices, batches, callbacks, and the limits' paces, usage and token limits.
+#: devices, batches, callbacks, the limits' paces and usage, the accounts and the snippet library.
 MIGRATIONS: list[Callable[[Any], None]] = [
     _indexes(
         ("requests", [("status", 1), ("created", 1), ("_id", 1)], {"name": "claim_order"}),
@@ -90,6 +114,25 @@ MIGRATIONS: list[Callable[[Any], None]] = [
         ("inputs", [("r", 1), ("s", 1)], {"name": "by_request", "unique": True}),
         ("callbacks", [("state", 1), ("next_try", 1)], {"name": "due"}),
         ("devices", [("seen", 1)], {"name": "seen"}),
+        # the accounts (singlecell/accounts/mongo.py)
+        ("users", [("name_key", 1)], {"name": "name_key", "unique": True}),
+        ("login_sessions", [("user_id", 1)], {"name": "user"}),
+        ("login_sessions", [("expires", 1)], {"name": "expires"}),
+        ("api_tokens", [("token_hash", 1)], {"name": "token_hash", "unique": True}),
+        ("api_tokens", [("user_id", 1), ("created", -1)], {"name": "user"}),
+        ("rate_hits", [("key", 1), ("window", 1)], {"name": "key_window"}),
+        # the snippet library (singlecell/library/mongo.py)
+        ("snippets", [("deleted", 1), ("updated", -1), ("_id", -1)], {"name": "newest"}),
+        ("snippets", [("terms", 1)], {"name": "terms"}),
+        ("snippets", [("tags", 1)], {"name": "tags"}),
+        ("snippets", [("owner_id", 1)], {"name": "owner"}),
+        ("snippets", [("head", 1)], {"name": "head"}),
+        ("revisions", [("files.sha256", 1)], {"name": "file_hashes"}),
+        ("history", [("snippet_id", 1), ("n", 1)], {"name": "by_snippet", "unique": True}),
+        ("history", [("revision_id", 1)], {"name": "revision"}),
+        ("comments", [("snippet_id", 1), ("created", 1)], {"name": "by_snippet"}),
+        ("ratings", [("snippet_id", 1)], {"name": "by_snippet"}),
+        ("related", [("snippet_id", 1)], {"name": "by_snippet"}),
     ),
 ]
 LATEST = len(MIGRATIONS)

@@ -25,17 +25,16 @@ transaction is done here with one document's atomic update as the commit point:
 from __future__ import annotations
 
 import base64
-import functools
 import itertools
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from filestore.mongodb import database_for
+from filestore.mongodb import database_for, describe_server
 from singlecell import quotas
-from singlecell.errors import DuplicateRequest, QueueFull, StoreUnavailable
+from singlecell.errors import DuplicateRequest, QueueFull
 from singlecell.protocol import error_message, lost_error_message, message
 from singlecell.sessions import end_text, session_end_message
 from singlecell.store.base import (
@@ -58,7 +57,7 @@ from singlecell.store.base import (
     Timing,
     permalink_ids,
 )
-from singlecell.store.documents import locked, migrate
+from singlecell.store.documents import locked, migrate, reachable
 
 _QUEUED, _RUNNING = Status.QUEUED.value, Status.RUNNING.value
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
@@ -77,21 +76,6 @@ def _epoch() -> str:
 def _check_seqs(msgs: Sequence[StoredMessage]) -> None:
     if any(a.seq >= b.seq for a, b in itertools.pairwise(msgs)):
         raise ValueError(f"message seqs must be strictly increasing, got {[m.seq for m in msgs]}")
-
-
-def _unreachable(method: Callable[..., T]) -> Callable[..., T]:
-    """A server that cannot be reached is :class:`StoreUnavailable`, as with the SQL store."""
-
-    @functools.wraps(method)
-    def call(*args: Any, **kwargs: Any) -> T:
-        from pymongo.errors import ConnectionFailure
-
-        try:
-            return method(*args, **kwargs)
-        except ConnectionFailure as exc:
-            raise StoreUnavailable(f"the MongoDB server cannot be reached ({type(exc).__name__}); "
-                                   "retry in a moment") from None
-    return call
 
 
 def _session_state(doc: JsonDict) -> SessionState | None:
@@ -158,6 +142,7 @@ def _duplicate(request_id: str) -> DuplicateRequest:
                             "header.msg_id.")
 
 
+@reachable
 class MongoStore(Store):
     """A :class:`Store` on the MongoDB database ``url`` names."""
 
@@ -174,12 +159,14 @@ class MongoStore(Store):
             self._db = database_for(self.url)
         return self._db
 
-    @_unreachable
     def create_schema(self) -> None:
         migrate(self.db)
 
     def close(self) -> None:
         self._db = None  # the client is the process's, shared (filestore/mongodb.py)
+
+    def describe(self) -> str:
+        return describe_server(self.url)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -253,7 +240,6 @@ class MongoStore(Store):
                 raise quotas.too_fast(quota, wait)
             self.db.quota_pace.replace_one({"_id": quota.key}, {"tat": tat}, upsert=True)
 
-    @_unreachable
     def submit(self, request: NewRequest, max_queue: int, quota: Quota | None = None) -> None:
         from pymongo.errors import DuplicateKeyError
 
@@ -268,7 +254,6 @@ class MongoStore(Store):
         if hook is not None:
             self.db.callbacks.insert_one(hook)
 
-    @_unreachable
     def submit_batch(self, batch_id: str, requests: Sequence[NewRequest], max_queue: int,
                      quota: Quota | None = None) -> None:
         now = time.time()
@@ -285,33 +270,27 @@ class MongoStore(Store):
         if hooks:
             self.db.callbacks.insert_many(hooks)
 
-    @_unreachable
     def get_batch(self, batch_id: str) -> list[str] | None:
         doc = self.db.batches.find_one({"_id": batch_id})
         return list(doc["ids"]) if doc else None
 
-    @_unreachable
     def cpu_used(self, key: str, day: int) -> float:
         doc = self.db.quota_usage.find_one({"_id": f"{key}|{day}"})
         return float(doc["cpu"]) if doc else 0.0
 
-    @_unreachable
     def prune_quotas(self, now: float, keep_days: int = 31) -> int:
         paces = self.db.quota_pace.delete_many({"tat": {"$lte": now}}).deleted_count
         days = self.db.quota_usage.delete_many({"day": {"$lt": quotas.day_of(now) - keep_days}}).deleted_count
         return int(paces) + int(days)
 
-    @_unreachable
     def get_request(self, request_id: str) -> RequestRecord | None:
         doc = self.db.requests.find_one({"_id": request_id})
         return _record(doc) if doc else None
 
-    @_unreachable
     def get_messages(self, request_id: str, after: int = 0, limit: int = 1000) -> list[StoredMessage]:
         doc = self.db.requests.find_one({"_id": request_id}, {"last_seq": 1, "epochs": 1})
         return self._committed(doc, after, limit) if doc and limit > 0 else []
 
-    @_unreachable
     def progress_of(self, request_ids: Sequence[str]) -> dict[str, Progress]:
         if not request_ids:
             return {}
@@ -319,11 +298,9 @@ class MongoStore(Store):
                                       {"status": 1, "last_seq": 1, "session.live": 1})
         return {d["_id"]: (d["status"], d["last_seq"], bool((d.get("session") or {}).get("live"))) for d in found}
 
-    @_unreachable
     def count_queued(self) -> int:
         return int(self.db.requests.count_documents({"status": _QUEUED}))
 
-    @_unreachable
     def request_stop(self, request_id: str, messages: Sequence[JsonDict]) -> Status | None:
         doc = self.db.requests.find_one({"_id": request_id})
         if doc is None:
@@ -346,7 +323,6 @@ class MongoStore(Store):
 
     # -- permalinks ---------------------------------------------------------------------
 
-    @_unreachable
     def save_permalink(self, code: str) -> Permalink:
         from pymongo.errors import DuplicateKeyError
 
@@ -361,20 +337,17 @@ class MongoStore(Store):
                 return Permalink(found["_id"], found["code"], found["created"])
         raise AssertionError("every id of a sha256 digest is taken by other code")  # pragma: no cover
 
-    @_unreachable
     def get_permalink(self, permalink_id: str) -> Permalink | None:
         found = self.db.permalinks.find_one({"_id": permalink_id})
         return Permalink(found["_id"], found["code"], found["created"]) if found else None
 
     # -- a device -----------------------------------------------------------------------
 
-    @_unreachable
     def stops_for(self, device: str) -> list[str]:
         found = self.db.requests.find({"stop": {"$exists": True}, "$or": [
             {"status": _RUNNING, "device": device}, {"session.live": True, "session.device": device}]}, {"_id": 1})
         return [d["_id"] for d in found]
 
-    @_unreachable
     def claim(self, device: str, limit: int, lease_seconds: float) -> list[RequestRecord]:
         from pymongo import ReturnDocument
 
@@ -392,7 +365,6 @@ class MongoStore(Store):
             claimed.append(_record(doc))
         return claimed
 
-    @_unreachable
     def renew_lease(self, device: str, lease_seconds: float, request_ids: Sequence[str],
                     session_ids: Sequence[str] = ()) -> int:
         until = time.time() + lease_seconds
@@ -444,7 +416,6 @@ class MongoStore(Store):
         self._held[request_id] = (epoch, new_last, key)
         return True
 
-    @_unreachable
     def add_messages(self, request_id: str, device: str, messages: Sequence[StoredMessage]) -> bool:
         _check_seqs(messages)
         guard = {"status": _RUNNING, "device": device}
@@ -462,7 +433,6 @@ class MongoStore(Store):
             self.db.quota_usage.update_one({"_id": f"{key}|{day}"}, {"$set": {"key": key, "day": day},
                                                                      "$inc": {"cpu": cpu}}, upsert=True)
 
-    @_unreachable
     def finish(
         self,
         request_id: str,
@@ -495,7 +465,6 @@ class MongoStore(Store):
             self._held.pop(request_id, None)  # no more writes for it
         return True
 
-    @_unreachable
     def expire_leases(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
         lost = [doc["_id"] for doc in self.db.requests.find({"status": _RUNNING, "lease_until": {"$lt": now}})
@@ -524,7 +493,6 @@ class MongoStore(Store):
                 ended.append(doc["_id"])
         return ended
 
-    @_unreachable
     def release(self, device: str, request_ids: Sequence[str]) -> int:
         if not request_ids:
             return 0
@@ -543,7 +511,6 @@ class MongoStore(Store):
             {"session.live": True, **guard}, {"$inc": {"session.last_input": 1}},
             projection={"session.last_input": 1, "session.device": 1}, return_document=ReturnDocument.AFTER)
 
-    @_unreachable
     def add_input(self, request_id: str, message: JsonDict) -> int | None:
         doc = self._next_input({"_id": request_id})
         if doc is None:
@@ -552,7 +519,6 @@ class MongoStore(Store):
         self.db.inputs.insert_one({"_id": f"{request_id}:{seq}", "r": request_id, "s": seq, "m": _dumps(message)})
         return seq
 
-    @_unreachable
     def submit_linked(self, request: NewRequest, session_id: str, owner: str, quota: Quota | None = None) -> int | None:
         from pymongo.errors import DuplicateKeyError
 
@@ -579,12 +545,10 @@ class MongoStore(Store):
                                    "m": _dumps(request.message)})
         return seq
 
-    @_unreachable
     def inputs(self, request_id: str, after: int) -> list[tuple[int, JsonDict]]:
         found = self.db.inputs.find({"r": request_id, "s": {"$gt": after}}).sort("s", 1)
         return [(d["s"], json.loads(d["m"])) for d in found]
 
-    @_unreachable
     def pending_inputs(self, device: str) -> dict[str, list[tuple[int, JsonDict]]]:
         pending: dict[str, list[tuple[int, JsonDict]]] = {}
         for doc in self.db.requests.find({"session.live": True, "session.device": device},
@@ -596,7 +560,6 @@ class MongoStore(Store):
                     pending[doc["_id"]] = waiting
         return pending
 
-    @_unreachable
     def add_session_messages(self, request_id: str, device: str, messages: Sequence[StoredMessage],
                              delivered: int | None = None) -> bool:
         _check_seqs(messages)
@@ -607,7 +570,6 @@ class MongoStore(Store):
                                                     {"$set": changes or {"session.live": True}}).matched_count)
         return self._commit(request_id, guard, messages, changes)
 
-    @_unreachable
     def end_session(self, request_id: str, device: str, reason: str, messages: Sequence[StoredMessage] = (),
                     files: Sequence[FileRecord] = (), cpu: float | None = None) -> bool:
         _check_seqs(messages)
@@ -628,23 +590,19 @@ class MongoStore(Store):
         self._end_linked(request_id, reason)
         return True
 
-    @_unreachable
     def touch_session(self, request_id: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self.db.requests.update_one({"_id": request_id, "session.live": True,
                                      "session.last_read": {"$lt": now - TOUCH_EVERY}},
                                     {"$set": {"session.last_read": now}})
 
-    @_unreachable
     def session_reads(self, device: str) -> dict[str, float]:
         found = self.db.requests.find({"session.live": True, "session.device": device}, {"session.last_read": 1})
         return {d["_id"]: d["session"]["last_read"] for d in found}
 
-    @_unreachable
     def live_sessions(self, client: str) -> int:
         return int(self.db.requests.count_documents({"session.live": True, "session.client": client}))
 
-    @_unreachable
     def kernels(self, owner: str, client: str | None = None) -> list[tuple[str, SessionState]]:
         query: JsonDict = {"session.live": True, "session.owner": owner, "session.kind": "kernel"}
         if client is not None:
@@ -652,7 +610,6 @@ class MongoStore(Store):
         found = self.db.requests.find(query, {"session": 1}).sort([("session.started", 1), ("_id", 1)])
         return [(d["_id"], state) for d in found if (state := _session_state(d)) is not None]
 
-    @_unreachable
     def save_cursor(self, request_id: str, reader: str, seq: int) -> None:
         from pymongo.errors import DuplicateKeyError
 
@@ -662,21 +619,18 @@ class MongoStore(Store):
         except DuplicateKeyError:
             pass
 
-    @_unreachable
     def cursor(self, request_id: str, reader: str) -> int | None:
         doc = self.db.cursors.find_one({"_id": f"{request_id}:{reader}"})
         return int(doc["seq"]) if doc else None
 
     # -- operations ------------------------------------------------------------------------
 
-    @_unreachable
     def timings(self, since: float) -> list[Timing]:
         found = self.db.requests.find({"$or": [{"created": {"$gte": since}},
                                                {"status": {"$in": [_QUEUED, _RUNNING]}}]},
                                       {"created": 1, "started": 1, "finished": 1, "status": 1})
         return [Timing(d["created"], d.get("started"), d.get("finished"), Status(d["status"])) for d in found]
 
-    @_unreachable
     def list_requests(self, status: Status | None = None, since: float | None = None,
                       limit: int = 50) -> list[RequestRecord]:
         if limit <= 0:
@@ -689,14 +643,12 @@ class MongoStore(Store):
         found = self.db.requests.find(query).sort([("created", -1), ("_id", -1)]).limit(limit)
         return [_record(d) for d in found]
 
-    @_unreachable
     def report_device(self, report: DeviceReport) -> None:
         self.db.devices.replace_one({"_id": report.name}, {
             "host": report.host, "started": report.started, "seen": report.seen, "kernels": report.kernels,
             "busy": report.busy, "ready": report.ready, "layers": [list(layer) for layer in report.layers]},
             upsert=True)
 
-    @_unreachable
     def devices(self, seen_since: float) -> list[DeviceReport]:
         found = self.db.devices.find({"seen": {"$gte": seen_since}}).sort("_id", 1)
         return [DeviceReport(d["_id"], d["host"], d["started"], d["seen"], d["kernels"], d["busy"], d["ready"],
@@ -704,7 +656,6 @@ class MongoStore(Store):
 
     # -- callbacks ----------------------------------------------------------------------
 
-    @_unreachable
     def claim_callbacks(self, limit: int, lease_seconds: float) -> list[CallbackState]:
         from pymongo import ReturnDocument
 
@@ -727,7 +678,6 @@ class MongoStore(Store):
                     break
         return claimed
 
-    @_unreachable
     def callback_tried(self, request_id: str, delivered: bool, error: str | None = None,
                        retry_at: float | None = None) -> None:
         values: JsonDict = {"last_error": error}
@@ -737,7 +687,6 @@ class MongoStore(Store):
             values["next_try"] = retry_at
         self.db.callbacks.update_one({"_id": request_id, "state": "pending"}, {"$set": values})
 
-    @_unreachable
     def callbacks_of(self, request_ids: Sequence[str]) -> dict[str, CallbackState]:
         if not request_ids:
             return {}
@@ -745,12 +694,10 @@ class MongoStore(Store):
 
     # -- files --------------------------------------------------------------------------
 
-    @_unreachable
     def list_files(self, request_id: str) -> list[FileRecord]:
         doc = self.db.requests.find_one({"_id": request_id}, {"files": 1})
         return sorted((_file_record(f) for f in (doc or {}).get("files") or []), key=lambda f: f.name)
 
-    @_unreachable
     def get_file(self, request_id: str, name: str) -> FileRecord | None:
         doc = self.db.requests.find_one({"_id": request_id}, {"files": 1})
         found = [f for f in (doc or {}).get("files") or [] if f["name"] == name]

@@ -1,4 +1,4 @@
-"""The Accounts contract (singlecell/accounts/base.py), on SQLite and on PostgreSQL."""
+"""The Accounts contract (singlecell/accounts/base.py), on SQLite, PostgreSQL and MongoDB."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from singlecell.accounts import Accounts, open_accounts
 from singlecell.errors import BadRequest, Conflict
+from tests import mongo
 
 
 @pytest.fixture
@@ -34,11 +35,21 @@ def test_a_user_logs_in_with_their_password_only(accounts: Accounts) -> None:
     assert accounts.user(ada.id) == ada and accounts.user_named("ADA") == ada
 
 
+def stored(url: str, table: str, column: str) -> list[str]:
+    """What the database holds in ``column`` of ``table`` (a collection's field on MongoDB), as
+    someone with a copy of it reads it."""
+    if url.startswith("mongodb:"):
+        from filestore.mongodb import database_for
+
+        return [doc[column] for doc in database_for(url)[table].find({}, {column: 1})]
+    with sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://")).connect() as conn:
+        return list(conn.execute(sa.text(f"SELECT {column} FROM {table}")).scalars())
+
+
 def test_the_password_is_stored_as_an_argon2id_hash(accounts: Accounts, url: str) -> None:
     accounts.create_user("grace", "a long passphrase")
-    with sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://")).connect() as conn:
-        stored = conn.execute(sa.text("SELECT password_hash FROM users")).scalar_one()
-    assert stored.startswith("$argon2id$") and "a long passphrase" not in stored
+    (kept,) = stored(url, "users", "password_hash")
+    assert kept.startswith("$argon2id$") and "a long passphrase" not in kept
 
 
 @pytest.mark.parametrize("name", ["Ada", "ada", "ＡＤＡ", "Ａda"])
@@ -87,9 +98,8 @@ def test_tokens_are_stored_hashed_and_can_be_revoked(accounts: Accounts, url: st
     ada = accounts.create_user("ada", "a fine password")
     token, record = accounts.create_token(ada.id, "my script")
     assert token.startswith("sc_") and accounts.token_user(token) == ada
-    with sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://")).connect() as conn:
-        stored = list(conn.execute(sa.text("SELECT token_hash FROM api_tokens")).scalars())
-    assert stored and token not in stored
+    hashes = stored(url, "api_tokens", "token_hash")
+    assert hashes and token not in hashes
     grace = accounts.create_user("grace", "a fine password")
     assert not accounts.revoke_token(grace.id, record.id)  # not hers
     assert accounts.revoke_token(ada.id, record.id)
@@ -132,6 +142,8 @@ def _hit(url: str, n: int, out: multiprocessing.Queue[int]) -> None:
 
 def test_throttle_is_atomic_across_processes(accounts: Accounts, url: str) -> None:
     """Hits from several processes at once are all counted: 4 times 25 hits, and the next one over."""
+    if url.startswith("mongodb:"):
+        mongo.need_server("several processes sharing one database")
     context = multiprocessing.get_context("spawn")
     out: multiprocessing.Queue[int] = context.Queue()
     processes = [context.Process(target=_hit, args=(url, 25, out)) for _ in range(4)]

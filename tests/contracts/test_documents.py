@@ -73,3 +73,22 @@ def test_a_database_newer_than_the_code_is_refused_untouched(db: Any) -> None:
         documents.migrate(db)
     assert documents.schema_version(db) == documents.LATEST + 1
     assert db[documents.LOCKS].find_one({"_id": documents.SCHEMA_LOCK})["holder"] is None  # released
+
+
+def test_a_server_that_cannot_be_reached_is_store_unavailable_from_every_mongodb_backend(tmp_path: Any) -> None:
+    import pymongo
+
+    from filestore import mongodb
+    from singlecell.accounts.mongo import MongoAccounts
+    from singlecell.library.mongo import MongoLibrary
+    from singlecell.store.mongo import MongoStore
+
+    url = "mongodb://127.0.0.1:9/nothing"  # nothing listens on port 9
+    mongodb.register(url, pymongo.MongoClient(url, serverSelectionTimeoutMS=200, connect=False))
+    try:
+        for call in (lambda: MongoStore(url).get_request("r1"), lambda: MongoStore(url).count_queued(),
+                     lambda: MongoAccounts(url).user_named("ada"), lambda: MongoLibrary(url, None).count()):  # type: ignore[arg-type]
+            with pytest.raises(StoreUnavailable, match="cannot be reached"):
+                call()
+    finally:
+        mongodb.forget(url)
