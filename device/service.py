@@ -147,6 +147,7 @@ def doctor(config: Config) -> int:
     print(f"singlecell sandbox on this host (uid {os.geteuid()}):")
     for status in statuses:
         print(f"  {status.name:<{width}}  {'on ' if status.active else 'OFF'}  {status.detail}")
+    storage_ok = describe_storage(config)
     preloaded = check_preload(config.preload_modules)
     print("\npreloaded into every kernel (--preload):" if preloaded else "\nnothing is preloaded (--preload is empty)")
     name_width = max((len(name) for name, _, _ in preloaded), default=0)
@@ -163,7 +164,34 @@ def doctor(config: Config) -> int:
     if not all(ok for _, ok, _ in preloaded):
         print("a preload module does not import: the server would refuse to start")
         return 1
+    if not storage_ok:
+        print("the store or the filestore cannot be reached: the server would not serve")
+        return 1
     return 0
+
+
+def describe_storage(config: Config) -> bool:
+    """Print the store and the filestore in use, each with its server's version (asked of it);
+    False when one cannot be reached."""
+    print("\nstorage:")
+    ok = True
+    from filestore import FileStoreError, open_filestore
+    from singlecell.store import open_store
+
+    try:  # opened, not made: doctor changes nothing
+        store, files = open_store(config.store_url), open_filestore(config.files_url)
+    except (SingleCellError, FileStoreError) as exc:
+        print(f"  cannot open: {getattr(exc, 'message', exc)}")
+        return False
+    for role, part in (("store", store), ("filestore", files)):
+        try:
+            said = part.describe()
+        except Exception as exc:  # unreachable, refused, misconfigured: say so, as doctor does of layers
+            said, ok = f"UNREACHABLE ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", False
+        print(f"  {role:<10} {said}")
+    store.close()
+    files.close()
+    return ok
 
 
 _PRELOAD_CHECK = """

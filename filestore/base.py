@@ -107,3 +107,8 @@ class FileStore(ABC):
 
     def close(self) -> None:
         """Release connections."""
+
+    def describe(self) -> str:
+        """What the filestore is, for people (``singlecell doctor``): where the bytes are, and the
+        server's version when there is one; never a password. May ask the server."""
+        return type(self).__name__

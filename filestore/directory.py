@@ -51,6 +51,9 @@ class DirectoryFileStore(FileStore):
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).absolute()  # a later chdir must not move the store
 
+    def describe(self) -> str:
+        return f"a folder, {self.root}"
+
     def create(self) -> None:
         try:
             self.root.mkdir(parents=True)

@@ -18,7 +18,7 @@ import datetime
 from typing import Any
 
 from filestore.base import FileStore, check_name, check_request_id
-from filestore.mongodb import database_for
+from filestore.mongodb import database_for, describe_server
 
 BUCKET = "cellfiles"
 CHUNK_BYTES = 255 * 1024  # the GridFS default
@@ -102,6 +102,9 @@ class GridFileStore(FileStore):
         if file_ids:  # the file documents first: a file is never seen without its chunks
             self._files.delete_many({"_id": {"$in": file_ids}})
             self._chunks.delete_many({"files_id": {"$in": file_ids}})
+
+    def describe(self) -> str:
+        return f"GridFS (bucket {BUCKET}) on {describe_server(self.url)}"
 
     def close(self) -> None:
         self._db = None  # the client is the process's, shared (filestore/mongodb.py)

@@ -46,6 +46,20 @@ def database_for(url: str) -> Any:
     return client_for(url)[database_name(url)]
 
 
+def redacted(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def describe_server(url: str) -> str:
+    """``MongoDB 7.0.4 at mongodb://host/db``: the server's version, asked of it."""
+    version = client_for(url).server_info().get("version", "?")
+    return f"MongoDB {version} at {redacted(url)}"
+
+
 def register(url: str, client: Any) -> None:
     """Use ``client`` for ``url`` in this process from now on."""
     with _lock:

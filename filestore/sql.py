@@ -140,5 +140,15 @@ class SqlFileStore(FileStore):
         with self._writer.begin() as conn:
             return conn.execute(_blobs.delete().where(_blobs.c.request_id == request_id)).rowcount
 
+    def describe(self) -> str:
+        where = self.url.render_as_string(hide_password=True)
+        if self.url.get_backend_name() == "sqlite":  # a library in this process: nothing to connect to first
+            import sqlite3
+
+            return f"SQLite {sqlite3.sqlite_version} at {where} (table blobs)"
+        with self._engine.connect() as conn:
+            version = ".".join(str(part) for part in conn.dialect.server_version_info or ())
+        return f"PostgreSQL {version} at {where} (table blobs)"
+
     def close(self) -> None:
         self._engine.dispose()

@@ -51,9 +51,10 @@ class Config:
                                  "the API; * for any, without credentials", commands=SERVERS)
     data_dir: str = _setting("./singlecell-data", "folder for the SQLite store, the filestore and "
                              "the run sockets", commands=(*STORES, DOCTOR, *ADMIN))
-    db: str = _setting("", "store URL (default: sqlite:///DATA_DIR/singlecell.db)", commands=(*STORES, *ADMIN))
-    files: str = _setting("", "filestore URL: sqlite:///…, dir:/path (default: "
-                          "sqlite:///DATA_DIR/files.db)", commands=STORES)
+    db: str = _setting("", "store URL: sqlite:///…, postgresql://…, mongodb://… (default: "
+                       "sqlite:///DATA_DIR/singlecell.db)", commands=(*STORES, *ADMIN, DOCTOR))
+    files: str = _setting("", "filestore URL: sqlite:///…, postgresql://…, dir:/path, mongodb://… (GridFS) "
+                          "(default: sqlite:///DATA_DIR/files.db)", commands=(*STORES, DOCTOR))
     examples: bool = _setting(True, "load the example snippets into an empty library at start", commands=SERVERS)
     public_url: str = _setting("", "the site's public URL, like https://cells.example.org (cookies are Secure when "
                                "it is https)", commands=SERVERS)

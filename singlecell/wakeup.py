@@ -284,7 +284,8 @@ def _coalesce(batch: list[tuple[str, str]], limit: int) -> list[tuple[str, str]]
 
 
 def open_wakeups(store_url: str, data_dir: str, role: str) -> Wakeups:
-    """LISTEN/NOTIFY for a PostgreSQL store (processes on any hosts); ZeroMQ on this host otherwise."""
+    """LISTEN/NOTIFY for a PostgreSQL store (processes on any hosts); ZeroMQ on this host otherwise
+    (SQLite, and MongoDB, whose processes on other hosts rely on the fallback poll)."""
     if store_url.startswith("postgresql"):
         return PostgresWakeups(store_url, role)
     return HostWakeups(data_dir, role)

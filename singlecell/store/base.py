@@ -235,6 +235,12 @@ class Store(ABC):
     def close(self) -> None:
         """Release connections. Call nothing else afterwards."""
 
+    @abstractmethod
+    def describe(self) -> str:
+        """What the store is, for people (``singlecell doctor``): its database, its server's
+        version and where it is, never a password. Asks the server: ``StoreUnavailable`` when it
+        cannot be reached."""
+
     # -- the web tier -------------------------------------------------------------------
 
     @abstractmethod

@@ -56,6 +56,8 @@ def test_open_wakeups_picks_the_backend_by_store(tmp_path: Path) -> None:
     assert isinstance(open_wakeups(f"sqlite:///{tmp_path}/s.db", str(tmp_path), "web"), HostWakeups)
     assert isinstance(open_wakeups("postgresql://u@h/db", str(tmp_path), "web"), PostgresWakeups)
     assert isinstance(open_wakeups("postgresql+psycopg://u@h/db", str(tmp_path), "device"), PostgresWakeups)
+    # MongoDB: one host's wake-ups (other hosts poll); change streams are not used yet
+    assert isinstance(open_wakeups("mongodb://h/db", str(tmp_path), "web"), HostWakeups)
 
 
 def test_each_end_hears_what_the_other_says(make_pair: Callable[[], Pair]) -> None:

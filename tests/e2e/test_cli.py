@@ -131,6 +131,27 @@ def test_doctor_prints_every_layer_with_its_state(active_layers: set[str]) -> No
         assert line.split()[1] == ("on" if name in active_layers else "OFF"), line
 
 
+@pytest.mark.postgres
+def test_doctor_names_the_store_and_filestore_with_their_servers_versions_and_no_password(tmp_path: Path) -> None:
+    import sqlite3
+
+    from tests import postgres
+
+    done = singlecell("doctor", "--data-dir", str(tmp_path / "data"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"store      SQLite {sqlite3.sqlite_version} at sqlite:///{tmp_path}/data/singlecell.db" in done.stdout
+    assert not (tmp_path / "data" / "singlecell.db").exists()  # doctor looks, and makes nothing
+    with postgres.database() as url:
+        secret = url.replace("postgresql://postgres@", "postgresql://postgres:hunter2@")  # trust auth ignores it
+        done = singlecell("doctor", "--db", secret, "--files", f"dir:{tmp_path}/files")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "store      PostgreSQL 1" in done.stdout and "hunter2" not in done.stdout and "***" in done.stdout
+    assert f"filestore  a folder, {tmp_path}/files" in done.stdout
+    done = singlecell("doctor", "--db", "mongodb://someone:hunter2@127.0.0.1:9/cells")  # nothing listens on 9
+    assert done.returncode == 1 and "store      UNREACHABLE (StoreUnavailable" in done.stdout
+    assert "hunter2" not in done.stdout + done.stderr
+
+
 def test_doctor_fails_when_a_required_layer_is_off() -> None:
     done = singlecell("doctor", "--allow-network", "--sandbox-required", "network")
     assert done.returncode == 1
