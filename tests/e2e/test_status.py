@@ -68,6 +68,14 @@ def test_requests_list_and_show_print_what_the_store_holds_without_obeying_a_cel
     assert re.search(r"^cpu      \d+\.\d{3} s$", show.stdout, re.M), show.stdout
     assert f"out.txt  1 bytes  text/plain  /files/{shown['id']}/out.txt" in show.stdout
     assert "\x1b" not in show.stdout + listing.stdout and "\\x1b[2J" in show.stdout  # shown, not obeyed
+    # read by `head`, which closes the pipe after one line while 300 KB (more than a pipe holds)
+    # are still to come: no traceback, as from any Unix tool
+    with server.client() as client:
+        long = client.eval("print('x' * 300_000)")
+    piped = subprocess.run(f"{sys.executable} -m singlecell requests show {long['id']} --data-dir "
+                           f"{server.data_dir} | head -1", shell=True, capture_output=True, text=True, cwd=ROOT,
+                           timeout=60)
+    assert piped.stdout == f"request  {long['id']}\n" and "Traceback" not in piped.stderr, piped.stderr
     for bad, says in ((["list", "--status", "finished"], "is not a status"), (["list", "--since", "soon"], "--since"),
                       (["show", "0" * 32], "no request has the id")):
         answer = cli(server, *bad)
