@@ -18,24 +18,14 @@ import datetime
 from typing import Any
 
 from filestore.base import FileStore, check_name, check_request_id
-from filestore.mongodb import database_for, describe_server
+from filestore.mongodb import MongoBacked, describe_server
 
 BUCKET = "cellfiles"
 CHUNK_BYTES = 255 * 1024  # the GridFS default
 
 
-class GridFileStore(FileStore):
+class GridFileStore(MongoBacked, FileStore):
     """Bytes as GridFS files of bucket ``cellfiles``; location ``gridfs:<request_id>/<name>``."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._db: Any = None
-
-    @property
-    def db(self) -> Any:
-        if self._db is None:
-            self._db = database_for(self.url)
-        return self._db
 
     @property
     def _files(self) -> Any:
@@ -106,5 +96,3 @@ class GridFileStore(FileStore):
     def describe(self) -> str:
         return f"GridFS (bucket {BUCKET}) on {describe_server(self.url)}"
 
-    def close(self) -> None:
-        self._db = None  # the client is the process's, shared (filestore/mongodb.py)

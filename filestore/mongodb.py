@@ -60,6 +60,24 @@ def describe_server(url: str) -> str:
     return f"MongoDB {version} at {redacted(url)}"
 
 
+class MongoBacked:
+    """A backend on the MongoDB database its URL names, through the process's shared client,
+    fetched on first use: opening one touches nothing."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._db: Any = None
+
+    @property
+    def db(self) -> Any:
+        if self._db is None:
+            self._db = database_for(self.url)
+        return self._db
+
+    def close(self) -> None:
+        self._db = None  # the client is the process's, shared with its other MongoDB parts
+
+
 def register(url: str, client: Any) -> None:
     """Use ``client`` for ``url`` in this process from now on."""
     with _lock:

@@ -15,7 +15,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from filestore.mongodb import database_for
+from filestore.mongodb import MongoBacked
 from singlecell.accounts.base import (
     Accounts,
     ApiToken,
@@ -50,21 +50,11 @@ def _limit_values(limits: TokenLimits) -> dict[str, Any]:
 
 
 @reachable
-class MongoAccounts(Accounts):
+class MongoAccounts(MongoBacked, Accounts):
     def __init__(self, url: str, hasher: PasswordHasher | None = None) -> None:
-        self.url = url
-        self._db: Any = None
+        super().__init__(url)
         self._hasher = hasher or PasswordHasher()  # Argon2id, argon2-cffi's RFC 9106 low-memory profile
         self._decoy = self._hasher.hash(secrets.token_hex(16))  # verified for unknown names: as slow
-
-    @property
-    def db(self) -> Any:
-        if self._db is None:
-            self._db = database_for(self.url)
-        return self._db
-
-    def close(self) -> None:
-        self._db = None
 
     # -- users ------------------------------------------------------------------------------
 

@@ -13,10 +13,25 @@ the rules refuse.
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 from abc import ABC, abstractmethod
 
-from singlecell.library.model import Comment, Draft, HistoryEntry, Page, Revision, Snippet, Summary, Thumbnail
+from filestore.base import FileStore
+from singlecell.errors import BadRequest, NotAllowed, NotFound
+from singlecell.library.model import (
+    BLOB_FOLDER,
+    THUMBNAIL_FOLDER,
+    Comment,
+    Draft,
+    HistoryEntry,
+    Page,
+    Revision,
+    Snippet,
+    Summary,
+    Thumbnail,
+    check_comment,
+)
 
 SORTS = ("new", "rating", "relevance")
 MAX_PAGE = 100  # snippets a page of browse() holds at most
@@ -29,23 +44,25 @@ def new_snippet_id() -> str:
 
 
 class Library(ABC):
+    """The contract; the methods at the end, which follow from the others, are written once here."""
+
+    _files: FileStore  # where a backend keeps file bytes by SHA-256 (BLOB_FOLDER) and thumbnails
+
     def close(self) -> None:
         """Release the connections."""
 
     # -- snippets and revisions -----------------------------------------------------------------
 
     @abstractmethod
-    def create(self, owner_id: str, draft: Draft, *, example: bool = False) -> Snippet:
-        """A new snippet of ``owner_id`` whose first revision is ``draft``."""
+    def create(self, owner_id: str, draft: Draft, *, example: bool = False,
+               forked: tuple[str, str] | None = None) -> Snippet:
+        """A new snippet of ``owner_id`` whose first revision is ``draft``; ``forked``: the
+        (snippet, revision) it copies, credited (:meth:`fork` passes it)."""
 
     @abstractmethod
     def save(self, snippet_id: str, author_id: str, draft: Draft) -> Snippet:
         """A new head revision, by the owner. Content equal to the head's changes nothing."""
 
-    @abstractmethod
-    def fork(self, snippet_id: str, user_id: str, revision_id: str | None = None) -> Snippet:
-        """A copy owned by ``user_id`` of the snippet's head (or of a revision of its history),
-        crediting the original. Shares every revision and file with it: it costs no bytes."""
 
     @abstractmethod
     def snippet(self, snippet_id: str, *, deleted: bool = False) -> Snippet | None:
@@ -63,13 +80,6 @@ class Library(ABC):
     def history(self, snippet_id: str) -> list[HistoryEntry]:
         """The snippet's revisions, newest first."""
 
-    @abstractmethod
-    def file(self, revision: Revision, path: str) -> str | None:
-        """The text of one file of a revision; ``None`` when it has no such file."""
-
-    @abstractmethod
-    def files(self, revision: Revision) -> dict[str, str]:
-        """Every file of a revision: path → text, in path order."""
 
     @abstractmethod
     def delete(self, snippet_id: str, user_id: str) -> None:
@@ -133,6 +143,65 @@ class Library(ABC):
         :class:`BadRequest`) the snippet's thumbnail. Its bytes are kept once, by their hash; a
         thumbnail no snippet shows any more is deleted."""
 
-    @abstractmethod
+    # -- what follows from the above, the same for every backend -----------------------------
+
+    def fork(self, snippet_id: str, user_id: str, revision_id: str | None = None) -> Snippet:
+        """A copy owned by ``user_id`` of the snippet's head (or of a revision of its history),
+        crediting the original. Shares every revision and file with it: it costs no bytes."""
+        source = self._live(snippet_id)
+        revision = source.head if revision_id is None else self.revision(revision_id)
+        if revision is None or not self.in_history(snippet_id, revision.id):
+            raise NotFound(f"snippet {snippet_id} has no revision {revision_id!r}")
+        draft = Draft(title=revision.title, blurb=revision.blurb, tags=revision.tags,
+                      files=self.files(revision), command=revision.command)
+        return self.create(user_id, draft, forked=(snippet_id, revision.id))
+
+    def file(self, revision: Revision, path: str) -> str | None:
+        """The text of one file of a revision; ``None`` when it has no such file."""
+        ref = revision.files.get(path)
+        if ref is None:
+            return None
+        data = self._files.get(BLOB_FOLDER, ref.sha256)
+        if data is None:
+            raise RuntimeError(f"the bytes of {path!r} (sha256 {ref.sha256}) are missing from the filestore")
+        return data.decode("utf-8")
+
+    def files(self, revision: Revision) -> dict[str, str]:
+        """Every file of a revision: path → text, in path order."""
+        return {path: self.file(revision, path) or "" for path in revision.files}
+
     def thumbnail_image(self, sha256: str) -> bytes | None:
         """A thumbnail's bytes, by their hash; ``None`` when no snippet has that thumbnail."""
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            return None
+        return self._files.get(THUMBNAIL_FOLDER, sha256)
+
+    def _live(self, snippet_id: str) -> Snippet:
+        snippet = self.snippet(snippet_id)
+        if snippet is None:
+            raise NotFound(f"no snippet has the id {snippet_id!r}")
+        return snippet
+
+    def _owned(self, snippet_id: str, user_id: str) -> Snippet:
+        snippet = self._live(snippet_id)
+        if snippet.owner_id != user_id:
+            raise NotAllowed(f"snippet {snippet_id} is {snippet.owner}'s: only its owner can change it; fork it "
+                             "to make a copy of your own")
+        return snippet
+
+    def _check_comment(self, snippet_id: str, body: str, revision_id: str | None, path: str | None,
+                       line: int | None) -> str:
+        """The comment's body, checked, on a live snippet; a line comment's revision (of the
+        snippet's history), file and line checked too. ``BadRequest`` saying what is wrong."""
+        self._live(snippet_id)
+        body = check_comment(body)
+        if (revision_id, path, line) != (None, None, None):
+            revision = self.revision(revision_id) if isinstance(revision_id, str) else None
+            if revision is None or not self.in_history(snippet_id, revision.id):
+                raise BadRequest(f"a line comment names a revision of snippet {snippet_id}; {revision_id!r} is not one")
+            if not isinstance(path, str) or path not in revision.files:
+                raise BadRequest(f"revision {revision.id} has no file {path!r}")
+            lines = (self.file(revision, path) or "").count("\n") + 1
+            if isinstance(line, bool) or not isinstance(line, int) or not 1 <= line <= lines:
+                raise BadRequest(f"{path} has lines 1 to {lines}; a line comment names one of them")
+        return body

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -32,7 +31,6 @@ from singlecell.library.model import (
     Snippet,
     Summary,
     Thumbnail,
-    check_comment,
     check_tag,
     image_type,
 )
@@ -178,15 +176,6 @@ class SqlLibrary(Library):
         assert saved is not None
         return saved
 
-    def fork(self, snippet_id: str, user_id: str, revision_id: str | None = None) -> Snippet:
-        source = self._live(snippet_id)
-        revision = source.head if revision_id is None else self.revision(revision_id)
-        if revision is None or not self.in_history(snippet_id, revision.id):
-            raise NotFound(f"snippet {snippet_id} has no revision {revision_id!r}")
-        draft = Draft(title=revision.title, blurb=revision.blurb, tags=revision.tags,
-                      files=self.files(revision), command=revision.command)
-        return self.create(user_id, draft, forked=(snippet_id, revision.id))
-
     def delete(self, snippet_id: str, user_id: str) -> None:
         self._owned(snippet_id, user_id)
         with self._db.writer.begin() as conn:
@@ -216,19 +205,6 @@ class SqlLibrary(Library):
             self._drop_thumbnail(snippet.thumbnail.sha256)
 
     # -- reading --------------------------------------------------------------------------------
-
-    def _live(self, snippet_id: str) -> Snippet:
-        snippet = self.snippet(snippet_id)
-        if snippet is None:
-            raise NotFound(f"no snippet has the id {snippet_id!r}")
-        return snippet
-
-    def _owned(self, snippet_id: str, user_id: str) -> Snippet:
-        snippet = self._live(snippet_id)
-        if snippet.owner_id != user_id:
-            raise NotAllowed(f"snippet {snippet_id} is {snippet.owner}'s: only its owner can change it; fork it "
-                             "to make a copy of your own")
-        return snippet
 
     def _revisions(self, conn: Connection, ids: Iterable[str]) -> dict[str, Revision]:
         ids = set(ids)
@@ -273,18 +249,6 @@ class SqlLibrary(Library):
         with self._db.reader.connect() as conn:
             return [HistoryEntry(n=r.n, revision=r.revision_id, title=r.title, author=r.name, created=r.created)
                     for r in conn.execute(query)]
-
-    def file(self, revision: Revision, path: str) -> str | None:
-        ref = revision.files.get(path)
-        if ref is None:
-            return None
-        data = self._files.get(BLOB_FOLDER, ref.sha256)
-        if data is None:
-            raise RuntimeError(f"the bytes of {path!r} (sha256 {ref.sha256}) are missing from the filestore")
-        return data.decode("utf-8")
-
-    def files(self, revision: Revision) -> dict[str, str]:
-        return {path: self.file(revision, path) or "" for path in revision.files}
 
     def count(self) -> int:
         with self._db.reader.connect() as conn:
@@ -367,17 +331,7 @@ class SqlLibrary(Library):
 
     def add_comment(self, snippet_id: str, author_id: str, body: str, revision_id: str | None = None,
                     path: str | None = None, line: int | None = None) -> Comment:
-        self._live(snippet_id)
-        body = check_comment(body)
-        if (revision_id, path, line) != (None, None, None):
-            revision = self.revision(revision_id) if isinstance(revision_id, str) else None
-            if revision is None or not self.in_history(snippet_id, revision.id):
-                raise BadRequest(f"a line comment names a revision of snippet {snippet_id}; {revision_id!r} is not one")
-            if not isinstance(path, str) or path not in revision.files:
-                raise BadRequest(f"revision {revision.id} has no file {path!r}")
-            lines = (self.file(revision, path) or "").count("\n") + 1
-            if isinstance(line, bool) or not isinstance(line, int) or not 1 <= line <= lines:
-                raise BadRequest(f"{path} has lines 1 to {lines}; a line comment names one of them")
+        body = self._check_comment(snippet_id, body, revision_id, path, line)
         comment_id = secrets.token_hex(8)
         now = time.time()
         with self._db.writer.begin() as conn:
@@ -434,11 +388,6 @@ class SqlLibrary(Library):
         if before is not None and before.sha256 != thumbnail.sha256:
             self._drop_thumbnail(before.sha256)
         return thumbnail
-
-    def thumbnail_image(self, sha256: str) -> bytes | None:
-        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-            return None
-        return self._files.get(THUMBNAIL_FOLDER, sha256)
 
     def _drop_thumbnail(self, sha256: str) -> None:
         """Delete a thumbnail's bytes unless a snippet (a fork, say) still shows them."""

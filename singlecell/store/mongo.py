@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from filestore.mongodb import database_for, describe_server
+from filestore.mongodb import MongoBacked, describe_server
 from singlecell import quotas
 from singlecell.errors import DuplicateRequest, QueueFull
 from singlecell.protocol import error_message, lost_error_message, message
@@ -143,27 +143,17 @@ def _duplicate(request_id: str) -> DuplicateRequest:
 
 
 @reachable
-class MongoStore(Store):
+class MongoStore(MongoBacked, Store):
     """A :class:`Store` on the MongoDB database ``url`` names."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self._db: Any = None
+        super().__init__(url)
         # the epoch, last seq and key of each request this process writes for (a device's):
         # it is their only writer while the epoch holds, so it need not read them back
         self._held: dict[str, tuple[str, int, str]] = {}
 
-    @property
-    def db(self) -> Any:
-        if self._db is None:
-            self._db = database_for(self.url)
-        return self._db
-
     def create_schema(self) -> None:
         migrate(self.db)
-
-    def close(self) -> None:
-        self._db = None  # the client is the process's, shared (filestore/mongodb.py)
 
     def describe(self) -> str:
         return describe_server(self.url)
