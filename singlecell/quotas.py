@@ -10,8 +10,10 @@ so they hold across web processes and hosts; this module has the arithmetic and 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from collections.abc import Callable
 
 from singlecell.errors import BadRequest, QuotaExceeded
 from singlecell.store.base import Quota
@@ -23,6 +25,7 @@ _RATE = re.compile(r"(\d+(?:\.\d+)?)(?:/(\w+))?")
 RATE_FORMAT = "a count per period, like 5/s, 300/min, 1000/h or 20000/day (0: no limit)"
 
 
+@functools.lru_cache(maxsize=256)  # the server's setting is parsed for every request without a token
 def parse_rate(text: str) -> tuple[float, int]:
     """``"300/min"`` → (5.0 per second, bursts of 300): N per period lets N come at once, then
     one every period/N. ``"0"`` or ``""`` → no limit, (0.0, 1). ``BadRequest`` saying the format."""
@@ -57,6 +60,29 @@ def pace(tat: float | None, now: float, rate: float, burst: int) -> tuple[float 
     if allowed_at > now + 1e-9:
         return None, allowed_at - now
     return tat + interval, 0.0
+
+
+def admit(quota: Quota, count: int, now: float, in_flight: Callable[[], int], used_today: Callable[[], float],
+          paced_until: Callable[[], float | None]) -> float | None:
+    """Whether ``count`` more requests of ``quota.key`` pass its limits, read through the store's
+    callables (only those a limit needs are called): ``QuotaExceeded`` naming the first limit
+    passed, else the rate's new pace for the store to write (``None``: no rate). The rate is
+    looked at last, so a request another limit refuses does not use it up. The store calls this
+    holding the lock under which it then stores the requests."""
+    if quota.max_running:
+        running = in_flight()
+        if running + count > quota.max_running:
+            raise too_many(quota, running, count)
+    if quota.cpu_per_day:
+        used = used_today()
+        if used >= quota.cpu_per_day:
+            raise out_of_cpu(quota, used, now)
+    if not quota.rate:
+        return None
+    tat, wait = pace(paced_until(), now, quota.rate, quota.burst)
+    if tat is None:
+        raise too_fast(quota, wait)
+    return tat
 
 
 def _who(key: str) -> str:

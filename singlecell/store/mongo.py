@@ -215,19 +215,17 @@ class MongoStore(MongoBacked, Store):
                                 "retry in a second.", retry_after=1)
         if quota is None or not quota.limited:
             return
-        if quota.max_running:
-            running = self.db.requests.count_documents({"quota_key": quota.key, "status": {"$in": [_QUEUED, _RUNNING]}})
-            if running + count > quota.max_running:
-                raise quotas.too_many(quota, running, count)
-        if quota.cpu_per_day:
-            used = self.cpu_used(quota.key, quotas.day_of(now))
-            if used and used >= quota.cpu_per_day:
-                raise quotas.out_of_cpu(quota, used, now)
-        if quota.rate:
-            pace = self.db.quota_pace.find_one({"_id": quota.key})
-            tat, wait = quotas.pace(pace["tat"] if pace else None, now, quota.rate, quota.burst)
-            if tat is None:
-                raise quotas.too_fast(quota, wait)
+
+        def paced_until() -> float | None:
+            found = self.db.quota_pace.find_one({"_id": quota.key})
+            return float(found["tat"]) if found else None
+
+        tat = quotas.admit(
+            quota, count, now,
+            lambda: int(self.db.requests.count_documents({"quota_key": quota.key,
+                                                          "status": {"$in": [_QUEUED, _RUNNING]}})),
+            lambda: self.cpu_used(quota.key, quotas.day_of(now)), paced_until)
+        if tat is not None:
             self.db.quota_pace.replace_one({"_id": quota.key}, {"tat": tat}, upsert=True)
 
     def submit(self, request: NewRequest, max_queue: int, quota: Quota | None = None) -> None:

@@ -304,12 +304,14 @@ _CHARGE = (  # a request's CPU seconds, added (a session's grow), and whose they
 )
 _GET_BATCH = sa.select(batch_table.c.ids).where(batch_table.c.id == sa.bindparam("bid"))
 _cb = callback_table.c
+# a callback to make now: pending, its time come, its request ended
+_DUE = (_cb.state == "pending", _cb.next_try <= _now, _req.status.in_([s.value for s in TERMINAL_STATUSES]))
 _CLAIM_CALLBACKS = (
     callback_table.update()
     .where(_cb.request_id.in_(
         sa.select(_cb.request_id)
         .join(request_table, _req.id == _cb.request_id)
-        .where(_cb.state == "pending", _cb.next_try <= _now, _req.status.in_([s.value for s in TERMINAL_STATUSES]))
+        .where(*_DUE)
         .order_by(_cb.next_try)
         .limit(sa.bindparam("n"))
         .with_for_update(skip_locked=True, of=callback_table)
@@ -318,9 +320,7 @@ _CLAIM_CALLBACKS = (
     .returning(*callback_table.c)
 )
 _ANY_DUE_CALLBACK = (
-    sa.select(_cb.request_id).join(request_table, _req.id == _cb.request_id)
-    .where(_cb.state == "pending", _cb.next_try <= _now, _req.status.in_([s.value for s in TERMINAL_STATUSES]))
-    .limit(1)
+    sa.select(_cb.request_id).join(request_table, _req.id == _cb.request_id).where(*_DUE).limit(1)
 )
 _CALLBACKS_OF = sa.select(callback_table).where(_cb.request_id.in_(sa.bindparam("ids", expanding=True)))
 _GET_PERMALINK = sa.select(permalink_table).where(permalink_table.c.id == sa.bindparam("pid"))
@@ -516,18 +516,10 @@ class SqlStore(Store):
         if quota is None or not quota.limited:
             return
         key = {"key": quota.key}
-        if quota.max_running:
-            running = conn.execute(_IN_FLIGHT, key).scalar_one()
-            if running + count > quota.max_running:
-                raise quotas.too_many(quota, running, count)
-        if quota.cpu_per_day:
-            used = conn.execute(_USED, {**key, "day": quotas.day_of(now)}).scalar()
-            if used is not None and used >= quota.cpu_per_day:
-                raise quotas.out_of_cpu(quota, used, now)
-        if quota.rate:  # last: a request another limit refuses does not use up the rate
-            tat, wait = quotas.pace(conn.execute(_PACE, key).scalar(), now, quota.rate, quota.burst)
-            if tat is None:
-                raise quotas.too_fast(quota, wait)
+        tat = quotas.admit(quota, count, now, lambda: int(conn.execute(_IN_FLIGHT, key).scalar_one()),
+                           lambda: float(conn.execute(_USED, {**key, "day": quotas.day_of(now)}).scalar() or 0.0),
+                           lambda: conn.execute(_PACE, key).scalar())
+        if tat is not None:
             conn.execute(_pace_upsert(conn.dialect.name), {"key_": quota.key, "tat_": tat})
 
     def prune_quotas(self, now: float, keep_days: int = 31) -> int:
