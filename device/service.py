@@ -33,7 +33,7 @@ from singlecell.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from singlecell.metrics import Metrics, timed
 from singlecell.storage import open_storage
 from singlecell.store.base import DeviceReport, Store
-from singlecell.wakeup import open_wakeups
+from singlecell.wakeup import describe_wakeups, open_wakeups
 
 log = logging.getLogger("singlecell")
 
@@ -189,6 +189,8 @@ def describe_storage(config: Config) -> bool:
         except Exception as exc:  # unreachable, refused, misconfigured: say so, as doctor does of layers
             said, ok = f"UNREACHABLE ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", False
         print(f"  {role:<10} {said}")
+    if ok:
+        print(f"  {'wake-ups':<10} {describe_wakeups(config.store_url, config.poll_interval)}")
     store.close()
     files.close()
     return ok

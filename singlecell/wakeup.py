@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger(__name__)
+
+# what a relayed wake-up is for: the devices' work, or the web processes' progress
+WORK, PROGRESS = "singlecell_work", "singlecell_progress"
 
 
 class Wakeups(ABC):
@@ -61,21 +66,35 @@ class Wakeups(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    @abstractmethod
     def queued(self) -> None:
         """Tell the devices that a request was queued (after its transaction committed)."""
+        if self.role == "web":
+            self._send_work("q")
 
-    @abstractmethod
     def stop_requested(self) -> None:
         """Tell the devices that a client asked to stop a running request (after it was stored)."""
+        if self.role == "web":
+            self._send_work("s")
 
-    @abstractmethod
     def input_added(self, request_id: str) -> None:
         """Tell the devices that the request's session has a new input (after it was stored)."""
+        if self.role == "web":
+            self._send_work("i" + request_id)
 
-    @abstractmethod
     def progressed(self, request_ids: Iterable[str]) -> None:
         """Tell the web processes these requests have new messages or a new status."""
+        if self.role == "device":
+            ids = " ".join(request_ids)
+            if ids:
+                self._send_progress(ids)
+
+    @abstractmethod
+    def _send_work(self, payload: str) -> None:
+        """Send ``payload`` (as :meth:`_dispatch` reads it) to the devices, without blocking."""
+
+    @abstractmethod
+    def _send_progress(self, ids: str) -> None:
+        """Send space-separated request ids to the web processes, without blocking."""
 
 
 class HostWakeups(Wakeups):
@@ -137,23 +156,11 @@ class HostWakeups(Wakeups):
         with contextlib.suppress(zmq.Again, zmq.ZMQError):  # no peer yet: the poll covers it
             self._send.send(payload, flags=zmq.NOBLOCK)
 
-    def queued(self) -> None:
-        if self.role == "web":
-            self._post(b"q")
+    def _send_work(self, payload: str) -> None:
+        self._post(payload.encode("ascii"))
 
-    def stop_requested(self) -> None:
-        if self.role == "web":
-            self._post(b"s")
-
-    def input_added(self, request_id: str) -> None:
-        if self.role == "web":
-            self._post(b"i" + request_id.encode("ascii"))
-
-    def progressed(self, request_ids: Iterable[str]) -> None:
-        if self.role == "device":
-            ids = " ".join(request_ids)
-            if ids:
-                self._post(ids.encode("ascii"))
+    def _send_progress(self, ids: str) -> None:
+        self._post(ids.encode("ascii"))
 
     def close(self) -> None:
         if self._task is not None:
@@ -174,7 +181,7 @@ class PostgresWakeups(Wakeups):
     again with back-off; meanwhile the fallback poll covers.
     """
 
-    WORK, PROGRESS = "singlecell_work", "singlecell_progress"
+    WORK, PROGRESS = WORK, PROGRESS
     MAX_PAYLOAD = 7900  # bytes; PostgreSQL's limit is 8000
 
     def __init__(self, url: str, role: str) -> None:
@@ -243,23 +250,11 @@ class PostgresWakeups(Wakeups):
         self._outbox.append((channel, payload))
         self._pending.set()
 
-    def queued(self) -> None:
-        if self.role == "web":
-            self._post(self.WORK, "q")
+    def _send_work(self, payload: str) -> None:
+        self._post(self.WORK, payload)
 
-    def stop_requested(self) -> None:
-        if self.role == "web":
-            self._post(self.WORK, "s")
-
-    def input_added(self, request_id: str) -> None:
-        if self.role == "web":
-            self._post(self.WORK, "i" + request_id)
-
-    def progressed(self, request_ids: Iterable[str]) -> None:
-        if self.role == "device":
-            ids = " ".join(request_ids)
-            if ids:
-                self._post(self.PROGRESS, ids)
+    def _send_progress(self, ids: str) -> None:
+        self._post(self.PROGRESS, ids)
 
     def close(self) -> None:
         for task in self._tasks:
@@ -267,25 +262,168 @@ class PostgresWakeups(Wakeups):
         self._tasks = []
 
 
+class MongoWakeups(HostWakeups):
+    """Processes sharing a MongoDB store.
+
+    Where the server is a replica set or a sharded cluster, processes on any number of hosts:
+    each wake-up is a small document inserted into ``wakeups`` (a TTL index drops it after a
+    minute), and every process follows that collection's change stream, filtered to its role,
+    in a thread of its own (pymongo's calls block). Sends are queued and inserted coalesced, as
+    :class:`PostgresWakeups` does. A lost stream is opened again with back-off; meanwhile the
+    fallback poll covers.
+
+    A standalone server has no change streams: there it is :class:`HostWakeups`, ZeroMQ between
+    the processes of this host, and processes on other hosts poll. :attr:`streaming` says which,
+    once :meth:`start` has asked the server.
+    """
+
+    COLLECTION = "wakeups"
+    MAX_PAYLOAD = 60_000  # characters of ids per document; far below MongoDB's 16 MB
+    AWAIT_MS = 500  # how long one read of the stream waits on the server; bounds close()'s delay
+
+    def __init__(self, url: str, data_dir: str, role: str) -> None:
+        super().__init__(data_dir, role)
+        self.url = url
+        self.streaming: bool | None = None
+        self.listening = threading.Event()  # set while the change stream is open (for tests)
+        self._closed = threading.Event()
+        self._outbox: list[tuple[str, str]] = []
+        self._pending = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from filestore.mongodb import database_for
+
+        db = database_for(self.url)
+        missing = await asyncio.to_thread(change_streams_missing, db)
+        if missing:
+            log.info("wake-ups: %s; ZeroMQ between this host's processes, the others poll the store", missing)
+            self.streaming = False
+            await super().start()
+            return
+        self.streaming = True
+        collection = db[self.COLLECTION]
+        threading.Thread(target=self._follow, args=(collection, asyncio.get_running_loop()),
+                         name="singlecell-wakeups", daemon=True).start()
+        self._flusher = asyncio.ensure_future(self._flush(collection))
+
+    def _follow(self, collection: Any, loop: asyncio.AbstractEventLoop) -> None:
+        from pymongo.errors import PyMongoError
+
+        match = [{"$match": {"operationType": "insert", "fullDocument.to": self.role}},
+                 {"$project": {"fullDocument.p": 1}}]
+        backoff = 0.25
+        while not self._closed.is_set():
+            try:
+                with collection.watch(match, max_await_time_ms=self.AWAIT_MS) as stream:
+                    self.listening.set()
+                    backoff = 0.25
+                    while not self._closed.is_set():
+                        change = stream.try_next()
+                        if change is not None:
+                            with contextlib.suppress(RuntimeError):  # the loop closed: we are stopping
+                                loop.call_soon_threadsafe(self._dispatch, change["fullDocument"]["p"])
+            except PyMongoError as exc:
+                self.listening.clear()
+                if not self._closed.is_set():
+                    log.warning("wake-ups: the change stream was lost (%s); polling until it is back", exc)
+                    self._closed.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
+        self.listening.clear()
+
+    async def _flush(self, collection: Any) -> None:
+        from pymongo.errors import PyMongoError
+
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            batch, self._outbox = self._outbox, []
+            now = datetime.now(UTC)
+            docs = [{"to": "device" if channel == WORK else "web", "p": payload, "at": now}
+                    for channel, payload in _coalesce(batch, self.MAX_PAYLOAD)]
+            try:
+                await asyncio.to_thread(collection.insert_many, docs, ordered=False)
+            except PyMongoError as exc:
+                log.warning("wake-ups: sending failed (%s); the others will poll", exc)
+                await asyncio.sleep(0.5)
+
+    def _send_work(self, payload: str) -> None:
+        if self.streaming:
+            self._relay(WORK, payload)
+        else:
+            super()._send_work(payload)
+
+    def _send_progress(self, ids: str) -> None:
+        if self.streaming:
+            self._relay(PROGRESS, ids)
+        else:
+            super()._send_progress(ids)
+
+    def _relay(self, channel: str, payload: str) -> None:
+        self._outbox.append((channel, payload))
+        self._pending.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._flusher is not None:
+            self._flusher.cancel()
+        super().close()
+
+
+def change_streams_missing(db: Any) -> str:
+    """Why the server of ``db`` has no change streams ("" when it has them: a replica set or a
+    sharded cluster's router)."""
+    from pymongo.errors import PyMongoError
+
+    try:
+        hello = db.command("hello")
+    except (PyMongoError, NotImplementedError) as exc:  # servers before 4.4.2 know only isMaster
+        try:
+            hello = db.command("isMaster")
+        except (PyMongoError, NotImplementedError):
+            return f"the server did not say whether it is a replica set ({exc})"
+    if "setName" in hello or hello.get("msg") == "isdbgrid":
+        return ""
+    return "the MongoDB server is a standalone one, without change streams"
+
+
 def _coalesce(batch: list[tuple[str, str]], limit: int) -> list[tuple[str, str]]:
     """Fewest notifications saying the same: one per distinct work payload, ids packed by size."""
     out: list[tuple[str, str]] = []
-    work = dict.fromkeys(p for c, p in batch if c == PostgresWakeups.WORK)
-    out += [(PostgresWakeups.WORK, p) for p in work]
+    work = dict.fromkeys(p for c, p in batch if c == WORK)
+    out += [(WORK, p) for p in work]
     packed = ""
-    for request_id in dict.fromkeys(i for c, p in batch if c == PostgresWakeups.PROGRESS for i in p.split()):
+    for request_id in dict.fromkeys(i for c, p in batch if c == PROGRESS for i in p.split()):
         if packed and len(packed) + 1 + len(request_id) > limit:
-            out.append((PostgresWakeups.PROGRESS, packed))
+            out.append((PROGRESS, packed))
             packed = ""
         packed = f"{packed} {request_id}" if packed else request_id
     if packed:
-        out.append((PostgresWakeups.PROGRESS, packed))
+        out.append((PROGRESS, packed))
     return out
 
 
+def describe_wakeups(store_url: str, poll_interval: float) -> str:
+    """How processes sharing ``store_url`` wake each other, as :func:`open_wakeups` would choose
+    (asking a MongoDB server whether it has change streams)."""
+    if store_url.startswith("postgresql"):
+        return "LISTEN/NOTIFY through PostgreSQL: processes on any host"
+    here = "ZeroMQ between this host's processes"
+    if store_url.startswith(("mongodb://", "mongodb+srv://")):
+        from filestore.mongodb import database_for
+
+        missing = change_streams_missing(database_for(store_url))
+        if not missing:
+            return "MongoDB change streams: processes on any host"
+        return f"{here}; processes on other hosts poll every {poll_interval:g} s ({missing})"
+    return here
+
+
 def open_wakeups(store_url: str, data_dir: str, role: str) -> Wakeups:
-    """LISTEN/NOTIFY for a PostgreSQL store (processes on any hosts); ZeroMQ on this host otherwise
-    (SQLite, and MongoDB, whose processes on other hosts rely on the fallback poll)."""
+    """LISTEN/NOTIFY for a PostgreSQL store and change streams for a MongoDB replica set
+    (processes on any hosts); ZeroMQ on this host otherwise (SQLite, a standalone MongoDB server)."""
     if store_url.startswith("postgresql"):
         return PostgresWakeups(store_url, role)
+    if store_url.startswith(("mongodb://", "mongodb+srv://")):
+        return MongoWakeups(store_url, data_dir, role)
     return HostWakeups(data_dir, role)

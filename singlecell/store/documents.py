@@ -134,6 +134,9 @@ MIGRATIONS: list[Callable[[Any], None]] = [
         ("ratings", [("snippet_id", 1)], {"name": "by_snippet"}),
         ("related", [("snippet_id", 1)], {"name": "by_snippet"}),
     ),
+    # version 2: wake-ups relayed through a replica set's change streams (singlecell/wakeup.py)
+    # are dropped a minute after they were sent
+    _indexes(("wakeups", [("at", 1)], {"name": "expire", "expireAfterSeconds": 60})),
 ]
 LATEST = len(MIGRATIONS)
 

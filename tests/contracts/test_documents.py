@@ -67,6 +67,16 @@ def test_migrating_makes_the_indexes_once_and_records_the_version(db: Any) -> No
     assert db[documents.VERSIONS].count_documents({}) == 1
 
 
+def test_a_database_of_an_older_version_is_brought_up_step_by_step(db: Any) -> None:
+    assert documents.migrate(db, to=1) == 0
+    assert documents.schema_version(db) == 1
+    assert "expire" not in {index["name"] for index in db["wakeups"].list_indexes()}
+    assert documents.migrate(db) == 1
+    assert documents.schema_version(db) == documents.LATEST
+    expire = next(index for index in db["wakeups"].list_indexes() if index["name"] == "expire")
+    assert expire["expireAfterSeconds"] == 60  # relayed wake-ups do not pile up
+
+
 def test_a_database_newer_than_the_code_is_refused_untouched(db: Any) -> None:
     db[documents.VERSIONS].insert_one({"_id": "version", "version": documents.LATEST + 1})
     with pytest.raises(ConfigError, match="newer singlecell"):

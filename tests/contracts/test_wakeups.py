@@ -1,5 +1,6 @@
 """The wake-up contract (singlecell/wakeup.py), run once per backend: the ZeroMQ one of a host,
-and PostgreSQL's LISTEN/NOTIFY. A web end and a device end, each in this process's loop."""
+PostgreSQL's LISTEN/NOTIFY and MongoDB's (change streams on a replica set; on mongomock, or a
+standalone server, this host's ZeroMQ). A web end and a device end, each in this process's loop."""
 
 from __future__ import annotations
 
@@ -12,16 +13,26 @@ from typing import Any
 
 import pytest
 
-from singlecell.wakeup import HostWakeups, PostgresWakeups, Wakeups, open_wakeups
-from tests import postgres
+from filestore.mongodb import database_for
+from singlecell.store import documents
+from singlecell.wakeup import (
+    HostWakeups,
+    MongoWakeups,
+    PostgresWakeups,
+    Wakeups,
+    change_streams_missing,
+    describe_wakeups,
+    open_wakeups,
+)
+from tests import mongo, postgres
 
 Pair = tuple[Wakeups, Wakeups]  # (web, device)
 
 
-@pytest.fixture(params=["host", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["host", pytest.param("postgresql", marks=pytest.mark.postgres), "mongodb"])
 def make_pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Pair]]:
-    if request.param == "postgresql":
-        with postgres.database() as url:
+    if request.param in ("postgresql", "mongodb"):
+        with postgres.database() if request.param == "postgresql" else mongo.database() as url:
             yield lambda: (open_wakeups(url, str(tmp_path), "web"), open_wakeups(url, str(tmp_path), "device"))
         return
     store = f"sqlite:///{tmp_path / 'store.db'}"
@@ -45,6 +56,9 @@ async def started(pair: Pair) -> AsyncIterator[Pair]:
     for end in pair:  # a listener must be up before anything is sent to it
         if isinstance(end, PostgresWakeups):
             await asyncio.wait_for(end.listening.wait(), 10)
+        if isinstance(end, MongoWakeups) and end.streaming:
+            await asyncio.to_thread(end.listening.wait, 10)
+            assert end.listening.is_set()
     try:
         yield pair
     finally:
@@ -56,8 +70,8 @@ def test_open_wakeups_picks_the_backend_by_store(tmp_path: Path) -> None:
     assert isinstance(open_wakeups(f"sqlite:///{tmp_path}/s.db", str(tmp_path), "web"), HostWakeups)
     assert isinstance(open_wakeups("postgresql://u@h/db", str(tmp_path), "web"), PostgresWakeups)
     assert isinstance(open_wakeups("postgresql+psycopg://u@h/db", str(tmp_path), "device"), PostgresWakeups)
-    # MongoDB: one host's wake-ups (other hosts poll); change streams are not used yet
-    assert isinstance(open_wakeups("mongodb://h/db", str(tmp_path), "web"), HostWakeups)
+    assert isinstance(open_wakeups("mongodb://h/db", str(tmp_path), "web"), MongoWakeups)
+    assert isinstance(open_wakeups("mongodb+srv://h/db", str(tmp_path), "device"), MongoWakeups)
 
 
 def test_each_end_hears_what_the_other_says(make_pair: Callable[[], Pair]) -> None:
@@ -122,5 +136,58 @@ def test_postgres_wake_ups_come_back_after_the_connection_is_killed() -> None:
                     if len(heard) >= 2:
                         break
                 assert len(heard) >= 2
+
+        asyncio.run(scenario())
+
+
+def test_mongodb_wake_ups_say_whether_they_cross_hosts(tmp_path: Path) -> None:
+    """Change streams where the server has them, else this host's ZeroMQ; ``streaming`` and the
+    reason tell an operator (and ``doctor``) which."""
+    with mongo.database() as url:
+        missing = change_streams_missing(database_for(url))
+        if not mongo.real():
+            assert "did not say whether it is a replica set" in missing  # mongomock answers no hello
+        said = describe_wakeups(url, 0.25)  # what doctor prints
+        assert said == ("MongoDB change streams: processes on any host" if not missing else
+                        f"ZeroMQ between this host's processes; processes on other hosts poll every 0.25 s ({missing})")
+
+        async def scenario() -> None:
+            end = MongoWakeups(url, str(tmp_path), "device")
+            assert end.streaming is None  # not asked yet
+            await end.start()
+            try:
+                assert end.streaming is (missing == "")
+            finally:
+                end.close()
+
+        asyncio.run(scenario())
+
+
+def test_mongodb_change_streams_carry_wake_ups_between_hosts(tmp_path: Path) -> None:
+    """Ends with different data dirs share no ZeroMQ socket, as on two hosts: only the change
+    stream can carry what they say. The relayed documents expire (documents.py's TTL index)."""
+    mongo.need_server("change streams")
+    with mongo.database() as url:
+        db = database_for(url)
+        if change_streams_missing(db):
+            pytest.skip(f"SINGLECELL_TEST_MONGODB names a server without change streams: {change_streams_missing(db)}")
+        documents.migrate(db)
+
+        async def scenario() -> None:
+            web = MongoWakeups(url, str(tmp_path / "host-a"), "web")
+            device = MongoWakeups(url, str(tmp_path / "host-b"), "device")
+            async with started((web, device)):
+                heard: dict[str, list[str]] = {"work": [], "progress": []}
+                device.on_queued = lambda: heard["work"].append("q")
+                device.on_input = heard["work"].append
+                web.on_progress = heard["progress"].append
+                web.queued()
+                web.input_added("r1")
+                await until(lambda: heard["work"] == ["q", "r1"])
+                ids = [f"{i:032x}" for i in range(3000)]  # more than one document holds
+                device.progressed(ids)
+                await until(lambda: set(ids) <= set(heard["progress"]))
+            assert db["wakeups"].count_documents({"to": "web"}) >= 2
+            assert all(doc["at"] is not None for doc in db["wakeups"].find())
 
         asyncio.run(scenario())

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests import postgres
+from tests import mongo, postgres
 from tests.servers import Server
 
 
@@ -80,8 +80,12 @@ class Cluster:
 
 
 @contextmanager
-def cluster(start: Callable[..., Server]) -> Iterator[Cluster]:
-    with postgres.database("sc_cluster") as url:
+def cluster(start: Callable[..., Server], backend: str = "postgresql") -> Iterator[Cluster]:
+    """Processes sharing one database of ``backend``: PostgreSQL, or MongoDB where
+    SINGLECELL_TEST_MONGODB names a server (mongomock's data cannot cross processes)."""
+    if backend == "mongodb":
+        mongo.need_server("several processes sharing one database")
+    with postgres.database("sc_cluster") if backend == "postgresql" else mongo.database("sc_cluster") as url:
         made = Cluster(url, start)
         try:
             yield made

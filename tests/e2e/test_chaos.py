@@ -1,5 +1,6 @@
-"""Chaos: 500 requests in flight across two web processes and two devices on PostgreSQL; one
-device and one web process are killed with SIGKILL mid-run.
+"""Chaos: 500 requests in flight across two web processes and two devices sharing PostgreSQL (or
+MongoDB, where SINGLECELL_TEST_MONGODB names a server); one device and one web process are
+killed with SIGKILL mid-run.
 
 Every acknowledged request must reach a terminal status; none may run twice (a TCP witness
 counts the cells that really ran); the output of each that finished must be complete and in order.
@@ -19,16 +20,16 @@ from tests.e2e.cluster import Witness, cluster
 from tests.e2e.test_streaming import texts
 from tests.servers import Server
 
-pytestmark = pytest.mark.postgres
-
 REQUESTS = 500
 LINES = 3
 
 
-def test_killing_a_device_and_a_web_process_mid_run_loses_nothing(start_server: Callable[..., Server]) -> None:
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres), "mongodb"])
+def test_killing_a_device_and_a_web_process_mid_run_loses_nothing(start_server: Callable[..., Server],
+                                                                  backend: str) -> None:
     witness = Witness()
     try:
-        with cluster(start_server) as c:
+        with cluster(start_server, backend) as c:
             webs = [c.web(), c.web()]
             devices = [c.device(), c.device()]
             clients = [w.client(timeout=30) for w in webs]

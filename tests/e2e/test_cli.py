@@ -140,6 +140,7 @@ def test_doctor_names_the_store_and_filestore_with_their_servers_versions_and_no
     done = singlecell("doctor", "--data-dir", str(tmp_path / "data"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"store      SQLite {sqlite3.sqlite_version} at sqlite:///{tmp_path}/data/singlecell.db" in done.stdout
+    assert "wake-ups   ZeroMQ between this host's processes\n" in done.stdout
     assert not (tmp_path / "data" / "singlecell.db").exists()  # doctor looks, and makes nothing
     with postgres.database() as url:
         secret = url.replace("postgresql://postgres@", "postgresql://postgres:hunter2@")  # trust auth ignores it
@@ -147,9 +148,10 @@ def test_doctor_names_the_store_and_filestore_with_their_servers_versions_and_no
     assert done.returncode == 0, done.stdout + done.stderr
     assert "store      PostgreSQL 1" in done.stdout and "hunter2" not in done.stdout and "***" in done.stdout
     assert f"filestore  a folder, {tmp_path}/files" in done.stdout
+    assert "wake-ups   LISTEN/NOTIFY through PostgreSQL: processes on any host" in done.stdout
     done = singlecell("doctor", "--db", "mongodb://someone:hunter2@127.0.0.1:9/cells")  # nothing listens on 9
     assert done.returncode == 1 and "store      UNREACHABLE (StoreUnavailable" in done.stdout
-    assert "hunter2" not in done.stdout + done.stderr
+    assert "hunter2" not in done.stdout + done.stderr and "wake-ups" not in done.stdout
 
 
 def test_doctor_fails_when_a_required_layer_is_off() -> None:
