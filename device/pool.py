@@ -79,6 +79,7 @@ class Kernel(RunningKernel):
             assert self.uid is not None and self.pool.uids is not None
             self.pool.uids.give_back(self.uid)
             self.uid_held = False
+            self.pool.uid_returned.set()
 
     async def send(self, msg: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
         await self.socket.send_multipart([*self.frames.serialize(msg), *buffers])
@@ -128,7 +129,8 @@ class KernelPool(KernelLauncher):
         self.work_root = work_root
         identity = layers.get("identity")
         # as root, every live kernel gets a uid of its own
-        self.uids = KernelUids(int(identity["first_uid"]), int(identity["last_uid"])) \
+        self.uids = KernelUids(int(identity["first_uid"]), int(identity["last_uid"]),
+                               keep=int(identity.get("keep", 0))) \
             if identity is not None and os.geteuid() == 0 else None
         filesystem = layers.get("filesystem")
         self.disk_mb = int(filesystem.get("disk_mb", 0)) if filesystem is not None else 0
@@ -160,6 +162,7 @@ class KernelPool(KernelLauncher):
         self._closing = False
         self._restarting = False
         self._failures = 0
+        self.uid_returned = asyncio.Event()  # a kernel is gone and its uid free again
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -259,6 +262,11 @@ class KernelPool(KernelLauncher):
             self._spawn(self._start_kernel())
 
     async def _start_kernel(self) -> None:
+        # every uid kept is some kernel's: wait for one to be gone rather than claim another (on
+        # a loaded host kernels exit late, and uids claimed for that would be kept for good)
+        while self.uids is not None and not self.uids.can_take():
+            self.uid_returned.clear()
+            await self.uid_returned.wait()
         try:
             kernel = Kernel(self, secrets.token_hex(6))
         except (KernelUnavailable, OSError, zmq.ZMQError) as exc:

@@ -66,7 +66,8 @@ async def run(config: Config, stop: asyncio.Event) -> None:
         await wakeups.start()
         device = Device(config, store, files, pool, wakeups, metrics=metrics)
         metrics.watch(queue_depth=store.count_queued, ready=pool.ready_count,
-                      busy=device.busy, sessions=lambda: len(device.sessions))
+                      busy=device.busy, sessions=lambda: len(device.sessions),
+                      uids=lambda: len(pool.uids.held) if pool.uids is not None else 0)
         if config.metrics_port:  # after the template started: serving metrics adds no thread, but no need to risk it
             metrics_server = serve_metrics(metrics, config.metrics_host, config.metrics_port)
         log.info("device %s running %d kernels at once", device.name, config.kernels)

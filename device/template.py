@@ -43,8 +43,13 @@ from device.sandbox.registry import build_layers
 from singlecell.errors import SingleCellError
 
 
-def _close_fds_above_stdio() -> None:
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+def _close_fds_above_stdio(keep: int | None = None) -> None:
+    """Close every descriptor but stdio and ``keep``."""
+    if keep is None:
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        return
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
 
 
 class Template:
@@ -188,7 +193,9 @@ def run_forked_kernel(shell: InteractiveShell, spec: KernelSpec, layers: list[Sa
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        _close_fds_above_stdio()  # nothing of the template's (its control socket) stays reachable
+        # nothing of the template's (its control socket) stays reachable; its uid's network
+        # namespace, this process's own copy, stays until the network layer has entered it
+        _close_fds_above_stdio(keep=place.netns_fd)
         log_fd = os.dup(2)  # the device's log, for our own failures; closed before user code runs
         os.set_inheritable(log_fd, False)
         signer = Signer(spec.key_bytes, uuid.uuid4().hex)

@@ -7,7 +7,10 @@ it is used: an exclusive ``flock`` on a lock file of its own (:data:`LOCK_DIR`/`
 taken without waiting, and kept until the claimer exits (the kernel frees its locks then, even
 after a SIGKILL). A uid some process still runs as (a kernel of a claimer that just died) is not
 claimed. A claimer reuses the uids it holds, most recently freed first, so a few uids do all the
-work and keep their control groups and network namespaces.
+work and keep their control groups and network namespaces; and it holds at most ``keep`` of them
+(``--uid-cache``): when kernels exit more slowly than new ones are wanted (a loaded host), a new
+kernel waits for an old one to be gone rather than claim another uid, so what each uid keeps on
+the host is bounded however long the device runs.
 """
 
 from __future__ import annotations
@@ -32,10 +35,13 @@ class KernelUids:
     :meth:`take` gives a uid no live kernel on this host has; :meth:`give_back` returns it once
     its kernel and everything it started are gone. ``from_top`` claims from the end of the range
     (the standalone Jupyter kernel does, so that it rarely meets a device, which claims from the
-    start)."""
+    start). ``keep`` bounds the uids claimed at once (0: the whole range); :meth:`can_take` says
+    whether :meth:`take` would find one without claiming past it."""
 
-    def __init__(self, first: int, last: int, lock_dir: Path = LOCK_DIR, from_top: bool = False) -> None:
+    def __init__(self, first: int, last: int, lock_dir: Path = LOCK_DIR, from_top: bool = False,
+                 keep: int = 0) -> None:
         self.first, self.last = first, last
+        self.keep = keep
         self.lock_dir = lock_dir
         self.free: collections.deque[int] = collections.deque()  # claimed, no kernel has it now
         self.held: dict[int, int] = {}  # uid → the descriptor holding its lock
@@ -47,7 +53,12 @@ class KernelUids:
         is in use on this host."""
         if self.free:
             return self.free.popleft()
+        if not self.can_take():
+            raise KernelUnavailable(f"all {self.keep} kernel uids this process keeps (--uid-cache) are in use")
         return self._claim()
+
+    def can_take(self) -> bool:
+        return bool(self.free) or not self.keep or len(self.held) < self.keep
 
     def give_back(self, uid: int) -> None:
         # to the front: the few uids in use keep their control groups and network namespaces

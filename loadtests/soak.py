@@ -9,9 +9,11 @@ cells whose callbacks come back to a receiver of the soak's own; and the snippet
 library page, an example snippet's page, the snippet API and a search). Every answer is
 checked. Every minute it prints, for that minute: the requests that succeeded and failed and
 their p50/p99; each process's RSS and open descriptors (web, device, kernel template, and the
-kernels alive); the template's network-namespace descriptors; the host's network namespaces
-(``lsns -t net``) and the kernel's Slab memory. At the end it says whether memory and descriptors
-levelled off: each figure's last minute against its value after the warm-up (minute 2).
+kernels alive); the kernel uids the device holds (its lock files) and the template's
+network-namespace descriptors; the host's network namespaces (``lsns -t net``) and the kernel's
+Slab memory. At the end it says whether memory and descriptors levelled off: each figure's last
+minute against its value after the warm-up (minute 2), and its growth a minute over the second
+half of the run.
 """
 
 from __future__ import annotations
@@ -273,7 +275,8 @@ def slab_kb() -> int:
 
 
 COLUMNS = ("min", "ok", "failed", "p50 ms", "p99 ms", "web MB", "web fds", "device MB", "device fds",
-           "template MB", "template fds", "template net fds", "kernels", "kernels MB", "net namespaces", "Slab MB")
+           "kernel uids", "template MB", "template fds", "template net fds", "kernels", "kernels MB",
+           "net namespaces", "Slab MB")
 
 
 def sample(serve_pid: int) -> dict[str, float]:
@@ -282,6 +285,7 @@ def sample(serve_pid: int) -> dict[str, float]:
     return {
         "web MB": rss_mb(one["web"]), "web fds": fds(one["web"]),
         "device MB": rss_mb(one["device"]), "device fds": fds(one["device"]),
+        "kernel uids": fds(one["device"], "/run/singlecell/kernel-uids/"),  # the device's uid locks
         "template MB": rss_mb(one["template"]), "template fds": fds(one["template"]),
         "template net fds": fds(one["template"], "net:["),
         "kernels": len(found["kernels"]),
@@ -339,9 +343,13 @@ def main() -> int:
     print()
     if len(rows) >= 3:
         base, last = rows[1], rows[-1]
-        print("after the warm-up (minute 2) → the last minute:")
+        middle = len(rows) // 2
+        half = max(1, len(rows) - 1 - middle)
+        print("after the warm-up (minute 2) → the last minute, and the growth a minute over the second half:")
         for column in COLUMNS[5:]:
-            print(f"  {column:<17} {base[column]:>9.1f} → {last[column]:>9.1f}  ({last[column] - base[column]:+.1f})")
+            slope = (last[column] - rows[middle][column]) / half
+            print(f"  {column:<17} {base[column]:>9.1f} → {last[column]:>9.1f}  ({last[column] - base[column]:+.1f}; "
+                  f"{slope:+.2f}/min)")
     print(f"requests: {sum(len(m.ok) for m in load.minutes.values())} succeeded, {len(failures)} failed")
     for failure, count in Counter(failures).most_common(20):
         print(f"  FAILED {count}×  {failure}")

@@ -103,6 +103,13 @@ class Config:
                                    commands=KERNEL_HOSTS)
     kernel_uids: str = _setting("200000-200999", "uids kernels run as when the server runs as root, "
                                 "one per live kernel, FIRST-LAST", commands=KERNEL_HOSTS)
+    # each uid a device has claimed keeps a lock file, control groups and (in the kernel template)
+    # a network namespace for the next kernel of that uid: reused, they cost nothing per cell, and
+    # bounded, they cannot pile up on a host that runs for months
+    uid_cache: int = _setting(0, "kernel uids a device keeps claimed for reuse (as root), each with its "
+                              "control groups and network namespace; when all are in use a new kernel waits "
+                              "for an old one to be gone (0: twice --kernels, --ready-kernels and "
+                              "--max-sessions together)", commands=KERNEL_HOSTS)
     disk_limit: int = _setting(100, "MB a cell may write to its folder and /tmp (a tmpfs of its own "
                                "when root; 0: no quota)", commands=KERNEL_HOSTS)
     process_limit: int = _setting(64, "processes and threads a cell may run at once (0: no limit)",
@@ -192,6 +199,18 @@ class Config:
         return int(first), int(last or first)
 
     @property
+    def uids_kept(self) -> int:
+        """How many kernel uids a device keeps: ``uid_cache``, or its default, within the range."""
+        first, last = self.kernel_uid_range
+        wanted = self.uid_cache or 2 * self._uids_needed
+        return min(wanted, last - first + 1)
+
+    @property
+    def _uids_needed(self) -> int:
+        # what a device may hold at once: cells running, kernels waiting ready, live sessions
+        return self.kernels + min(self.ready_kernels, self.kernels) + self.max_sessions
+
+    @property
     def sandbox_layers(self) -> list[str]:
         """The isolation layers asked for, in no particular order."""
         names = _names(self.sandbox)
@@ -251,6 +270,10 @@ class Config:
         except ValueError:
             problems.append(f"kernel_uids must be FIRST-LAST with 0 < FIRST <= LAST, like 200000-200999 "
                             f"(got {self.kernel_uids!r})")
+        if self.uid_cache and self.uid_cache < self._uids_needed:
+            problems.append(f"uid_cache must be 0 (automatic) or at least --kernels, --ready-kernels and "
+                            f"--max-sessions together ({self._uids_needed}), or cells would wait for sessions "
+                            f"to end (got {self.uid_cache})")
         for setting, allowed in (("sandbox", (*SANDBOX_LAYERS, "all", "none")),
                                  ("sandbox_required", ("resources", *SANDBOX_LAYERS, "all"))):
             names = _names(getattr(self, setting))

@@ -75,11 +75,15 @@ class Metrics:
                                  "busy (running a cell, or kept by a live session)", ["state"], registry=r)
             self.sessions = Gauge("singlecell_live_sessions", "Live sessions (widgets, Jupyter kernels) on this "
                                   "device", registry=r)
+            self.uids = Gauge("singlecell_kernel_uids", "Kernel uids this device keeps claimed, each with its "
+                              "control groups and network namespace (at most --uid-cache; 0 unless root)",
+                              registry=r)
 
     # -- what is read when scraped ---------------------------------------------------------
 
     def watch(self, queue_depth: Callable[[], int] | None = None, ready: Callable[[], int] | None = None,
-              busy: Callable[[], int] | None = None, sessions: Callable[[], int] | None = None) -> None:
+              busy: Callable[[], int] | None = None, sessions: Callable[[], int] | None = None,
+              uids: Callable[[], int] | None = None) -> None:
         """The functions that give the gauges their values at each scrape. A function that
         raises (the store unreachable) leaves the gauge at NaN for that scrape."""
         if queue_depth is not None:
@@ -90,6 +94,8 @@ class Metrics:
             self.kernels.labels("busy").set_function(_or_nan(busy))
         if sessions is not None:
             self.sessions.set_function(_or_nan(sessions))
+        if uids is not None:
+            self.uids.set_function(_or_nan(uids))
 
     # -- events ------------------------------------------------------------------------------
 

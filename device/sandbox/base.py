@@ -39,7 +39,9 @@ class KernelPlace:
     socket: str = ""  # the Unix socket it talks to the device through, if it is a path
     uid: int | None = None  # the unprivileged uid (and gid) of this kernel's slot, if any
     cgroups: tuple[str, ...] = ()  # control groups it joins (as root), see device/cgroup.py
-    netns: str = ""  # a network namespace made for its uid, to enter instead of making one
+    # a network namespace made for its uid, to enter instead of making one: a descriptor the
+    # forked kernel inherits and keeps past its sweep of the template's descriptors
+    netns_fd: int | None = None
 
 
 class SandboxLayer(ABC):

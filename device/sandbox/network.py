@@ -5,6 +5,7 @@ on the network turn the layer off (``--allow-network``)."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import fcntl
 import os
@@ -64,13 +65,15 @@ def _make_namespace() -> int:
 class Network(SandboxLayer):
     name = "network"
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, keep: int = 0) -> None:
         self.enabled = enabled
-        self.namespaces: dict[int, int] = {}  # uid → an open network namespace, in the template
+        self.keep = keep  # namespaces kept for reuse, least recently used closed first (0: no bound)
+        # uid → an open network namespace, in the template, least recently used first
+        self.namespaces: collections.OrderedDict[int, int] = collections.OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> Network:
-        return cls(bool(settings.get("enabled", True)))
+        return cls(bool(settings.get("enabled", True)), int(settings.get("keep", 0)))
 
     def check(self) -> LayerStatus:
         if not self.enabled:
@@ -91,22 +94,30 @@ class Network(SandboxLayer):
         """As root, one namespace per kernel uid, made the first time and entered by every later
         kernel of that uid: making and tearing one down costs about a millisecond of CPU, and a
         uid is only reused once everything of its last kernel is gone (nothing lives on in a
-        namespace without processes that an unprivileged kernel could have changed)."""
+        namespace without processes that an unprivileged kernel could have changed).
+
+        At most ``keep`` are kept, the least recently used closed first (the device keeps as
+        many uids, so this only bounds what a mismatch would leave). A closed one lives on while
+        a kernel is in it; the next kernel of its uid gets a new one. The child enters its own
+        inherited copy of the descriptor, so what the template closes or opens meanwhile (the
+        same number, for another uid) cannot change which namespace it enters."""
         if place.uid is None or os.geteuid() != 0:
             return place
         fd = self.namespaces.get(place.uid)
         if fd is None:
             fd = self.namespaces[place.uid] = _make_namespace()
-        return dataclasses.replace(place, netns=f"/proc/{os.getpid()}/fd/{fd}")
+        self.namespaces.move_to_end(place.uid)
+        while self.keep and len(self.namespaces) > self.keep:
+            os.close(self.namespaces.popitem(last=False)[1])
+        return dataclasses.replace(place, netns_fd=fd)
 
     def isolate(self, place: KernelPlace) -> None:
         try:
-            if place.netns:
-                fd = os.open(place.netns, os.O_RDONLY | os.O_CLOEXEC)
+            if place.netns_fd is not None:
                 try:
-                    libc.setns(fd, libc.CLONE_NEWNET)
+                    libc.setns(place.netns_fd, libc.CLONE_NEWNET)
                 finally:
-                    os.close(fd)
+                    os.close(place.netns_fd)  # the kernel keeps no handle on any namespace
                 return
             if os.geteuid() != 0:  # not root, and the identity layer did not make us root of a namespace
                 enter_user_namespace()

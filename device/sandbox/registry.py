@@ -33,8 +33,8 @@ def layer_settings(config: Config, work_root: str = "", hidden: Sequence[str] = 
     wanted = set(config.sandbox_layers)
     first_uid, last_uid = config.kernel_uid_range
     settings: dict[str, dict[str, Any]] = {
-        "identity": {"first_uid": first_uid, "last_uid": last_uid},
-        "network": {"enabled": True},
+        "identity": {"first_uid": first_uid, "last_uid": last_uid, "keep": config.uids_kept},
+        "network": {"enabled": True, "keep": config.uids_kept},
         "filesystem": {
             "hide": [str(config.data_path), *([work_root] if work_root else []),
                      *([config.config_file] if config.config_file else []), *hidden],

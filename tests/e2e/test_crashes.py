@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from singlecell.client import Client
-from tests.servers import Server, outcome, pid_alive, wait_until
+from tests.security.hostile import follow
+from tests.servers import Server, describe, outcome, pid_alive, wait_until
 
 CRASHES = [
     pytest.param("import os\nos._exit(3)", "exited with code 3", id="exit-3"),
@@ -110,5 +113,45 @@ def test_kernel_uids_are_reused_so_a_small_range_serves_many_cells(start_server:
         for i in range(40):  # over three times the range: each uid must come back once its kernel is gone
             ended = outcome(client, f"import os\nprint({i}, 200000 <= os.getuid() <= 200011)")
             assert ended["status"] == "done" and ended["stdout"] == f"{i} True\n", ended
+    finally:
+        client.close()
+
+
+def _descriptors(pid: int, prefix: str) -> int:
+    """How many of the process's open descriptors point at something starting with ``prefix``."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix)
+    return count
+
+
+def test_a_burst_keeps_at_most_uid_cache_uids_each_with_one_namespace(start_server: Callable[..., Server],
+                                                                     active_layers: set[str]) -> None:
+    """A burst wants kernels faster than old ones exit; the device waits for them rather than
+    claim more uids, so its uid locks, and the template's network namespaces, stay within
+    --uid-cache however long it runs. Concurrent kernels still never share a namespace."""
+    if not {"identity", "network"} <= active_layers or os.geteuid() != 0:
+        pytest.skip("kernels get uids and namespaces of their own only as root, with both layers on")
+    server = start_server("serve", "--uid-cache", "4", "--kernels", "2", "--ready-kernels", "2", "--max-sessions", "0")
+    client = server.client()
+    try:
+        code = "import os, time\nprint(os.getuid(), os.readlink('/proc/self/ns/net'))\ntime.sleep(0.2)"
+        ids = [client.execute(code) for _ in range(40)]
+        seen = [follow(client, request_id, deadline=120) for request_id in ids]
+        assert all(s["status"] == "done" for s in seen), [s for s in seen if s["status"] != "done"][:2]
+        uid_of: dict[str, set[str]] = {}
+        namespaces_of: dict[str, set[str]] = {}
+        for s in seen:
+            uid, namespace = s["stdout"].split()
+            uid_of.setdefault(uid, set()).add(namespace)
+            namespaces_of.setdefault(namespace, set()).add(uid)
+        assert len(uid_of) <= 4, uid_of
+        assert all(len(uids) == 1 for uids in namespaces_of.values()), namespaces_of  # never two uids' kernels
+        processes = {pid: Path(f"/proc/{pid}/status").read_text() for pid, _ in server.processes()}
+        device = next(pid for pid in processes if "singlecell device" in describe(pid))
+        template = next(pid for pid, status in processes.items() if "\nName:\tsc-template" in "\n" + status)
+        assert _descriptors(device, "/run/singlecell/kernel-uids/") <= 4
+        assert _descriptors(template, "net:[") <= 4
     finally:
         client.close()

@@ -4,6 +4,7 @@ before and after the things each counts, on real servers."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -64,6 +65,10 @@ def test_the_web_and_the_device_count_what_they_do(start_server: Callable[..., S
     assert wait_until(lambda: value(scrape(web), "singlecell_queue_depth") == 0, 15)
     assert cell(server.url, "import ipywidgets\nipywidgets.IntSlider()", "/execute") == 202
     assert wait_until(lambda: value(scrape(device), "singlecell_live_sessions") == 1, 10)
+    # as root every kernel has a uid of its own, kept for the next: one cell, one waiting, one
+    # session and the one being replaced, within the default --uid-cache (twice 1 + 1 + 12)
+    uids = value(scrape(device), "singlecell_kernel_uids")
+    assert (2 <= uids <= 28) if os.geteuid() == 0 else uids == 0, uids
     assert wait_until(lambda: value(scrape(device), "singlecell_cells_total") - value(dev0, "singlecell_cells_total")
                       >= 4, 15)
     web1, dev1 = scrape(web), scrape(device)

@@ -49,10 +49,17 @@ def test_unknown_key_in_config_file_is_refused(tmp_path: Path) -> None:
     ("--time-limit", "-1", "time_limit must be positive"),
     ("--port", "70000", "port must be 1–65535"),
     ("--memory-limit", "-5", "memory_limit must not be negative"),
+    ("--uid-cache", "10", r"uid_cache must be 0 \(automatic\) or at least .* \(24\)"),
 ])
 def test_invalid_values_are_refused_with_the_reason(flag: str, value: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         settings.load(parse(flag, value), environ={})
+
+
+def test_the_uids_kept_are_twice_what_a_device_holds_at_once_within_the_range() -> None:
+    assert settings.load(parse(), environ={}).uids_kept == 2 * (8 + 4 + 12)
+    assert settings.load(parse("--uid-cache", "30"), environ={}).uids_kept == 30
+    assert settings.load(parse("--kernel-uids", "200000-200011"), environ={}).uids_kept == 12
 
 
 def test_only_the_flags_a_command_takes_are_offered() -> None:

@@ -36,3 +36,16 @@ def test_from_the_top_claims_the_end_of_the_range_first(tmp_path: Path) -> None:
     assert (top.take(), bottom.take()) == (3_900_003, 3_900_000)
     top.close()
     bottom.close()
+
+
+def test_at_most_keep_uids_are_claimed_and_then_only_given_back_ones_are_taken(tmp_path: Path) -> None:
+    uids = KernelUids(*FREE, lock_dir=tmp_path, keep=2)
+    assert [uids.take(), uids.take()] == [3_900_000, 3_900_001]
+    assert not uids.can_take()
+    with pytest.raises(KernelUnavailable, match="all 2 kernel uids this process keeps"):
+        uids.take()
+    assert len(list(tmp_path.iterdir())) == 2  # no third lock file was even made
+    uids.give_back(3_900_001)
+    assert uids.can_take() and uids.take() == 3_900_001
+    assert len(uids.held) == 2
+    uids.close()
