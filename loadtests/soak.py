@@ -10,7 +10,8 @@ library page, an example snippet's page, the snippet API and a search). Every an
 checked. Every minute it prints, for that minute: the requests that succeeded and failed and
 their p50/p99; each process's RSS and open descriptors (web, device, kernel template, and the
 kernels alive); the kernel uids the device holds (its lock files) and the template's
-network-namespace descriptors; the host's network namespaces (``lsns -t net``) and the kernel's
+network-namespace descriptors; the host's network namespaces (``lsns -t net``, which counts only
+those some process is in, and every one, those only a descriptor holds too) and the kernel's
 Slab memory. At the end it says whether memory and descriptors levelled off: each figure's last
 minute against its value after the warm-up (minute 2), and its growth a minute over the second
 half of the run.
@@ -259,12 +260,35 @@ def roles(serve_pid: int) -> dict[str, list[int]]:
     return found
 
 
-def net_namespaces() -> int:
+def lsns_net() -> int:
+    """``lsns -t net``'s count: namespaces some process is in (not those only a descriptor holds)."""
     try:
         done = subprocess.run(["lsns", "-t", "net", "-n", "-o", "NS"], capture_output=True, text=True, timeout=30)
         return len(done.stdout.split())
     except (OSError, subprocess.SubprocessError):
         return -1
+
+
+def net_namespaces() -> int:
+    """The host's network namespaces: those a process is in, and those only a descriptor holds
+    (the template's, between kernels), told apart by inode."""
+    seen: set[str] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        links = [f"/proc/{entry}/ns/net"]
+        try:
+            links += [f"/proc/{entry}/fd/{fd}" for fd in os.listdir(f"/proc/{entry}/fd")]
+        except OSError:
+            continue
+        for link in links:
+            try:
+                target = os.readlink(link)
+            except OSError:
+                continue
+            if target.startswith("net:["):
+                seen.add(target)
+    return len(seen)
 
 
 def slab_kb() -> int:
@@ -276,7 +300,7 @@ def slab_kb() -> int:
 
 COLUMNS = ("min", "ok", "failed", "p50 ms", "p99 ms", "web MB", "web fds", "device MB", "device fds",
            "kernel uids", "template MB", "template fds", "template net fds", "kernels", "kernels MB",
-           "net namespaces", "Slab MB")
+           "lsns net", "net namespaces", "Slab MB")
 
 
 def sample(serve_pid: int) -> dict[str, float]:
@@ -290,7 +314,7 @@ def sample(serve_pid: int) -> dict[str, float]:
         "template net fds": fds(one["template"], "net:["),
         "kernels": len(found["kernels"]),
         "kernels MB": sum(mb for mb in map(rss_mb, found["kernels"]) if mb == mb),  # one may exit meanwhile (nan)
-        "net namespaces": net_namespaces(), "Slab MB": slab_kb() / 1024,
+        "lsns net": lsns_net(), "net namespaces": net_namespaces(), "Slab MB": slab_kb() / 1024,
     }
 
 
