@@ -67,6 +67,7 @@ class Kernel(RunningKernel):
         self._waiting: zmq.Socket[bytes] = zmq.Socket.shadow(self.socket.underlying)
         self.workspace.own_socket(self.uid)
         self.pid: int | None = None
+        self.released = False  # given back to the pool (its uid comes back once it is gone)
         self.cpu_at_exit: float | None = None  # what the template's wait4 measured
         loop = asyncio.get_running_loop()
         self.forked: asyncio.Future[int] = loop.create_future()
@@ -244,7 +245,11 @@ class KernelPool(KernelLauncher):
     def release(self, kernel: RunningKernel) -> None:
         assert isinstance(kernel, Kernel)
         kernel.kill()
-        self._by_slot.pop(kernel.slot, None)
+        kernel.released = True
+        if kernel.pid is not None or kernel.exited.done():
+            self._by_slot.pop(kernel.slot, None)
+        # else the template's "forked" is still unread (the template runs in the idle class, so on
+        # a busy host a kernel can finish its cell first): it stays known by slot until then
         if kernel.pid is not None and kernel.exited.done():
             self._by_pid.pop(kernel.pid, None)
         # else it stays known by pid until the template reports it gone: only then is its uid free
@@ -332,6 +337,9 @@ class KernelPool(KernelLauncher):
                 kernel.pid = msg.pid
                 self._by_pid[kernel.pid] = kernel
                 kernel.forked.set_result(kernel.pid)
+                if kernel.released:  # released before this was read: now its exit can be told
+                    self._by_slot.pop(msg.slot, None)
+                    kernel.kill()
             elif isinstance(msg, control.Exited):
                 kernel = self._by_pid.pop(msg.pid, None)
                 if kernel is not None and not kernel.exited.done():
@@ -339,6 +347,8 @@ class KernelPool(KernelLauncher):
                     kernel.exited.set_result(msg.status)
             elif isinstance(msg, control.ForkFailed):
                 kernel = self._by_slot.get(msg.slot)
+                if kernel is not None and kernel.released:
+                    self._by_slot.pop(msg.slot, None)
                 if kernel is not None and not kernel.exited.done():
                     log.warning("fork failed: %s", msg.error)
                     kernel.exited.set_result(-1)
