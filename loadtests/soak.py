@@ -12,9 +12,9 @@ their p50/p99; each process's RSS and open descriptors (web, device, kernel temp
 kernels alive); the kernel uids the device holds (its lock files) and the template's
 network-namespace descriptors; the host's network namespaces (``lsns -t net``, which counts only
 those some process is in, and every one, those only a descriptor holds too) and the kernel's
-Slab memory. At the end it says whether memory and descriptors levelled off: each figure's last
-minute against its value after the warm-up (minute 2), and its growth a minute over the second
-half of the run.
+Slab memory, with the part of it that cannot be reclaimed. At the end it says whether memory and
+descriptors levelled off: each figure's last minute against its value after the warm-up
+(minute 2), and its growth a minute over the second half of the run.
 """
 
 from __future__ import annotations
@@ -291,16 +291,19 @@ def net_namespaces() -> int:
     return len(seen)
 
 
-def slab_kb() -> int:
+def meminfo_kb(name: str) -> int:
+    """A figure of /proc/meminfo: ``Slab`` (the kernel's object caches) or ``SUnreclaim`` (the part
+    of them memory pressure cannot take back; dentries and buffer heads of a growing database
+    are reclaimable)."""
     for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("Slab:"):
+        if line.startswith(f"{name}:"):
             return int(line.split()[1])
     return -1
 
 
 COLUMNS = ("min", "ok", "failed", "p50 ms", "p99 ms", "web MB", "web fds", "device MB", "device fds",
            "kernel uids", "template MB", "template fds", "template net fds", "kernels", "kernels MB",
-           "lsns net", "net namespaces", "Slab MB")
+           "lsns net", "net namespaces", "Slab MB", "SUnreclaim MB")
 
 
 def sample(serve_pid: int) -> dict[str, float]:
@@ -314,7 +317,8 @@ def sample(serve_pid: int) -> dict[str, float]:
         "template net fds": fds(one["template"], "net:["),
         "kernels": len(found["kernels"]),
         "kernels MB": sum(mb for mb in map(rss_mb, found["kernels"]) if mb == mb),  # one may exit meanwhile (nan)
-        "lsns net": lsns_net(), "net namespaces": net_namespaces(), "Slab MB": slab_kb() / 1024,
+        "lsns net": lsns_net(), "net namespaces": net_namespaces(),
+        "Slab MB": meminfo_kb("Slab") / 1024, "SUnreclaim MB": meminfo_kb("SUnreclaim") / 1024,
     }
 
 
